@@ -1,0 +1,207 @@
+"""The ``ddjax`` command line: the thin, impure shell around the engine.
+
+Errors a user can cause become one line on stderr and exit code 2; loops already written
+stay on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import sys
+import warnings
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from ddjax import __version__
+from ddjax.critic import CriticConfig, init_critic, load_critic
+from ddjax.engine import Engine, Pipeline
+from ddjax.errors import DdjaxError
+from ddjax.files import loop_record, read_loop_json, write_loop_json, write_wav
+from ddjax.kit import load_kit
+from ddjax.loops import Loop, LoopConfig
+from ddjax.render import RenderConfig, listening_render
+from ddjax.sampler import SamplerConfig
+
+BUNDLED_KIT = pathlib.Path(__file__).resolve().parents[1] / "samples"
+MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _kit_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
+                        help="folder of one-shot samples (default: the bundled samples/)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddjax", description=(
+        "DeepDrummer in JAX: sample drum loops with a critic and Metropolis-Hastings."))
+    parser.add_argument("--version", action="version", version=f"ddjax {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = commands.add_parser("generate", help="sample loops and write them as WAV + JSON",
+                              description=(
+        "Runs C Metropolis-Hastings chains for M iterations per round, on device, and "
+        "writes each chain's final loop (listening WAV + JSON) until N loops are written."))
+    _kit_arg(gen)
+    gen.add_argument("--critic", type=pathlib.Path,
+                     help="critic file (default: a freshly initialised critic, as the paper's"
+                          " untrained model)")
+    gen.add_argument("--n", type=_positive_int, default=4, help="loops to write (default 4)")
+    gen.add_argument("--chains", type=_positive_int, default=16,
+                     help="parallel chains per round (default 16)")
+    gen.add_argument("--iters", type=_non_negative_int, default=100,
+                     help="iterations per chain, the maximum with --min-score (default 100)")
+    gen.add_argument("--temperature", type=_positive_float, default=1.0,
+                     help="MH temperature s: accept with min(1, (f'/f)^(1/s)) (default 1)")
+    gen.add_argument("--min-score", type=_probability,
+                     help="run each chain until the critic's score reaches this, and keep only"
+                          " loops that reach it (the paper's phase II uses 0.95)")
+    gen.add_argument("--climb", type=_probability, metavar="TARGET",
+                     help="greedy hill-climbing toward TARGET instead of MH: 1 for the best"
+                          " loops, 0 for the worst")
+    gen.add_argument("--four-on-floor", action="store_true",
+                     help="track 0 is a kick (detected from the audio) on steps 0, 4, 8, 12")
+    gen.add_argument("--bpm", type=_positive_float, default=120.0, help="tempo (default 120)")
+    gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
+
+    ren = commands.add_parser("render", help="re-render a saved loop exactly",
+                              description="Renders a loop's JSON file to its listening WAV.")
+    ren.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
+    _kit_arg(ren)
+    ren.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.wav")
+    return parser
+
+
+def _load_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
+    if folder == BUNDLED_KIT and not folder.is_dir():
+        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+    return load_kit(folder, render.bar_samples, sr=render.sr, min_samples=n_tracks)
+
+
+def _next_index(out: pathlib.Path) -> int:
+    taken = [int(p.stem.split("_")[-1]) for p in out.glob("loop_*.json")
+             if p.stem.split("_")[-1].isdigit()]
+    return max(taken, default=-1) + 1
+
+
+def _generate(args) -> int:
+    if args.min_score is not None and args.climb is not None:
+        raise DdjaxError("--min-score and --climb are different modes; pick one")
+    critic_config = CriticConfig()
+    if args.critic is not None:
+        variables, critic_config = load_critic(args.critic)
+    pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor),
+                        render=RenderConfig(bpm=args.bpm), critic=critic_config)
+    kit = _load_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
+    if args.critic is None:
+        variables = init_critic(jax.random.key(args.seed), critic_config)
+    engine = Engine(kit, variables, pipeline)
+    if args.min_score is not None:
+        config = SamplerConfig("until", args.iters, args.temperature, threshold=args.min_score)
+    elif args.climb is not None:
+        config = SamplerConfig("climb", args.iters, target=args.climb)
+    else:
+        config = SamplerConfig("mh", args.iters, args.temperature)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    index = _next_index(args.out)
+    written, rounds = 0, 0
+    max_rounds = math.ceil(args.n / args.chains) * (
+        MAX_ROUNDS_PER_BATCH if args.min_score is not None else 1)
+    key = jax.random.key(args.seed)
+    with tqdm(total=args.n, unit="loop", desc="generate", disable=None) as bar:
+        while written < args.n and rounds < max_rounds:
+            state, info = engine.sample(jax.random.fold_in(key, rounds), args.chains, config)
+            rounds += 1
+            keep = np.nonzero(np.asarray(info.reached))[0][: args.n - written]
+            if keep.size == 0:
+                continue
+            chosen = jax.tree_util.tree_map(lambda x: x[keep], state.loop)
+            audio = engine.listen(chosen)
+            grids, samples = np.asarray(chosen.grid), np.asarray(chosen.samples)
+            scores = np.asarray(state.score)[keep]
+            for grid, ids, score, wav in zip(grids, samples, scores, audio):
+                stem = args.out / f"loop_{index:04d}"
+                write_wav(stem.with_suffix(".wav"), wav, kit.sr)
+                write_loop_json(stem.with_suffix(".json"), loop_record(
+                    grid, [kit.names[i] for i in ids], bpm=args.bpm, score=score,
+                    seed=args.seed))
+                index += 1
+                written += 1
+                bar.update(1)
+    if written < args.n:
+        print(f"ddjax: warning: only {written} of {args.n} loops reached --min-score"
+              f" {args.min_score} in {rounds} rounds of {args.iters} iterations; raise --iters"
+              " or lower --min-score", file=sys.stderr)
+    print(f"wrote {written} loops to {args.out}")
+    return 0
+
+
+def _render(args) -> int:
+    record = read_loop_json(args.loop)
+    grid = record["grid"]
+    render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1])
+    kit = _load_kit(args.kit, render, grid.shape[0])
+    ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
+    audio = listening_render(kit.audio, Loop(grid=grid, samples=ids), render)
+    write_wav(args.out, np.asarray(audio), kit.sr)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"ddjax: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    try:
+        return {"generate": _generate, "render": _render}[args.command](args)
+    except DdjaxError as err:
+        print(f"ddjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddjax: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Critic stage: MFCC features -> P(the user likes the loop).
+
+The paper's network (Alain et al., 2020, section 3.3 and the original code): three 2-D
+convolutions of 64 channels with kernel (4, 8) and stride (2, 4), a 1x1 convolution to 8
+channels, each followed by leaky ReLU, batch norm and dropout; then a dense layer of 128
+units with leaky ReLU and dropout, and a 2-way softmax. 291,290 parameters for a
+(60, 442) MFCC map, exactly the original's count.
+
+Speed. XLA's CPU convolution is slow for these strided kernels, so ``strided_conv`` uses
+space-to-depth: when the kernel is a whole number of strides (4 = 2 x 2 and 8 = 2 x 4),
+the input is cut into stride-sized blocks, and the convolution becomes a 2 x 2 stride-1
+convolution over blocks, i.e. a few matmuls. The parameters keep ``flax.linen.Conv``'s
+layout, so the network is the paper's in every respect but the arithmetic order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from ddjax.errors import DdjaxError
+from ddjax.files import atomic_write_bytes
+
+FILE_FORMAT = "ddjax-critic"
+FILE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig:
+    """The critic's architecture.
+
+    Attributes:
+      n_mfcc: MFCC coefficients (input height).
+      n_frames: MFCC frames (input width); 442 for a 2 s bar at hop 200.
+      channels: channels of the strided convolutions.
+      n_strided: number of strided convolutions.
+      bottleneck_channels: channels of the final 1x1 convolution.
+      kernel: kernel size (coefficients, frames).
+      stride: stride (coefficients, frames).
+      hidden: units of the dense layer.
+      dropout: dropout rate after every layer, in training.
+      negative_slope: slope of the leaky ReLU for negative inputs.
+    """
+
+    n_mfcc: int = 60
+    n_frames: int = 442
+    channels: int = 64
+    n_strided: int = 3
+    bottleneck_channels: int = 8
+    kernel: tuple[int, int] = (4, 8)
+    stride: tuple[int, int] = (2, 4)
+    hidden: int = 128
+    dropout: float = 0.167
+    negative_slope: float = 0.01
+
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1
+
+
+def strided_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
+                 stride: tuple[int, int]) -> jax.Array:
+    """A VALID 2-D convolution, NHWC, computed as matmuls.
+
+    Args:
+      x: float32[batch, height, width, in_channels].
+      kernel: float32[kh, kw, in_channels, out_channels] (``flax.linen.Conv`` layout).
+      bias: float32[out_channels].
+      stride: (sh, sw); ``kh`` and ``kw`` must be multiples of them for the fast path.
+
+    Returns:
+      float32[batch, (height - kh) // sh + 1, (width - kw) // sw + 1, out_channels],
+      equal to ``lax.conv_general_dilated(x, kernel, stride, 'VALID')`` + bias.
+    """
+    kh, kw, cin, cout = kernel.shape
+    sh, sw = stride
+    if kh % sh or kw % sw:
+        y = jax.lax.conv_general_dilated(x, kernel, stride, "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias
+    batch, height, width, _ = x.shape
+    out_h, out_w = _conv_out(height, kh, sh), _conv_out(width, kw, sw)
+    a, b = kh // sh, kw // sw  # kernel size in blocks
+    blocks_h, blocks_w = out_h + a - 1, out_w + b - 1
+    x = x[:, :blocks_h * sh, :blocks_w * sw, :]
+    x = x.reshape(batch, blocks_h, sh, blocks_w, sw, cin).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(batch, blocks_h, blocks_w, sh * sw * cin)
+    w = kernel.reshape(a, sh, b, sw, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+    w = w.reshape(a, b, sh * sw * cin, cout)
+    depth = sh * sw * cin
+    if out_h * out_w * a * b * depth <= blocks_h * blocks_w * a * b * cout:
+        # Few input channels: gather the a*b shifted blocks, then one matmul.
+        patches = jnp.concatenate(
+            [x[:, i:i + out_h, j:j + out_w, :] for i in range(a) for j in range(b)], axis=-1)
+        return patches @ w.reshape(a * b * depth, cout) + bias
+    # Many input channels: one matmul against all a*b kernel blocks, then shifted sums.
+    y = (x @ w.transpose(2, 0, 1, 3).reshape(depth, a * b * cout)).reshape(
+        batch, blocks_h, blocks_w, a, b, cout)
+    out = sum(y[:, i:i + out_h, j:j + out_w, i, j, :] for i in range(a) for j in range(b))
+    return out + bias
+
+
+class StridedConv(nn.Module):
+    """``flax.linen.Conv`` (VALID padding) with the ``strided_conv`` arithmetic."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (*self.kernel_size, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return strided_conv(x, kernel, bias, self.strides)
+
+
+class Critic(nn.Module):
+    """The paper's critic. Call it on ``float32[..., n_mfcc, n_frames]``; get logits[..., 2]
+    where index 1 is "like"."""
+
+    config: CriticConfig = CriticConfig()
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
+        c = self.config
+        lead = features.shape[:-2]
+        x = features.reshape((-1,) + features.shape[-2:] + (1,))
+
+        def block(x, conv):
+            x = nn.leaky_relu(conv(x), c.negative_slope)
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+            return nn.Dropout(c.dropout, deterministic=not train)(x)
+
+        for _ in range(c.n_strided):
+            x = block(x, StridedConv(c.channels, c.kernel, c.stride))
+        x = block(x, StridedConv(c.bottleneck_channels, (1, 1), (1, 1)))
+        x = x.reshape(x.shape[0], -1)
+        x = nn.leaky_relu(nn.Dense(c.hidden)(x), c.negative_slope)
+        x = nn.Dropout(c.dropout, deterministic=not train)(x)
+        logits = nn.Dense(2)(x)
+        return logits.reshape(lead + (2,))
+
+
+def init_critic(key: jax.Array, config: CriticConfig = CriticConfig()) -> dict:
+    """Fresh critic variables (``params`` and ``batch_stats``), like the paper's initial model."""
+    dummy = jnp.zeros((1, config.n_mfcc, config.n_frames), jnp.float32)
+    return dict(Critic(config).init(key, dummy, train=False))
+
+
+def prob_like(variables: dict, features: jax.Array,
+              config: CriticConfig = CriticConfig()) -> jax.Array:
+    """P(like) in inference mode. features: float32[..., n_mfcc, n_frames] -> float32[...]."""
+    logits = Critic(config).apply(variables, features, train=False)
+    return jax.nn.softmax(logits, axis=-1)[..., 1]
+
+
+def count_params(variables: dict) -> int:
+    """Learnable parameters (batch statistics excluded)."""
+    return int(sum(np.size(p) for p in jax.tree_util.tree_leaves(variables["params"])))
+
+
+def save_critic(path: str | os.PathLike, variables: dict, config: CriticConfig) -> None:
+    """Writes the critic (parameters and batch statistics) to one versioned file, atomically."""
+    payload = {
+        "format": FILE_FORMAT,
+        "version": FILE_VERSION,
+        "config": json.dumps(dataclasses.asdict(config)),
+        "variables": serialization.to_state_dict(jax.device_get(variables)),
+    }
+    atomic_write_bytes(path, serialization.msgpack_serialize(payload))
+
+
+def load_critic(path: str | os.PathLike) -> tuple[dict, CriticConfig]:
+    """Reads a file written by ``save_critic``.
+
+    Raises:
+      DdjaxError: the file is missing, not a ddjax critic, of another version, or its
+        parameters do not fit the architecture it names.
+    """
+    try:
+        with open(path, "rb") as f:
+            payload = serialization.msgpack_restore(f.read())
+    except OSError as err:
+        raise DdjaxError(f"cannot read critic file {path}: {err.strerror}") from None
+    except Exception:  # msgpack raises many types on garbage
+        raise DdjaxError(f"{path} is not a ddjax critic file (unreadable)") from None
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise DdjaxError(f"{path} is not a ddjax critic file")
+    if payload.get("version") != FILE_VERSION:
+        raise DdjaxError(f"{path} is a version {payload.get('version')} critic file; this"
+                         f" ddjax reads version {FILE_VERSION}")
+    try:
+        config = CriticConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in json.loads(payload["config"]).items()})
+    except (TypeError, ValueError, KeyError):
+        raise DdjaxError(f"{path} has an unknown critic configuration") from None
+    template = jax.eval_shape(lambda: init_critic(jax.random.key(0), config))
+    variables = payload.get("variables")
+    try:
+        restored = serialization.from_state_dict(template, variables)
+    except (ValueError, KeyError, TypeError) as err:
+        raise DdjaxError(f"{path} does not match the critic architecture: {err}") from None
+    for want, got in zip(jax.tree_util.tree_leaves(template),
+                         jax.tree_util.tree_leaves(restored)):
+        if tuple(np.shape(got)) != tuple(want.shape):
+            raise DdjaxError(f"{path} does not match the critic architecture: a parameter has"
+                             f" shape {tuple(np.shape(got))}, expected {tuple(want.shape)}")
+    return jax.tree_util.tree_map(jnp.asarray, restored), config
+

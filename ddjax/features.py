@@ -1,0 +1,129 @@
+"""MFCC front end: audio -> the critic's input features.
+
+The transform is torchaudio's ``MFCC`` as the original DeepDrummer used it, with the
+mel band edges corrected for 44.1 kHz audio (the original kept torchaudio's 16 kHz
+default). It equals ``librosa.feature.mfcc(y, sr=44100, n_mfcc=60, n_fft=400,
+hop_length=200, window='hann', center=True, pad_mode='reflect', n_mels=128, fmin=0,
+fmax=22050, htk=True, norm=None, power=2, dct_type=2, norm='ortho', top_db=80)``
+with ``power_to_db(ref=1.0, amin=1e-10)``.
+
+References: Davis & Mermelstein (1980) for MFCCs; Young et al., *The HTK Book*, for
+the mel scale ``mel = 2595 log10(1 + f / 700)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the MFCC transform.
+
+    Attributes:
+      sr: sample rate of the audio, in Hz.
+      n_mfcc: number of cepstral coefficients kept.
+      n_fft: FFT size and window length, in samples.
+      hop_length: hop between frames, in samples.
+      n_mels: number of triangular mel bands.
+      fmin: lower edge of the lowest band, in Hz.
+      fmax: upper edge of the highest band, in Hz (Nyquist at 44.1 kHz).
+      amin: floor on power before the log.
+      top_db: dynamic range kept below each clip's peak, in dB.
+    """
+
+    sr: int = 44100
+    n_mfcc: int = 60
+    n_fft: int = 400
+    hop_length: int = 200
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float = 22050.0
+    amin: float = 1e-10
+    top_db: float = 80.0
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames in a centred STFT of ``n_samples`` samples."""
+        return 1 + n_samples // self.hop_length
+
+
+def hz_to_mel(f_hz):
+    """HTK mel scale."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f_hz, np.float64) / 700.0)
+
+
+def mel_to_hz(mel):
+    """Inverse of :func:`hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Triangular HTK mel filters without area normalisation.
+
+    Returns:
+      float64[n_fft // 2 + 1, n_mels]: weight of each FFT bin in each band.
+    """
+    fft_hz = np.linspace(0.0, config.sr / 2, config.n_fft // 2 + 1)
+    edges_hz = mel_to_hz(
+        np.linspace(hz_to_mel(config.fmin), hz_to_mel(config.fmax), config.n_mels + 2))
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    return np.maximum(0.0, np.minimum(rising, falling)).T
+
+
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix, so ``x @ dct_matrix(n, k)`` keeps k coefficients.
+
+    Returns:
+      float64[n_in, n_out].
+    """
+    n = np.arange(n_in)[:, None]
+    k = np.arange(n_out)[None, :]
+    basis = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    """Hann window for spectral analysis (``scipy.signal.get_window('hann', n)``)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def mfcc(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array:
+    """MFCCs of a batch of clips.
+
+    Args:
+      audio: float32[..., samples] mono audio at ``config.sr``.
+      config: the transform's parameters.
+
+    Returns:
+      float32[..., n_mfcc, frames] with ``frames = 1 + samples // hop_length``;
+      (60, 442) for one 2 s bar at 44.1 kHz.
+    """
+    n_fft, hop = config.n_fft, config.hop_length
+    n_samples = audio.shape[-1]
+    n_frames = config.n_frames(n_samples)
+    pad = n_fft // 2
+    padded = jnp.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode="reflect")
+    if n_fft == 2 * hop and n_samples % hop == 0:
+        # Frames are pairs of consecutive hop-sized blocks: a reshape, no gather.
+        blocks = padded.reshape(*audio.shape[:-1], -1, hop)
+        frames = jnp.concatenate([blocks[..., :-1, :], blocks[..., 1:, :]], axis=-1)
+    else:
+        starts = hop * np.arange(n_frames)[:, None] + np.arange(n_fft)[None, :]
+        frames = padded[..., starts]
+    window = jnp.asarray(periodic_hann(n_fft), audio.dtype)
+    spectrum = jnp.fft.rfft(frames * window, axis=-1)
+    power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
+    mel_power = power @ jnp.asarray(mel_filterbank(config), audio.dtype)
+    mel_db = 10.0 * jnp.log10(jnp.maximum(mel_power, config.amin))
+    peak_db = jnp.max(mel_db, axis=(-2, -1), keepdims=True)
+    mel_db = jnp.maximum(mel_db, peak_db - config.top_db)
+    coefficients = mel_db @ jnp.asarray(dct_matrix(config.n_mels, config.n_mfcc), audio.dtype)
+    return jnp.swapaxes(coefficients, -1, -2)

@@ -1,0 +1,159 @@
+"""Loops stage: the symbolic drum loop, its random prior and its proposal.
+
+A loop is a step-sequencer grid plus one kit sample per track (the paper's generator,
+with no learned parameters). Everything here is a pure function of a PRNG key and arrays,
+batched over any leading axes with ``jax.vmap``.
+
+The proposal is symmetric, as the paper's Metropolis-Hastings needs: every cell flips
+independently with probability ``p_flip`` and every track independently re-draws its
+sample uniformly from the samples allowed on that track with probability ``p_swap``.
+A proposal that repeats a sample across tracks is outside the support of the target
+(``is_valid``) and the sampler rejects it, which keeps detailed balance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ddjax.errors import DdjaxError
+
+FOUR_ON_THE_FLOOR_STEPS = (0, 4, 8, 12)
+
+
+class Loop(NamedTuple):
+    """A drum loop.
+
+    Attributes:
+      grid: bool[..., tracks, steps], True where the track's sample is hit.
+      samples: int32[..., tracks], kit index of each track's sample.
+    """
+
+    grid: jax.Array
+    samples: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """The loop space and its proposal.
+
+    Attributes:
+      n_tracks: rows of the grid, one kit sample each.
+      n_steps: 16th-note steps in the bar.
+      p_on: probability that a cell is on in a random loop.
+      p_flip: probability that the proposal flips a cell.
+      p_swap: probability that the proposal re-draws a track's sample.
+      four_on_the_floor: track 0 is a kick hit on steps 0, 4, 8 and 12 and stays so.
+    """
+
+    n_tracks: int = 4
+    n_steps: int = 16
+    p_on: float = 0.5
+    p_flip: float = 0.05
+    p_swap: float = 0.15
+    four_on_the_floor: bool = False
+
+    def __post_init__(self):
+        if self.n_tracks < 1 or self.n_steps < 1:
+            raise DdjaxError("a loop needs at least one track and one step")
+        for name in ("p_on", "p_flip", "p_swap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DdjaxError(f"{name} must be a probability in [0, 1]")
+        if self.four_on_the_floor and self.n_steps != 16:
+            raise DdjaxError("--four-on-floor needs 16 steps")
+
+
+def allowed_samples(config: LoopConfig, is_kick: np.ndarray) -> np.ndarray:
+    """Which kit samples each track may use.
+
+    Args:
+      config: the loop space.
+      is_kick: bool[kit] from ``Kit.is_kick``.
+
+    Returns:
+      bool[tracks, kit]; track 0 is limited to kicks under four-on-the-floor.
+
+    Raises:
+      DdjaxError: too few samples to fill the tracks without repeats.
+    """
+    n_kit = is_kick.shape[0]
+    allowed = np.ones((config.n_tracks, n_kit), dtype=bool)
+    if config.four_on_the_floor:
+        if not is_kick.any():
+            raise DdjaxError("--four-on-floor needs a kick, and no sample in the kit sounds"
+                             " like one (low and short); add one or drop the flag")
+        allowed[0] = is_kick
+    if n_kit < config.n_tracks or (
+            config.four_on_the_floor and n_kit - 1 < config.n_tracks - 1):
+        raise DdjaxError(f"the kit has {n_kit} samples; {config.n_tracks} tracks need as many")
+    return allowed
+
+
+def _fixed_row(config: LoopConfig) -> np.ndarray:
+    row = np.zeros(config.n_steps, dtype=bool)
+    row[list(FOUR_ON_THE_FLOOR_STEPS)] = True
+    return row
+
+
+def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
+    """One loop from the generator's prior.
+
+    Cells are on with probability ``p_on``; samples are uniform over the allowed ones,
+    without repeats across tracks.
+
+    Args:
+      key: PRNG key.
+      allowed: bool[tracks, kit] from ``allowed_samples``.
+      config: the loop space.
+
+    Returns:
+      A ``Loop`` with ``grid: bool[tracks, steps]`` and ``samples: int32[tracks]``.
+    """
+    grid_key, sample_key = jax.random.split(key)
+    grid = jax.random.bernoulli(grid_key, config.p_on, (config.n_tracks, config.n_steps))
+    if config.four_on_the_floor:
+        grid = grid.at[0].set(jnp.asarray(_fixed_row(config)))
+    # Uniform without repeats: per track, the arg-max of Gumbel noise over the samples
+    # still free; tracks are filled in order.
+    gumbel = jax.random.gumbel(sample_key, allowed.shape)
+    taken = jnp.zeros(allowed.shape[1], dtype=bool)
+    samples = []
+    for track in range(config.n_tracks):
+        free = allowed[track] & ~taken
+        choice = jnp.argmax(jnp.where(free, gumbel[track], -jnp.inf))
+        samples.append(choice)
+        taken = taken.at[choice].set(True)
+    return Loop(grid=grid, samples=jnp.stack(samples).astype(jnp.int32))
+
+
+def propose(key: jax.Array, loop: Loop, allowed: jax.Array, config: LoopConfig) -> Loop:
+    """The symmetric perturbation of one loop (see the module docstring).
+
+    Args:
+      key: PRNG key.
+      loop: the current loop, ``grid: bool[tracks, steps]``, ``samples: int32[tracks]``.
+      allowed: bool[tracks, kit] from ``allowed_samples``.
+      config: the loop space and proposal probabilities.
+
+    Returns:
+      The candidate loop. It may repeat a sample; see ``is_valid``.
+    """
+    flip_key, swap_key, draw_key = jax.random.split(key, 3)
+    flips = jax.random.bernoulli(flip_key, config.p_flip, loop.grid.shape)
+    if config.four_on_the_floor:
+        flips = flips.at[0].set(False)
+    swaps = jax.random.bernoulli(swap_key, config.p_swap, loop.samples.shape)
+    draws = jax.random.categorical(draw_key, jnp.where(allowed, 0.0, -jnp.inf), axis=-1)
+    return Loop(grid=loop.grid ^ flips,
+                samples=jnp.where(swaps, draws, loop.samples).astype(jnp.int32))
+
+
+def is_valid(loop: Loop) -> jax.Array:
+    """True where no two tracks of a loop share a sample. bool[...]."""
+    same = loop.samples[..., :, None] == loop.samples[..., None, :]
+    n_tracks = loop.samples.shape[-1]
+    return jnp.sum(same, axis=(-2, -1)) == n_tracks
