@@ -147,6 +147,40 @@ def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     return out
 
 
+_VIEW_CHUNK = 4  # loops per step of critic_view's loop; their working set stays in cache
+
+
+def _roll_sum(y: jax.Array, offsets: np.ndarray) -> jax.Array:
+    """``sum_q roll(y[..., q, :], offsets[q])`` over the phase axis ``-2``."""
+    bar = y.shape[-1]
+    out = y[..., 0, :]
+    for q in range(1, y.shape[-2]):
+        off = int(offsets[q]) % bar
+        out = out + jnp.concatenate([y[..., q, bar - off:], y[..., q, :bar - off]], axis=-1)
+    return out
+
+
+def _view_chunk(tables: jax.Array, grid: jax.Array, samples: jax.Array,
+                config: RenderConfig, layout: _Blocks) -> jax.Array:
+    """``critic_view`` of a few loops (``grid: bool[n, tracks, steps]``), via phase 0 only.
+
+    Placing phase q of a sample is phase 0 rolled by ``step_offsets[q]``, and the roll
+    commutes with the sum over tracks and blocks: gather each track's unshifted blocks
+    (half of the table), one matmul per loop gives every phase's sum, then roll and add.
+    """
+    period = layout.period
+    n_blocks = config.n_steps // period
+    n, n_tracks = grid.shape[0], grid.shape[1]
+    gains = grid.astype(tables.dtype) * config.volume
+    index = _circulant_index(period, n_blocks).reshape(n_blocks, period, n_blocks)
+    circulant = gains[..., index.transpose(1, 0, 2)]  # [n, t, q, j, i]
+    circulant = jnp.moveaxis(circulant, 1, 3).reshape(
+        n, period * n_blocks, n_tracks * n_blocks)  # [n, (q j), (t i)]
+    blocks = tables[samples, :n_blocks].reshape(n, n_tracks * n_blocks, layout.block_samples)
+    phases = jnp.matmul(circulant, blocks, precision=jax.lax.Precision.HIGHEST)
+    return _roll_sum(phases.reshape(n, period, config.bar_samples), config.step_offsets)
+
+
 def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
     """The steady-state bar the critic hears.
 
@@ -163,12 +197,22 @@ def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     if layout is None:
         unwrapped = _one_bar(tables, loop, config)
         return unwrapped[..., :bar] + unwrapped[..., bar:]
-    n_blocks = config.n_steps // layout.period
-    gains = loop.grid.astype(tables.dtype) * config.volume
-    circulant = gains[..., _circulant_index(layout.period, n_blocks)]  # [..., t, j, (q i)]
-    blocks = tables[loop.samples]  # [..., t, (q i), block]
-    out = jnp.einsum("...tjc,...tcr->...jr", circulant, blocks)
-    return out.reshape(out.shape[:-2] + (bar,))
+    # Memory bound: a batched gather of every loop's blocks spills to DRAM, so loop over
+    # small chunks of loops whose blocks and partial sums stay in cache.
+    lead = loop.grid.shape[:-2]
+    grid = loop.grid.reshape((-1,) + loop.grid.shape[-2:])
+    samples = loop.samples.reshape((-1,) + loop.samples.shape[-1:])
+    n = grid.shape[0]
+    chunk = max(1, min(_VIEW_CHUNK, n))
+    n_chunks = -(-n // chunk)
+    if n_chunks * chunk != n:
+        grid = jnp.pad(grid, ((0, n_chunks * chunk - n), (0, 0), (0, 0)))
+        samples = jnp.pad(samples, ((0, n_chunks * chunk - n), (0, 0)))
+    out = jax.lax.map(
+        lambda gs: _view_chunk(tables, gs[0], gs[1], config, layout),
+        (grid.reshape((n_chunks, chunk) + grid.shape[1:]),
+         samples.reshape((n_chunks, chunk) + samples.shape[1:])))
+    return out.reshape((n_chunks * chunk, bar))[:n].reshape(lead + (bar,))
 
 
 def listening_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:

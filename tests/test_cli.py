@@ -1,0 +1,101 @@
+"""The command line: generate, render, and one-line errors with exit code 2."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import BUNDLED_KIT
+from ddjax.cli import main
+from test_render import numpy_render
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loops")
+    exe = shutil.which("ddjax")
+    assert exe, "the ddjax console script is not installed"
+    done = subprocess.run([exe, "generate", "--n", "3", "--chains", "2", "--iters", "3",
+                           "--seed", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_generate_writes_wav_and_json_per_loop(generated):
+    stems = sorted(p.stem for p in generated.glob("loop_*.json"))
+    assert stems == ["loop_0000", "loop_0001", "loop_0002"]
+    for stem in stems:
+        record = json.loads((generated / f"{stem}.json").read_text())
+        assert np.array(record["grid"]).shape == (4, 16)
+        assert len(set(record["samples"])) == 4
+        assert all((BUNDLED_KIT / s).is_file() for s in record["samples"])
+        assert record["bpm"] == 120 and record["seed"] == 5 and 0 < record["score"] < 1
+        info = sf.info(str(generated / f"{stem}.wav"))
+        assert info.samplerate == 44100 and info.frames == 4 * 88200 + 44100
+
+
+def test_generated_wav_is_the_numpy_render_of_its_json(generated, bundled_kit):
+    record = json.loads((generated / "loop_0001.json").read_text())
+    ids = [bundled_kit.names.index(s) for s in record["samples"]]
+    ref, bar = numpy_render(np.asarray(bundled_kit.audio), np.array(record["grid"], bool), ids,
+                            120.0, bars=4)
+    audio, _ = sf.read(str(generated / "loop_0001.wav"), dtype="float32")
+    np.testing.assert_allclose(audio, ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+
+
+def test_render_reproduces_a_saved_loop_exactly(generated, tmp_path):
+    assert main(["render", str(generated / "loop_0002.json"), "--out",
+                 str(tmp_path / "again.wav")]) == 0
+    again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
+    first, _ = sf.read(str(generated / "loop_0002.wav"), dtype="float32")
+    np.testing.assert_array_equal(again, first)
+
+
+def test_generate_never_overwrites_earlier_loops(generated, tmp_path):
+    out = tmp_path / "more"
+    shutil.copytree(generated, out)
+    before = (out / "loop_0000.wav").read_bytes()
+    assert main(["generate", "--n", "1", "--chains", "1", "--iters", "1", "--seed", "9",
+                 "--out", str(out)]) == 0
+    assert (out / "loop_0003.json").is_file() and (out / "loop_0000.wav").read_bytes() == before
+
+
+def error_of(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(argv)
+        raise SystemExit(code)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_bad_arguments_are_one_line_and_exit_2(capsys, tmp_path):
+    assert "does not exist" in error_of(capsys, ["generate", "--kit", str(tmp_path / "nope"),
+                                                 "--out", str(tmp_path)])
+    assert "positive" in error_of(capsys, ["generate", "--n", "0", "--out", str(tmp_path)])
+    assert "positive" in error_of(capsys, ["generate", "--n", "-3", "--out", str(tmp_path)])
+    assert "--out" in error_of(capsys, ["generate"])
+    malformed = tmp_path / "bad.json"
+    malformed.write_text("{not json")
+    assert "not valid JSON" in error_of(capsys, ["render", str(malformed), "--out",
+                                                 str(tmp_path / "x.wav")])
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"grid": [[1] * 16] * 4, "samples": [
+        "kick/kick_01.wav", "snare/snare_01.wav", "nope/missing.wav", "rim/rim_01.wav"]}))
+    assert "nope/missing.wav" in error_of(capsys, ["render", str(foreign), "--out",
+                                                   str(tmp_path / "x.wav")])
+    assert not (tmp_path / "x.wav").exists()
+    missing_critic = ["generate", "--critic", str(tmp_path / "none.critic"), "--out",
+                      str(tmp_path)]
+    assert "none.critic" in error_of(capsys, missing_critic)
+
+
+def test_every_command_has_help():
+    for argv in (["--help"], ["generate", "--help"], ["render", "--help"]):
+        done = subprocess.run(["ddjax", *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "usage: ddjax" in done.stdout

@@ -1,0 +1,104 @@
+"""The critic: the paper's architecture, its strided convolution, and its file format."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+from ddjax.critic import (CriticConfig, count_params, init_critic, load_critic, prob_like,
+                          save_critic, strided_conv)
+from ddjax.errors import DdjaxError
+
+
+def numpy_conv(x, kernel, bias, stride):
+    """VALID NHWC convolution, one output position at a time."""
+    kh, kw, _, cout = kernel.shape
+    sh, sw = stride
+    n, h, w, _ = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = np.zeros((n, oh, ow, cout))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, i * sh:i * sh + kh, j * sw:j * sw + kw, :]
+            out[:, i, j, :] = np.einsum("nhwc,hwco->no", patch, kernel) + bias
+    return out
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [
+    ((2, 60, 442, 1), (4, 8, 1, 16), (2, 4)),    # first layer: few input channels
+    ((2, 29, 109, 64), (4, 8, 64, 64), (2, 4)),  # second layer: many input channels
+    ((1, 13, 26, 64), (4, 8, 64, 64), (2, 4)),
+    ((2, 5, 5, 64), (1, 1, 64, 8), (1, 1)),
+    ((1, 9, 11, 3), (3, 3, 3, 5), (2, 2)),       # kernel not a multiple of the stride
+])
+def test_strided_conv_matches_numpy(shape, kernel, stride):
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s) for s in (shape, kernel, kernel[-1:]))
+    got = strided_conv(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
+                       jnp.asarray(b, jnp.float32), stride)
+    want = numpy_conv(x, w, b, stride)
+    assert got.shape == want.shape
+    scale = np.sqrt(np.prod(kernel[:3]))
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5 * scale, rtol=0)
+
+
+def test_parameter_count_is_the_originals():
+    variables = init_critic(jax.random.key(0))
+    assert abs(count_params(variables) - 291_290) <= 0.01 * 291_290
+    shapes = jax.tree_util.tree_map(np.shape, variables["params"])
+    assert shapes["StridedConv_0"]["kernel"] == (4, 8, 1, 64)
+    assert shapes["StridedConv_3"]["kernel"] == (1, 1, 64, 8)
+    assert shapes["Dense_0"]["kernel"] == (8 * 5 * 5, 128)
+    assert shapes["Dense_1"]["kernel"] == (128, 2)
+
+
+def test_prob_like_is_a_probability_per_clip():
+    variables = init_critic(jax.random.key(1))
+    features = jnp.asarray(np.random.default_rng(0).standard_normal((3, 2, 60, 442)) * 20,
+                           jnp.float32)
+    p = np.asarray(prob_like(variables, features))
+    assert p.shape == (3, 2) and np.all((p > 0) & (p < 1))
+    np.testing.assert_allclose(p[1, 0], np.asarray(prob_like(variables, features[1, 0])),
+                               atol=1e-6)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = CriticConfig(dropout=0.2)
+    variables = init_critic(jax.random.key(2), config)
+    variables = jax.tree_util.tree_map(lambda x: x + 0.01, variables)  # batch stats too
+    save_critic(tmp_path / "c.critic", variables, config)
+    loaded, loaded_config = load_critic(tmp_path / "c.critic")
+    assert loaded_config == config
+    for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(loaded)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+
+
+def test_wrong_version_shape_or_garbage_is_a_clear_error(tmp_path):
+    config = CriticConfig()
+    variables = init_critic(jax.random.key(3), config)
+    path = tmp_path / "c.critic"
+    save_critic(path, variables, config)
+    payload = serialization.msgpack_restore(path.read_bytes())
+
+    bad_version = tmp_path / "v2.critic"
+    bad_version.write_bytes(serialization.msgpack_serialize({**payload, "version": 2}))
+    with pytest.raises(DdjaxError, match="version 2"):
+        load_critic(bad_version)
+
+    small = init_critic(jax.random.key(3), dataclasses.replace(config, hidden=64))
+    bad_shape = tmp_path / "shape.critic"
+    bad_shape.write_bytes(serialization.msgpack_serialize(
+        {**payload, "variables": serialization.to_state_dict(jax.device_get(small))}))
+    with pytest.raises(DdjaxError, match="shape.critic does not match"):
+        load_critic(bad_shape)
+
+    garbage = tmp_path / "garbage.critic"
+    garbage.write_bytes(b"\x00\x01 not a critic")
+    with pytest.raises(DdjaxError, match="garbage.critic"):
+        load_critic(garbage)
+    with pytest.raises(DdjaxError, match="cannot read"):
+        load_critic(tmp_path / "missing.critic")

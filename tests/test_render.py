@@ -1,0 +1,86 @@
+"""Both views of a loop against a plain NumPy loop over bars, tracks and steps."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ddjax.loops import Loop
+from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
+
+
+def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5):
+    """Every hit of `bars` bars placed one by one; step k of bar b starts at
+    b * bar + int(j * sr * 60 / bpm / 4), which at these tempi is int(k * sr * 60 / bpm / 4)
+    for k counted from the start."""
+    step = sr * 60.0 / bpm / 4.0
+    bar = int(round(16 * step))
+    assert bar == 16 * step  # tempi with whole-sample bars: the issue's formula exactly
+    out = np.zeros((bars + 1) * bar, np.float64)
+    for b in range(bars):
+        for track in range(grid.shape[0]):
+            clip = kit_audio[samples[track]].astype(np.float64)
+            for j in range(grid.shape[1]):
+                if grid[track, j]:
+                    start = int((16 * b + j) * step)
+                    out[start:start + clip.size] += volume * clip
+    return out, bar
+
+
+def random_loops(rng, n_kit, n):
+    grid = rng.random((n, 4, 16)) < 0.5
+    samples = np.stack([rng.choice(n_kit, 4, replace=False) for _ in range(n)])
+    return grid, samples.astype(np.int32)
+
+
+@pytest.mark.parametrize("bpm", [120.0, 100.0, 90.0])
+def test_views_match_a_numpy_loop_on_the_bundled_kit(bundled_kit, bpm):
+    config = RenderConfig(bpm=bpm)
+    audio = np.asarray(bundled_kit.audio)
+    grid, samples = random_loops(np.random.default_rng(int(bpm)), len(bundled_kit), 3)
+    # Fill one loop with the kit's longest samples so tails wrap around the bar.
+    samples[0] = np.argsort(bundled_kit.lengths)[-4:]
+    grid[0, :, 15] = True
+    loop = Loop(jnp.asarray(grid), jnp.asarray(samples))
+    critic = np.asarray(critic_view(render_tables(bundled_kit.audio, config), loop, config))
+    listening = np.asarray(listening_render(bundled_kit.audio, loop, config))
+    for i in range(3):
+        ref, bar = numpy_render(audio, grid[i], samples[i], bpm, bars=4)
+        assert critic.shape[-1] == bar
+        np.testing.assert_allclose(critic[i], ref[bar:2 * bar], atol=1e-5, rtol=0)
+        total = 4 * bar + 44100
+        assert listening.shape[-1] == total
+        np.testing.assert_allclose(listening[i], ref[:total], atol=1e-5, rtol=0)
+
+
+def test_views_match_a_numpy_loop_on_the_paper_kit(shared_kit):
+    config = RenderConfig()
+    longest = np.argsort(shared_kit.lengths)[-4:]
+    grid = np.ones((1, 4, 16), bool)
+    loop = Loop(jnp.asarray(grid), jnp.asarray(longest[None].astype(np.int32)))
+    critic = np.asarray(critic_view(render_tables(shared_kit.audio, config), loop, config))
+    ref, bar = numpy_render(np.asarray(shared_kit.audio), grid[0], longest, 120.0, bars=3)
+    np.testing.assert_allclose(critic[0], ref[bar:2 * bar], atol=1e-5, rtol=0)
+
+
+def test_odd_tempo_is_a_periodic_loop():
+    # 130 BPM: a bar is 81415.38 samples, rounded; the loop must still repeat exactly.
+    config = RenderConfig(bpm=130.0, repeats=3, tail_seconds=0.0)
+    rng = np.random.default_rng(3)
+    kit = rng.standard_normal((5, 30000)).astype(np.float32)
+    grid, samples = random_loops(rng, 5, 2)
+    loop = Loop(jnp.asarray(grid), jnp.asarray(samples))
+    bar = config.bar_samples
+    assert bar == 81415
+    listening = np.asarray(listening_render(jnp.asarray(kit), loop, config))
+    critic = np.asarray(critic_view(render_tables(jnp.asarray(kit), config), loop, config))
+    step = 44100 * 60 / 130 / 4
+    for i in range(2):
+        ref = np.zeros(3 * bar + 30000)
+        for b in range(3):
+            for t in range(4):
+                for j in range(16):
+                    if grid[i, t, j]:
+                        start = b * bar + int(j * step)
+                        ref[start:start + 30000] += 0.5 * kit[samples[i, t]]
+        np.testing.assert_allclose(listening[i], ref[:3 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(critic[i], ref[bar:2 * bar], atol=1e-5, rtol=0)
