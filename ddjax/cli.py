@@ -7,18 +7,22 @@ stay on disk.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import pathlib
 import sys
+import time
 import warnings
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddjax import __version__
+from ddjax import __version__, rescore
 from ddjax.critic import CriticConfig, init_critic, load_critic
 from ddjax.engine import Engine, Pipeline
+from ddjax.ensemble import load_ensemble
 from ddjax.errors import DdjaxError
 from ddjax.files import loop_record, read_loop_json, write_loop_json, write_wav
 from ddjax.kit import load_kit
@@ -79,9 +83,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "Runs C Metropolis-Hastings chains for M iterations per round, on device, and "
         "writes each chain's final loop (listening WAV + JSON) until N loops are written."))
     _kit_arg(gen)
-    gen.add_argument("--critic", type=pathlib.Path,
+    gen.add_argument("--critic", type=pathlib.Path, action="append", metavar="FILE_OR_DIR",
                      help="critic file (default: a freshly initialised critic, as the paper's"
-                          " untrained model)")
+                          " untrained model); repeat it or name a folder of *.critic files to"
+                          " sample against the ensemble's mean P(like)")
+    gen.add_argument("--vote", action="store_true",
+                     help="target the ensemble's vote (share of critics with f > 0.5)"
+                          " instead of its mean")
     gen.add_argument("--n", type=_positive_int, default=4, help="loops to write (default 4)")
     gen.add_argument("--chains", type=_positive_int, default=16,
                      help="parallel chains per round (default 16)")
@@ -101,11 +109,54 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
 
+    rescore.add_parser(commands)
+
     ren = commands.add_parser("render", help="re-render a saved loop exactly",
                               description="Renders a loop's JSON file to its listening WAV.")
     ren.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
     _kit_arg(ren)
     ren.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.wav")
+
+    ply = commands.add_parser("play", help="rate loops in the terminal; the critic learns",
+                              description=(
+        "Plays loops and reads one key each: l like, d dislike, s skip, r replay, e export,"
+        " q quit. Every rating is saved before the next loop; --session on an existing"
+        " folder resumes it."))
+    _kit_arg(ply)
+    ply.add_argument("--session", type=pathlib.Path,
+                     help="session folder (default: a new ddjax-session-<time> folder here)")
+    ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
+
+    exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
+                              description=(
+        "Writes a loop's Standard MIDI File (channel 10, General MIDI drum notes from each"
+        " sample's kind, one bar of 16ths) and/or its listening WAV. Without --midi or"
+        " --wav, writes both."))
+    exp.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
+    _kit_arg(exp)
+    exp.add_argument("--midi", action="store_true", help="write LOOP.mid")
+    exp.add_argument("--wav", action="store_true", help="write LOOP.wav")
+    exp.add_argument("--out", type=pathlib.Path, metavar="STEM",
+                     help="output path without suffix (default: beside LOOP.json)")
+
+    run = commands.add_parser("experiment", help="the paper's two-phase protocol with a rater",
+                              description=(
+        "Phase I: --ratings loops drawn by MH from the latest critic, rated and trained on."
+        " Phase II: --eval loops from the initial and from the final critic (each chain"
+        " until f >= 0.95), shuffled and rated blind. Writes result.json, both critics and"
+        " a like-rate plot to --out."))
+    run.add_argument("--rater", required=True, metavar="FILE_OR_MODULE:FUNCTION",
+                     help="a callable taking a Loop and returning True/False/None, a"
+                          " built-in simulated user's name, or 'all' for every built-in user")
+    run.add_argument("--ratings", type=_positive_int, default=80, help="phase I ratings")
+    run.add_argument("--eval", type=_positive_int, default=30, help="phase II loops per critic")
+    run.add_argument("--seed", type=int, default=0, help="first seed")
+    run.add_argument("--seeds", type=_positive_int, default=1, help="runs per rater")
+    run.add_argument("--steps-per-rating", type=_non_negative_int,
+                     help="training steps after each rating (default: TrainConfig's)")
+    _kit_arg(run)
+    run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
+                     help="output folder (default: experiment/)")
     return parser
 
 
@@ -124,15 +175,21 @@ def _next_index(out: pathlib.Path) -> int:
 def _generate(args) -> int:
     if args.min_score is not None and args.climb is not None:
         raise DdjaxError("--min-score and --climb are different modes; pick one")
-    critic_config = CriticConfig()
-    if args.critic is not None:
-        variables, critic_config = load_critic(args.critic)
+    critic_config, reduction = CriticConfig(), None
+    if args.vote and not args.critic:
+        raise DdjaxError("--vote needs critics to vote; pass --critic FILE_OR_DIR")
+    if args.critic and (args.vote or len(args.critic) > 1 or args.critic[0].is_dir()):
+        ensemble = load_ensemble(args.critic)
+        variables, critic_config = ensemble.variables, ensemble.config
+        reduction = "vote" if args.vote else "mean"
+    elif args.critic:
+        variables, critic_config = load_critic(args.critic[0])
     pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor),
                         render=RenderConfig(bpm=args.bpm), critic=critic_config)
     kit = _load_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
-    if args.critic is None:
+    if not args.critic:
         variables = init_critic(jax.random.key(args.seed), critic_config)
-    engine = Engine(kit, variables, pipeline)
+    engine = Engine(kit, variables, pipeline, reduction=reduction)
     if args.min_score is not None:
         config = SamplerConfig("until", args.iters, args.temperature, threshold=args.min_score)
     elif args.climb is not None:
@@ -186,15 +243,98 @@ def _render(args) -> int:
     return 0
 
 
+def _play(args) -> int:
+    from ddjax.play import play
+    from ddjax.session import Session, SessionConfig
+    directory = args.session or pathlib.Path(
+        time.strftime("ddjax-session-%Y%m%d-%H%M%S"))
+    resuming = (directory / "session.json").exists()
+    kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
+    session = Session.open(directory, kit_dir, config=SessionConfig(seed=args.seed))
+    if resuming:
+        print(f"resumed {directory}: {session.n_ratings} ratings")
+    play(session, directory)
+    return 0
+
+
+def _export(args) -> int:
+    from ddjax.export import export_loop, kit_notes, track_notes
+    record = read_loop_json(args.loop)
+    grid = record["grid"]
+    render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1])
+    kit = _load_kit(args.kit, render, grid.shape[0])
+    ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
+    both = not (args.midi or args.wav)
+    audio = None
+    if args.wav or both:
+        audio = np.asarray(listening_render(kit.audio, Loop(grid=grid, samples=ids), render))
+    notes = None
+    if args.midi or both:
+        sample_notes = kit_notes(kit)
+        notes = track_notes([sample_notes[i] for i in ids])
+    stem = args.out or args.loop.with_suffix("")
+    written = export_loop(stem, {**record, "grid": grid.astype(int).tolist()}, audio=audio,
+                          sr=kit.sr, notes=notes, write_json=args.out is not None)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _experiment(args) -> int:
+    from ddjax import experiment, users
+    from ddjax.training import TrainConfig
+    render = RenderConfig()
+    kit = _load_kit(args.kit, render, LoopConfig().n_tracks)
+    train = TrainConfig() if args.steps_per_rating is None else TrainConfig(
+        steps_per_rating=args.steps_per_rating)
+    specs = list(users.BUILT_IN) if args.rater == "all" else [args.rater]
+    results = []
+    for spec in specs:
+        for seed in range(args.seed, args.seed + args.seeds):
+            rater = experiment.load_rater(spec, kit, seed=seed)
+            label = spec if len(specs) > 1 or ":" not in spec else spec.rpartition(":")[2]
+            out = args.out if len(specs) == 1 and args.seeds == 1 else (
+                args.out / label.replace("/", "_") / f"seed_{seed}")
+            result = experiment.run_experiment(
+                kit, rater, experiment.ExperimentConfig(args.ratings, args.eval, seed=seed),
+                out=out, train=train, label=label)
+            print(f"{label} seed {seed}: theta_init {result['theta_init']:.2f}, theta_final"
+                  f" {result['theta_final']:.2f}, delta {result['delta']:+.2f} -> {out}")
+            results.append(result)
+    if len(results) > 1:
+        summary = experiment.summarize(results)
+        experiment.print_table(summary)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.json").write_text(json.dumps(
+            {**summary, "runs_detail": [{k: r[k] for k in (
+                "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
+            indent=1) + "\n")
+        experiment.plot_densities(results, args.out / "densities.png")
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"ddjax: warning: {message}", file=sys.stderr)
 
 
+def _enable_compilation_cache() -> None:
+    """Keeps compiled programs on disk so the next run starts in seconds, not tens."""
+    if os.environ.get("DDJAX_NO_COMPILATION_CACHE"):
+        return
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    jax.config.update("jax_compilation_cache_dir", str(cache / "ddjax" / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if jax.config.jax_compilation_cache_dir is None:
+        _enable_compilation_cache()
     warnings.showwarning = _one_line_warning
     try:
-        return {"generate": _generate, "render": _render}[args.command](args)
+        return {"generate": _generate, "render": _render, "rescore": rescore.run,
+                "play": _play, "export": _export,
+                "experiment": _experiment}[args.command](args)
     except DdjaxError as err:
         print(f"ddjax {args.command}: error: {err}", file=sys.stderr)
         return 2

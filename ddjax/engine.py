@@ -17,6 +17,7 @@ import numpy as np
 
 from ddjax import loops as loops_lib
 from ddjax import sampler
+from ddjax.ensemble import REDUCTIONS, ensemble_score
 from ddjax.critic import CriticConfig, prob_like
 from ddjax.features import FeatureConfig, mfcc
 from ddjax.kit import Kit
@@ -47,11 +48,10 @@ def critic_score(params: ScoreParams, loops: Loop, pipeline: Pipeline) -> jax.Ar
     return prob_like(params.critic, mfcc(audio, pipeline.features), pipeline.critic)
 
 
-def _sample(key, params, allowed, *, n_chains, pipeline, config):
+def _sample(key, params, allowed, *, n_chains, pipeline, config, score_fn):
     init_key, run_key = jax.random.split(key)
     starts = jax.vmap(lambda k: loops_lib.random_loop(k, allowed, pipeline.loops))(
         jax.random.split(init_key, n_chains))
-    score_fn = functools.partial(critic_score, pipeline=pipeline)
     propose_fn = functools.partial(loops_lib.propose, allowed=allowed, config=pipeline.loops)
     state = sampler.init(starts, params, score_fn)
     return sampler.run(run_key, state, params, score_fn=score_fn, propose_fn=propose_fn,
@@ -63,28 +63,50 @@ class Engine:
 
     Args:
       kit: from ``load_kit`` (loaded with ``pipeline.render.bar_samples``).
-      critic: critic variables (``init_critic`` or ``load_critic``).
+      critic: critic variables (``init_critic`` or ``load_critic``), or with
+        ``reduction``, K critics' variables stacked on a leading axis
+        (``ensemble.stack_critics``).
       pipeline: the settings of every stage.
+      reduction: None for one critic; "mean" or "vote" to target an ensemble's mean
+        P(like) or its share of critics voting like (see ``ddjax.ensemble``).
     """
 
-    def __init__(self, kit: Kit, critic: dict, pipeline: Pipeline = Pipeline()):
+    def __init__(self, kit: Kit, critic: dict, pipeline: Pipeline = Pipeline(),
+                 reduction: str | None = None):
+        if reduction is not None and reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be None or one of {REDUCTIONS}")
         self.kit = kit
         self.pipeline = pipeline
+        self.reduction = reduction
         self.allowed = jnp.asarray(loops_lib.allowed_samples(pipeline.loops, kit.is_kick))
         self.params = ScoreParams(render_tables(kit.audio, pipeline.render), critic)
-        self._sample = jax.jit(functools.partial(_sample, pipeline=pipeline),
+        if reduction is None:
+            score_fn = functools.partial(critic_score, pipeline=pipeline)
+        else:
+            score_fn = functools.partial(ensemble_score, pipeline=pipeline,
+                                         reduction=reduction)
+        self._sample = jax.jit(functools.partial(_sample, pipeline=pipeline,
+                                                 score_fn=score_fn),
                                static_argnames=("n_chains", "config"))
-        self._score = jax.jit(functools.partial(critic_score, pipeline=pipeline))
+        self._score = jax.jit(score_fn)
         self._listen = jax.jit(functools.partial(listening_render, config=pipeline.render))
 
-    def sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig
-               ) -> tuple[sampler.ChainState, sampler.RunInfo]:
-        """Starts ``n_chains`` chains from the prior and runs them; all on device."""
-        return self._sample(key, self.params, self.allowed, n_chains=n_chains, config=config)
+    def _params(self, critic: dict | None) -> ScoreParams:
+        return self.params if critic is None else self.params._replace(critic=critic)
 
-    def score(self, loops: Loop) -> jax.Array:
-        """P(like) of a batch of loops."""
-        return self._score(self.params, loops)
+    def sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig,
+               critic: dict | None = None) -> tuple[sampler.ChainState, sampler.RunInfo]:
+        """Starts ``n_chains`` chains from the prior and runs them; all on device.
+
+        ``critic`` replaces the engine's critic variables for this call (same shapes, so no
+        recompilation): a critic in training, say.
+        """
+        return self._sample(key, self._params(critic), self.allowed, n_chains=n_chains,
+                            config=config)
+
+    def score(self, loops: Loop, critic: dict | None = None) -> jax.Array:
+        """P(like) of a batch of loops (the ensemble's mean or vote with ``reduction``)."""
+        return self._score(self._params(critic), loops)
 
     def listen(self, loops: Loop) -> np.ndarray:
         """The listening render of a batch of loops, on the host: float32[batch, samples]."""

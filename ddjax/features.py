@@ -95,6 +95,73 @@ def periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
+_MFCC_CHUNK = 4  # clips per step of mfcc's loop on CPU; their intermediates stay in cache
+_GROUP_OVERHEAD = 1000  # cost of one more matmul in _band_groups, in multiply-adds
+
+
+def _band_groups(weights: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Splits the bands of a banded ``[bins, bands]`` matrix into runs of consecutive
+    bands, each computed from the bins it touches only (fewest multiply-adds, by dynamic
+    programming). Returns ``(first_bin, end_bin, first_band, end_band)`` per run."""
+    n_bins, n_bands = weights.shape
+    nonzero = weights != 0
+    lo = np.array([np.argmax(col) if col.any() else n_bins for col in nonzero.T])
+    hi = np.array([n_bins - np.argmax(col[::-1]) if col.any() else 0 for col in nonzero.T])
+
+    def span(a, b):
+        first, end = lo[a:b].min(), hi[a:b].max()
+        return int(first), int(max(first, end))
+
+    best = [0] + [None] * n_bands
+    start = [0] * (n_bands + 1)
+    for b in range(1, n_bands + 1):
+        for a in range(b):
+            first, end = span(a, b)
+            cost = best[a] + (b - a) * (end - first) + _GROUP_OVERHEAD
+            if best[b] is None or cost < best[b]:
+                best[b], start[b] = cost, a
+    groups, b = [], n_bands
+    while b:
+        a = start[b]
+        groups.append((*span(a, b), a, b))
+        b = a
+    return groups[::-1]
+
+
+def _mfcc_rows(audio: jax.Array, config: FeatureConfig) -> jax.Array:
+    """``mfcc`` of ``float32[n, samples]``: ``float32[n, n_mfcc, frames]``."""
+    n_fft, hop = config.n_fft, config.hop_length
+    n_samples = audio.shape[-1]
+    n_frames = config.n_frames(n_samples)
+    pad = n_fft // 2
+    padded = jnp.pad(audio, ((0, 0), (pad, pad)), mode="reflect")
+    window = periodic_hann(n_fft)
+    if n_fft == 2 * hop and n_samples % hop == 0:
+        # Frames are pairs of consecutive hop-sized blocks: a reshape, no gather.
+        blocks = padded.reshape(audio.shape[0], -1, hop)
+        frames = jnp.concatenate(
+            [blocks[:, :-1, :] * jnp.asarray(window[:hop], audio.dtype),
+             blocks[:, 1:, :] * jnp.asarray(window[hop:], audio.dtype)], axis=-1)
+    else:
+        starts = hop * np.arange(n_frames)[:, None] + np.arange(n_fft)[None, :]
+        frames = padded[:, starts] * jnp.asarray(window, audio.dtype)
+    spectrum = jnp.fft.rfft(frames, axis=-1)
+    power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
+    # The mel filters are narrow bands: project each run of bands from its bins only.
+    filters = mel_filterbank(config)
+    mel_power = jnp.concatenate(
+        [power[..., first:end] @ jnp.asarray(filters[first:end, a:b], audio.dtype)
+         if end > first else jnp.zeros(power.shape[:-1] + (b - a,), audio.dtype)
+         for first, end, a, b in _band_groups(filters)], axis=-1)
+    # max(10 log10(max(p, amin)), peak_db - top_db) = 10 log10(max(p, floor)): the clamp
+    # moves before the log, and the dB scale into the DCT.
+    peak = jnp.max(mel_power, axis=(-2, -1), keepdims=True)
+    floor = jnp.maximum(peak * (10.0 ** (-config.top_db / 10.0)), config.amin)
+    log_mel = jnp.log(jnp.maximum(mel_power, floor))
+    dct = (10.0 / np.log(10.0)) * dct_matrix(config.n_mels, config.n_mfcc)
+    return jnp.einsum("tm,nfm->ntf", jnp.asarray(dct.T, audio.dtype), log_mel)
+
+
 def mfcc(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array:
     """MFCCs of a batch of clips.
 
@@ -106,24 +173,17 @@ def mfcc(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array
       float32[..., n_mfcc, frames] with ``frames = 1 + samples // hop_length``;
       (60, 442) for one 2 s bar at 44.1 kHz.
     """
-    n_fft, hop = config.n_fft, config.hop_length
-    n_samples = audio.shape[-1]
+    lead, n_samples = audio.shape[:-1], audio.shape[-1]
     n_frames = config.n_frames(n_samples)
-    pad = n_fft // 2
-    padded = jnp.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode="reflect")
-    if n_fft == 2 * hop and n_samples % hop == 0:
-        # Frames are pairs of consecutive hop-sized blocks: a reshape, no gather.
-        blocks = padded.reshape(*audio.shape[:-1], -1, hop)
-        frames = jnp.concatenate([blocks[..., :-1, :], blocks[..., 1:, :]], axis=-1)
-    else:
-        starts = hop * np.arange(n_frames)[:, None] + np.arange(n_fft)[None, :]
-        frames = padded[..., starts]
-    window = jnp.asarray(periodic_hann(n_fft), audio.dtype)
-    spectrum = jnp.fft.rfft(frames * window, axis=-1)
-    power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
-    mel_power = power @ jnp.asarray(mel_filterbank(config), audio.dtype)
-    mel_db = 10.0 * jnp.log10(jnp.maximum(mel_power, config.amin))
-    peak_db = jnp.max(mel_db, axis=(-2, -1), keepdims=True)
-    mel_db = jnp.maximum(mel_db, peak_db - config.top_db)
-    coefficients = mel_db @ jnp.asarray(dct_matrix(config.n_mels, config.n_mfcc), audio.dtype)
-    return jnp.swapaxes(coefficients, -1, -2)
+    # Memory bound when batched whole (frames and spectra of every clip spill to DRAM),
+    # so loop over small chunks of clips whose intermediates stay in cache.
+    flat = audio.reshape(-1, n_samples)
+    n = flat.shape[0]
+    chunk = max(1, min(_MFCC_CHUNK if jax.default_backend() == "cpu" else n, n))
+    n_chunks = -(-n // chunk)
+    if n_chunks * chunk != n:
+        flat = jnp.pad(flat, ((0, n_chunks * chunk - n), (0, 0)))
+    out = jax.lax.map(lambda rows: _mfcc_rows(rows, config),
+                      flat.reshape(n_chunks, chunk, n_samples))
+    out = out.reshape(n_chunks * chunk, config.n_mfcc, n_frames)[:n]
+    return out.reshape(lead + (config.n_mfcc, n_frames))

@@ -99,6 +99,14 @@ def read_loop_json(path: str | os.PathLike) -> dict[str, Any]:
         raise DdjaxError(f"cannot read loop file {path}: {err.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DdjaxError(f"{path} is not valid JSON: {err}") from None
+    return check_loop_record(record, path)
+
+
+def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """Checks a parsed loop record (from a JSON file or a JSONL line named ``path``).
+
+    Returns and raises as ``read_loop_json``.
+    """
     if not isinstance(record, dict):
         raise DdjaxError(f"{path}: a loop file holds a JSON object")
     grid, samples = record.get("grid"), record.get("samples")

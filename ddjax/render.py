@@ -147,7 +147,7 @@ def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     return out
 
 
-_VIEW_CHUNK = 4  # loops per step of critic_view's loop; their working set stays in cache
+_VIEW_CHUNK = 4  # loops per step of critic_view's loop on CPU; their working set stays in cache
 
 
 def _roll_sum(y: jax.Array, offsets: np.ndarray) -> jax.Array:
@@ -203,7 +203,7 @@ def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     grid = loop.grid.reshape((-1,) + loop.grid.shape[-2:])
     samples = loop.samples.reshape((-1,) + loop.samples.shape[-1:])
     n = grid.shape[0]
-    chunk = max(1, min(_VIEW_CHUNK, n))
+    chunk = max(1, min(_VIEW_CHUNK if jax.default_backend() == "cpu" else n, n))
     n_chunks = -(-n // chunk)
     if n_chunks * chunk != n:
         grid = jnp.pad(grid, ((0, n_chunks * chunk - n), (0, 0), (0, 0)))

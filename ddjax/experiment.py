@@ -1,0 +1,204 @@
+"""The paper's two-phase protocol (section 4), with any rater.
+
+Phase I: ``n_ratings`` loops, each drawn by MH from the latest critic, rated, and
+trained on. Phase II: ``n_eval`` loops from the initial (untrained) critic and ``n_eval``
+from the final one, each chain run until f >= 0.95 (or ``eval_max_iters``), shuffled
+together and rated blind, without training. theta_init and theta_final are the like
+rates of the two groups; delta is their difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import pathlib
+import shutil
+import sys
+from typing import Callable
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from ddjax.errors import DdjaxError
+from ddjax.files import atomic_write_bytes
+from ddjax.kit import Kit
+from ddjax.sampler import SamplerConfig
+from ddjax.session import INITIAL_CRITIC_NAME, CRITIC_NAME, Loop, Session, SessionConfig
+from ddjax.training import TrainConfig
+from ddjax import users as users_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """The protocol's sizes.
+
+    Attributes:
+      n_ratings: phase I ratings.
+      n_eval: phase II loops per critic.
+      eval_threshold: phase II chains run until the critic's score reaches this.
+      eval_max_iters: ... or for at most this many iterations.
+      seed: seeds the session and the phase II draws.
+    """
+
+    n_ratings: int = 80
+    n_eval: int = 30
+    eval_threshold: float = 0.95
+    eval_max_iters: int = 100
+    seed: int = 0
+
+
+def load_rater(spec: str, kit: Kit, seed: int = 0) -> Callable[[Loop], bool | None]:
+    """A rater from ``FILE.py:FUNCTION``, ``MODULE:FUNCTION`` or a built-in user's name."""
+    if spec in users_lib.BUILT_IN:
+        return users_lib.make_user(spec, kit, seed=seed)
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name:
+        raise DdjaxError(f"--rater {spec!r}: give FILE.py:FUNCTION, MODULE:FUNCTION or one of"
+                         f" {', '.join(users_lib.BUILT_IN)}")
+    try:
+        if where.endswith(".py") or pathlib.Path(where).is_file():
+            spec_obj = importlib.util.spec_from_file_location(pathlib.Path(where).stem, where)
+            if spec_obj is None or spec_obj.loader is None:
+                raise ImportError(f"cannot load {where}")
+            module = importlib.util.module_from_spec(spec_obj)
+            spec_obj.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except (ImportError, OSError, SyntaxError) as err:
+        raise DdjaxError(f"--rater {spec!r}: cannot import {where}: {err}") from None
+    rater = getattr(module, name, None)
+    if not callable(rater):
+        raise DdjaxError(f"--rater {spec!r}: {where} has no callable {name!r}")
+    return rater
+
+
+def _phase_two_loops(session: Session, critic: dict, key, config: ExperimentConfig):
+    sampler = SamplerConfig("until", config.eval_max_iters, threshold=config.eval_threshold)
+    state, info = session.engine.sample(key, config.n_eval, sampler, critic=critic)
+    audio = session.engine.listen(state.loop)
+    grids, samples = np.asarray(state.loop.grid), np.asarray(state.loop.samples)
+    scores = np.asarray(state.score)
+    loops = [Loop(-1, audio[i], grids[i], samples[i],
+                  tuple(session.kit.names[j] for j in samples[i]), float(scores[i]), -1,
+                  session.pipeline.render.bpm) for i in range(config.n_eval)]
+    return loops, float(np.mean(np.asarray(info.reached)))
+
+
+def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
+                   config: ExperimentConfig = ExperimentConfig(), *,
+                   out: pathlib.Path | None = None, train: TrainConfig = TrainConfig(),
+                   session_config: SessionConfig | None = None, label: str = "",
+                   progress: bool | None = None) -> dict:
+    """Runs both phases and returns the result (also written to ``out``/result.json)."""
+    session_config = session_config or SessionConfig(seed=config.seed)
+    session_dir = None if out is None else out / "session"
+    history = []
+    with Session(kit, session_dir, train=train, config=session_config) as session:
+        bar = tqdm(total=config.n_ratings, desc=f"phase I {label}".strip(), unit="rating",
+                   disable=None if progress is None else not progress)
+        while len(history) < config.n_ratings:
+            loop = session.next_loop()
+            liked = rater(loop)
+            if liked is None:
+                continue
+            session.rate(loop, bool(liked))
+            history.append({"rating": len(history) + 1, "liked": bool(liked),
+                            "score": loop.score, "critic_version": loop.critic_version,
+                            "samples": list(loop.sample_paths)})
+            bar.update(1)
+        bar.close()
+        final = session.critic()
+        key = jax.random.fold_in(jax.random.key(config.seed), 7)
+        init_loops, reached_init = _phase_two_loops(
+            session, session.initial_critic, jax.random.fold_in(key, 0), config)
+        final_loops, reached_final = _phase_two_loops(
+            session, final, jax.random.fold_in(key, 1), config)
+    order = np.random.default_rng(config.seed).permutation(2 * config.n_eval)
+    pool = [("init", l) for l in init_loops] + [("final", l) for l in final_loops]
+    blind = []
+    for i in order:
+        group, loop = pool[i]
+        liked = rater(loop)
+        blind.append({"group": group, "liked": bool(liked), "score": loop.score})
+    theta = {g: float(np.mean([b["liked"] for b in blind if b["group"] == g]))
+             for g in ("init", "final")}
+    result = {
+        "rater": label, "seed": config.seed, "n_ratings": config.n_ratings,
+        "n_eval": config.n_eval, "theta_init": theta["init"], "theta_final": theta["final"],
+        "delta": theta["final"] - theta["init"], "reached_init": reached_init,
+        "reached_final": reached_final,
+        "phase1_like_rate": float(np.mean([h["liked"] for h in history])),
+        "history": history, "phase2": blind,
+        "critics": {"initial": "critic_initial.critic", "final": "critic_final.critic"},
+        "train": dataclasses.asdict(train), "session": dataclasses.asdict(session_config),
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(session_dir / INITIAL_CRITIC_NAME, out / "critic_initial.critic")
+        shutil.copyfile(session_dir / CRITIC_NAME, out / "critic_final.critic")
+        atomic_write_bytes(out / "result.json", (json.dumps(result, indent=1) + "\n").encode())
+        plot_like_rate(result, out / "like_rate.png")
+    return result
+
+
+def plot_like_rate(result: dict, path: pathlib.Path, window: int = 10) -> None:
+    """Phase I like rate over time (running mean), with the phase II thetas."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    liked = np.array([h["liked"] for h in result["history"]], float)
+    running = np.convolve(liked, np.ones(window), "valid") / window if liked.size >= window \
+        else np.cumsum(liked) / np.arange(1, liked.size + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.plot(np.arange(len(running)) + min(window, liked.size), running,
+            label=f"phase I, running mean of {window}")
+    ax.axhline(result["theta_init"], color="grey", ls="--", label="phase II, initial critic")
+    ax.axhline(result["theta_final"], color="green", ls="--", label="phase II, final critic")
+    ax.set_xlabel("rating")
+    ax.set_ylabel("like rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{result['rater']} (seed {result['seed']}): delta {result['delta']:+.2f}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summarize(results: list[dict]) -> dict:
+    """The paper's table over runs."""
+    deltas = np.array([r["delta"] for r in results])
+    return {"runs": len(results),
+            "theta_init_mean": float(np.mean([r["theta_init"] for r in results])),
+            "theta_final_mean": float(np.mean([r["theta_final"] for r in results])),
+            "delta_mean": float(deltas.mean()),
+            "share_delta_positive": float(np.mean(deltas > 0)),
+            "share_delta_ge_0_2": float(np.mean(deltas >= 0.2))}
+
+
+def plot_densities(results: list[dict], path: pathlib.Path) -> None:
+    """Histograms of theta_init, theta_final and delta, as in the paper's Figures 4-5."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    bins = np.linspace(0, 1, 11)
+    left.hist([r["theta_init"] for r in results], bins=bins, alpha=0.6, label="theta_init")
+    left.hist([r["theta_final"] for r in results], bins=bins, alpha=0.6, label="theta_final")
+    left.set_xlabel("like rate in phase II")
+    left.legend(fontsize=8)
+    right.hist([r["delta"] for r in results], bins=np.linspace(-1, 1, 21), color="green")
+    right.axvline(0, color="grey", ls="--")
+    right.set_xlabel("delta theta")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_table(summary: dict, file=sys.stdout) -> None:
+    print(f"runs {summary['runs']}: theta_init {summary['theta_init_mean']:.2f}, theta_final"
+          f" {summary['theta_final_mean']:.2f}, mean delta {summary['delta_mean']:+.2f},"
+          f" delta > 0 in {100 * summary['share_delta_positive']:.0f}%,"
+          f" delta >= 0.2 in {100 * summary['share_delta_ge_0_2']:.0f}%", file=file)

@@ -1,0 +1,173 @@
+"""Sessions: the callback API, durability, resume, and the kill test."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import BUNDLED_KIT
+from ddjax.errors import DdjaxError
+from ddjax.session import Session, SessionConfig, SessionWarning
+from ddjax.training import TrainConfig
+
+FAST = dict(train=TrainConfig(steps_per_rating=2, batch_size=4),
+            config=SessionConfig(n_chains=2, n_iters=2, seed=3))
+
+
+def likes_kicks(loop):
+    """A deterministic rater: likes loops with a kick sample, skips every 5th loop."""
+    if loop.id % 5 == 4:
+        return None
+    return any(p.startswith("kick/") for p in loop.sample_paths)
+
+
+@pytest.fixture(scope="module")
+def rated(bundled_kit, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("session")
+    with Session(bundled_kit, directory, **FAST) as session:
+        rated = session.run(likes_kicks, 6)
+        critic = session.critic()
+    return directory, rated, critic
+
+
+def test_run_drives_the_session_through_a_callback(rated, bundled_kit):
+    directory, rated, _ = rated
+    assert len(rated) == 6
+    ids = [loop.id for loop, _ in rated]
+    assert ids == sorted(ids) and len(set(ids)) == 6 and 4 not in ids  # loop 4 was skipped
+    for loop, liked in rated:
+        assert liked == any(p.startswith("kick/") for p in loop.sample_paths)
+        assert loop.audio.dtype == np.float32 and loop.audio.shape == (4 * 88200 + 44100,)
+        assert loop.grid.shape == (4, 16) and loop.grid.dtype == bool
+        assert all((BUNDLED_KIT / p).is_file() for p in loop.sample_paths)
+        assert 0.0 <= loop.score <= 1.0
+
+
+def test_each_loop_comes_from_a_critic_trained_on_all_but_the_last_rating(rated):
+    _, rated, _ = rated
+    for k, (loop, _) in enumerate(rated):  # loop k is shown after rating k (0-based)
+        assert loop.critic_version >= k - 1
+
+
+def test_everything_is_on_disk(rated):
+    directory, rated, _ = rated
+    lines = (directory / "ratings.jsonl").read_text().splitlines()
+    assert len(lines) == 6
+    for line, (loop, liked) in zip(lines, rated):
+        entry = json.loads(line)
+        assert entry["id"] == loop.id and entry["liked"] == liked
+        assert entry["loop"]["grid"] == loop.grid.astype(int).tolist()
+        assert entry["loop"]["samples"] == list(loop.sample_paths)
+        assert entry["critic_version"] == loop.critic_version and "time" in entry
+        audio, sr = sf.read(str(directory / "wav" / f"loop_{loop.id:05d}.wav"), dtype="float32")
+        np.testing.assert_array_equal(audio, loop.audio)
+    for name in ("checkpoint.msgpack", "latest.critic", "initial.critic", "session.json"):
+        assert (directory / name).is_file()
+
+
+def test_resume_has_the_same_history_and_critic(rated, bundled_kit):
+    directory, rated, critic = rated
+    with Session(bundled_kit, directory, **FAST) as again:
+        assert [r.loop_id for r in again.history] == [loop.id for loop, _ in rated]
+        assert [r.liked for r in again.history] == [liked for _, liked in rated]
+        resumed = again.critic()
+        for a, b in zip(np.asarray(critic["params"]["Dense_1"]["kernel"]),
+                        np.asarray(resumed["params"]["Dense_1"]["kernel"])):
+            np.testing.assert_array_equal(a, b)
+        assert again.next_loop().id > max(loop.id for loop, _ in rated)
+
+
+def test_checkpoint_behind_the_log_catches_up(rated, bundled_kit, tmp_path):
+    directory, rated, critic = rated
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
+    os.remove(copy / "checkpoint.msgpack")  # as if killed before the first checkpoint
+    with Session(bundled_kit, copy, **FAST) as again:
+        assert again._n_trained == 6
+        caught_up = again.critic()
+    np.testing.assert_allclose(np.asarray(caught_up["params"]["Dense_1"]["kernel"]),
+                               np.asarray(critic["params"]["Dense_1"]["kernel"]), atol=1e-5)
+
+
+def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path):
+    directory, _, _ = rated
+    copy = tmp_path / "torn"
+    subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
+    with open(copy / "ratings.jsonl", "ab") as f:
+        f.write(b'{"id": 99, "loop": {"grid": [[1, 0')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Session(bundled_kit, copy, **FAST) as again:
+            assert again.n_ratings == 6
+            loop = again.next_loop()
+            again.rate(loop, True)
+    assert any(issubclass(w.category, SessionWarning) and "torn" in str(w.message)
+               for w in caught)
+    lines = (copy / "ratings.jsonl").read_text().splitlines()
+    assert len(lines) == 7 and all(json.loads(line) for line in lines)
+
+
+def test_a_session_from_another_kit_lists_what_is_missing(rated, tmp_path):
+    directory, rated, _ = rated
+    other = tmp_path / "other_kit"
+    other.mkdir()
+    for i in range(4):
+        sf.write(other / f"s{i}.wav", np.linspace(0.5, 0.0, 300), 44100)
+    with pytest.raises(DdjaxError) as err:
+        Session.open(directory, other, **FAST)
+    used = {p for loop, _ in rated for p in loop.sample_paths}
+    assert "missing from the kit" in str(err.value)
+    assert all(p in str(err.value) for p in used)
+
+
+WORKER = r"""
+import sys
+from ddjax.kit import load_kit
+from ddjax.session import Session, SessionConfig
+from ddjax.training import TrainConfig
+session = Session.open(sys.argv[1], sys.argv[2], train=TrainConfig(steps_per_rating=2,
+    batch_size=4), config=SessionConfig(n_chains=2, n_iters=2, seed=3))
+print("ready", session.n_ratings, flush=True)
+while True:
+    loop = session.next_loop()
+    session.rate(loop, loop.id % 3 == 0)
+    print("ack", loop.id, flush=True)
+"""
+
+
+def test_sigkill_loses_no_acknowledged_rating(tmp_path):
+    directory = tmp_path / "killed"
+    acked, rng = [], np.random.default_rng(0)
+    for attempt in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", WORKER, str(directory),
+                                 str(BUNDLED_KIT)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("ready")
+            for _ in range(int(rng.integers(2, 5))):
+                line = proc.stdout.readline()
+                assert line.startswith("ack"), line
+                acked.append(int(line.split()[1]))
+            time.sleep(float(rng.uniform(0.0, 0.5)))  # kill at a random point
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        # Ratings printed after our last read were acknowledged too: read what is left.
+        acked += [int(l.split()[1]) for l in proc.stdout.read().splitlines()
+                  if l.startswith("ack")]
+        proc.stdout.close()
+    logged = [json.loads(l)["id"] for l in (directory / "ratings.jsonl").read_text()
+              .splitlines() if l.strip().endswith("}")]
+    assert set(acked) <= set(logged)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from ddjax.session import Session; "
+         "s = Session.open(sys.argv[1]); print(s.n_ratings); s.close()", str(directory)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) >= len(set(acked))
