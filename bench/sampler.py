@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddjax.batching import CPU_CHUNK
 from ddjax.critic import init_critic
 from ddjax.engine import Engine
 from ddjax.kit import load_kit
@@ -43,7 +44,9 @@ def device_name() -> str:
     return f"{d.platform}:{d.device_kind}"
 
 
-def flops_per_proposal(engine: Engine, n: int) -> float:
+def flops_per_proposal(engine: Engine, n: int = CPU_CHUNK) -> float:
+    """XLA's FLOP count of scoring ``n`` loops, per loop. ``n`` is at most one CPU chunk:
+    cost analysis counts the body of a ``lax.map`` loop once, not once per step."""
     loops = jax.vmap(lambda k: random_loop(k, engine.allowed, engine.pipeline.loops))(
         jax.random.split(jax.random.key(0), n))
     cost = engine._score.lower(engine.params, loops).compile().cost_analysis()
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
 
     engine = Engine(load_kit(args.kit, 88200), init_critic(jax.random.key(0)))
     device = device_name()
-    flops = flops_per_proposal(engine, 16)
+    flops = flops_per_proposal(engine)
     rows = []
     seq = sequential(engine, args.sequential_proposals, args.repeats)
     rows.append({"mode": "sequential", "chains": 1, "device": device,

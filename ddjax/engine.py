@@ -17,6 +17,7 @@ import numpy as np
 
 from ddjax import loops as loops_lib
 from ddjax import sampler
+from ddjax.batching import in_chunks
 from ddjax.ensemble import REDUCTIONS, ensemble_score
 from ddjax.critic import CriticConfig, prob_like
 from ddjax.features import FeatureConfig, mfcc
@@ -44,8 +45,12 @@ class ScoreParams(NamedTuple):
 
 def critic_score(params: ScoreParams, loops: Loop, pipeline: Pipeline) -> jax.Array:
     """P(like) of each loop: float32[...] for loops batched over [...]."""
-    audio = critic_view(params.tables, loops, pipeline.render)
-    return prob_like(params.critic, mfcc(audio, pipeline.features), pipeline.critic)
+    def chain(batch: Loop) -> jax.Array:
+        audio = critic_view(params.tables, batch, pipeline.render)
+        return prob_like(params.critic, mfcc(audio, pipeline.features), pipeline.critic)
+
+    # The critic's activations are memory bound when batched whole: keep them in cache.
+    return in_chunks(chain, loops, loops.grid.ndim - 2)
 
 
 def _sample(key, params, allowed, *, n_chains, pipeline, config, score_fn):

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddjax.batching import in_chunks
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
@@ -95,7 +97,6 @@ def periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
-_MFCC_CHUNK = 4  # clips per step of mfcc's loop on CPU; their intermediates stay in cache
 _GROUP_OVERHEAD = 1000  # cost of one more matmul in _band_groups, in multiply-adds
 
 
@@ -173,17 +174,10 @@ def mfcc(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array
       float32[..., n_mfcc, frames] with ``frames = 1 + samples // hop_length``;
       (60, 442) for one 2 s bar at 44.1 kHz.
     """
-    lead, n_samples = audio.shape[:-1], audio.shape[-1]
-    n_frames = config.n_frames(n_samples)
-    # Memory bound when batched whole (frames and spectra of every clip spill to DRAM),
-    # so loop over small chunks of clips whose intermediates stay in cache.
-    flat = audio.reshape(-1, n_samples)
-    n = flat.shape[0]
-    chunk = max(1, min(_MFCC_CHUNK if jax.default_backend() == "cpu" else n, n))
-    n_chunks = -(-n // chunk)
-    if n_chunks * chunk != n:
-        flat = jnp.pad(flat, ((0, n_chunks * chunk - n), (0, 0)))
-    out = jax.lax.map(lambda rows: _mfcc_rows(rows, config),
-                      flat.reshape(n_chunks, chunk, n_samples))
-    out = out.reshape(n_chunks * chunk, config.n_mfcc, n_frames)[:n]
-    return out.reshape(lead + (config.n_mfcc, n_frames))
+    n_samples = audio.shape[-1]
+    shape = (config.n_mfcc, config.n_frames(n_samples))
+
+    def clips(x):  # x: [..., samples]
+        return _mfcc_rows(x.reshape(-1, n_samples), config).reshape(x.shape[:-1] + shape)
+
+    return in_chunks(clips, audio, audio.ndim - 1)

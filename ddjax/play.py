@@ -10,6 +10,7 @@ no Enter; from a pipe, each line's first character is the key.
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import shutil
 import subprocess
@@ -89,18 +90,27 @@ def find_player() -> Player:
     return Player()
 
 
+@contextlib.contextmanager
+def _keys_without_enter(stream: IO[str]):
+    """On a terminal: single keys, no echo, for the whole session (no race with typing)."""
+    if not stream.isatty():
+        yield
+        return
+    import termios
+    import tty
+    fd = stream.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 def read_key(stream: IO[str]) -> str | None:
     """One key from ``stream``; None at end of input."""
     if stream.isatty():
-        import termios
-        import tty
-        fd = stream.fileno()
-        saved = termios.tcgetattr(fd)
-        try:
-            tty.setcbreak(fd)
-            key = stream.read(1)
-        finally:
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        key = os.read(stream.fileno(), 1).decode(errors="replace")
         return None if key in ("", "\x04") else key.lower()
     line = stream.readline()
     if not line:
@@ -119,10 +129,15 @@ def play(session: Session, directory: pathlib.Path, *, keys: IO[str] = sys.stdin
          out: IO[str] = sys.stdout, player: Player | None = None) -> None:
     """Runs the rating loop until ``q`` or end of input."""
     player = player or find_player()
-    current = directory / "current.wav"
-    notes = None
     say = lambda text: print(text, file=out, flush=True)
     say(f"ddjax play: {KEYS}. Session in {directory}")
+    with _keys_without_enter(keys):
+        _rate_loops(session, directory, keys, say, out, player)
+
+
+def _rate_loops(session, directory, keys, say, out, player) -> None:
+    current = directory / "current.wav"
+    notes = None
     try:
         while True:
             loop = session.next_loop()

@@ -17,10 +17,11 @@ repeats exactly, and later bars may start one sample earlier than that formula s
 
 Fast path. At most tempi the step offsets repeat every ``p`` steps (p = 2 at 120 BPM: an
 even step starts on a multiple of 11025 samples, an odd one 5512 samples later). The
-bar then splits into ``16 / p`` blocks, and placing a sample on a track is a circulant
-``(blocks x blocks)`` matrix of the grid applied to the sample's ``p`` shifted copies cut
-into blocks: one small matmul per track instead of a gather per hit. ``render_tables``
-precomputes the shifted, blocked copies of the kit once.
+bar then splits into ``16 / p`` blocks, and placing a sample on the steps of one phase
+is a circulant ``(blocks x blocks)`` matrix of the grid applied to the sample cut into
+blocks, rolled by the phase's offset: one small matmul per loop instead of a gather per
+hit. ``render_tables`` cuts the kit into blocks once. On CPU, loops go through a few at
+a time (``ddjax.batching``) so that their blocks stay in cache.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddjax.batching import in_chunks
 from ddjax.errors import DdjaxError
 from ddjax.loops import Loop
 
-MAX_TABLE_PHASES = 4  # beyond this, the precomputed kit would be too large; fold instead
+MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +110,8 @@ def render_tables(kit_audio: jax.Array, config: RenderConfig) -> jax.Array:
       config: the render settings.
 
     Returns:
-      float32[kit, period * blocks, block_samples] (the shifted, blocked copies), or the
-      kit zero-padded to float32[kit, bar_samples] where the tempo has no short period.
+      float32[kit, blocks, block_samples], the bar-padded samples cut into blocks, or
+      float32[kit, bar_samples] where the tempo has no short period.
     """
     bar = config.bar_samples
     if kit_audio.shape[-1] > bar:
@@ -119,11 +121,8 @@ def render_tables(kit_audio: jax.Array, config: RenderConfig) -> jax.Array:
     layout = _block_layout(config)
     if layout is None:
         return padded
-    n_blocks = config.n_steps // layout.period
-    phases = [jnp.roll(padded, int(config.step_offsets[q]), axis=-1)
-              for q in range(layout.period)]
-    return jnp.stack(phases, axis=1).reshape(
-        kit_audio.shape[0], layout.period * n_blocks, layout.block_samples)
+    return padded.reshape(kit_audio.shape[0], config.n_steps // layout.period,
+                          layout.block_samples)
 
 
 def _circulant_index(period: int, n_blocks: int) -> np.ndarray:
@@ -147,9 +146,6 @@ def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     return out
 
 
-_VIEW_CHUNK = 4  # loops per step of critic_view's loop on CPU; their working set stays in cache
-
-
 def _roll_sum(y: jax.Array, offsets: np.ndarray) -> jax.Array:
     """``sum_q roll(y[..., q, :], offsets[q])`` over the phase axis ``-2``."""
     bar = y.shape[-1]
@@ -160,25 +156,25 @@ def _roll_sum(y: jax.Array, offsets: np.ndarray) -> jax.Array:
     return out
 
 
-def _view_chunk(tables: jax.Array, grid: jax.Array, samples: jax.Array,
-                config: RenderConfig, layout: _Blocks) -> jax.Array:
-    """``critic_view`` of a few loops (``grid: bool[n, tracks, steps]``), via phase 0 only.
+def _view_blocks(tables: jax.Array, loop: Loop, config: RenderConfig,
+                 layout: _Blocks) -> jax.Array:
+    """``critic_view`` by the block path, for loops batched over [...].
 
-    Placing phase q of a sample is phase 0 rolled by ``step_offsets[q]``, and the roll
-    commutes with the sum over tracks and blocks: gather each track's unshifted blocks
-    (half of the table), one matmul per loop gives every phase's sum, then roll and add.
+    Phase q of a sample is phase 0 rolled by ``step_offsets[q]``, and the roll commutes
+    with the sum over tracks and blocks: one matmul per loop gives every phase's sum of
+    unshifted blocks; then roll each phase into place and add.
     """
-    period = layout.period
-    n_blocks = config.n_steps // period
-    n, n_tracks = grid.shape[0], grid.shape[1]
-    gains = grid.astype(tables.dtype) * config.volume
+    lead = loop.grid.shape[:-2]
+    n_tracks = loop.grid.shape[-2]
+    period, n_blocks = layout.period, config.n_steps // layout.period
+    gains = loop.grid.astype(tables.dtype) * config.volume
     index = _circulant_index(period, n_blocks).reshape(n_blocks, period, n_blocks)
-    circulant = gains[..., index.transpose(1, 0, 2)]  # [n, t, q, j, i]
-    circulant = jnp.moveaxis(circulant, 1, 3).reshape(
-        n, period * n_blocks, n_tracks * n_blocks)  # [n, (q j), (t i)]
-    blocks = tables[samples, :n_blocks].reshape(n, n_tracks * n_blocks, layout.block_samples)
+    circulant = gains[..., index.transpose(1, 0, 2)]  # [..., t, q, j, i]
+    circulant = jnp.moveaxis(circulant, -4, -2).reshape(
+        lead + (period * n_blocks, n_tracks * n_blocks))  # [..., (q j), (t i)]
+    blocks = tables[loop.samples].reshape(lead + (n_tracks * n_blocks, layout.block_samples))
     phases = jnp.matmul(circulant, blocks, precision=jax.lax.Precision.HIGHEST)
-    return _roll_sum(phases.reshape(n, period, config.bar_samples), config.step_offsets)
+    return _roll_sum(phases.reshape(lead + (period, config.bar_samples)), config.step_offsets)
 
 
 def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
@@ -197,22 +193,10 @@ def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     if layout is None:
         unwrapped = _one_bar(tables, loop, config)
         return unwrapped[..., :bar] + unwrapped[..., bar:]
-    # Memory bound: a batched gather of every loop's blocks spills to DRAM, so loop over
+    # Memory bound: a batched gather of every loop's blocks spills to DRAM, so go through
     # small chunks of loops whose blocks and partial sums stay in cache.
-    lead = loop.grid.shape[:-2]
-    grid = loop.grid.reshape((-1,) + loop.grid.shape[-2:])
-    samples = loop.samples.reshape((-1,) + loop.samples.shape[-1:])
-    n = grid.shape[0]
-    chunk = max(1, min(_VIEW_CHUNK if jax.default_backend() == "cpu" else n, n))
-    n_chunks = -(-n // chunk)
-    if n_chunks * chunk != n:
-        grid = jnp.pad(grid, ((0, n_chunks * chunk - n), (0, 0), (0, 0)))
-        samples = jnp.pad(samples, ((0, n_chunks * chunk - n), (0, 0)))
-    out = jax.lax.map(
-        lambda gs: _view_chunk(tables, gs[0], gs[1], config, layout),
-        (grid.reshape((n_chunks, chunk) + grid.shape[1:]),
-         samples.reshape((n_chunks, chunk) + samples.shape[1:])))
-    return out.reshape((n_chunks * chunk, bar))[:n].reshape(lead + (bar,))
+    return in_chunks(lambda l: _view_blocks(tables, l, config, layout), loop,
+                     loop.grid.ndim - 2)
 
 
 def listening_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:

@@ -1,0 +1,68 @@
+"""Exports: MIDI that round-trips through mido with the right notes and times."""
+
+import json
+
+import mido
+import numpy as np
+import pytest
+
+from ddjax.cli import main
+from ddjax.export import GM_NOTES, kind_from_name, kit_notes, track_notes, write_midi
+
+
+def test_midi_round_trips_with_notes_at_sixteenth_notes(tmp_path):
+    rng = np.random.default_rng(0)
+    grid = rng.random((4, 16)) < 0.4
+    notes = [36, 38, 42, 56]
+    write_midi(tmp_path / "a.mid", grid, notes, 120)
+    midi = mido.MidiFile(str(tmp_path / "a.mid"))
+    assert midi.ticks_per_beat == 480 and len(midi.tracks) == 1
+    assert abs(midi.length - 2.0) < 1e-9  # one bar at 120 BPM
+    tick, hits, tempo = 0, set(), None
+    for message in midi.tracks[0]:
+        tick += message.time
+        if message.type == "set_tempo":
+            tempo = message.tempo
+        if message.type == "note_on" and message.velocity > 0:
+            assert message.channel == 9  # channel 10
+            hits.add((message.note, tick))
+    assert tempo == 500000
+    expected = {(notes[t], 120 * s) for t in range(4) for s in range(16) if grid[t, s]}
+    assert hits == expected
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("kick/kick_03.wav", "kick"), ("808/clean/snare04.wav", "snare"),
+    ("DR110_ClosedHat_Clean.wav", "closed_hat"), ("808/warm/hh_open.wav", "open_hat"),
+    ("Vermona_Clap_02.wav", "clap"), ("808/clean/tomlo.wav", "tom"),
+    ("SR-88_Cymbal_Distorted.wav", "crash"), ("cowbell/cowbell_01.wav", "cowbell"),
+    ("shaker/shaker_02.wav", "shaker"), ("ride/ride_01.wav", "ride"), ("rim/rim_02.wav", "rim"),
+    ("drumhits/Zapp.wav", None)])
+def test_kinds_from_names(name, kind):
+    assert kind_from_name(name) == kind
+
+
+def test_bundled_kit_notes_follow_the_kinds(bundled_kit):
+    notes = kit_notes(bundled_kit)
+    for name, note in zip(bundled_kit.names, notes):
+        folder = name.split("/")[0]
+        if folder in GM_NOTES:
+            assert note == GM_NOTES[folder], name
+        elif folder == "tom":
+            assert note in (41, 43, 45, 47, 48, 50)
+    assert track_notes([None, 38, None, None]) == [36, 38, 42, 39]
+
+
+def test_export_command_writes_midi_and_wav(tmp_path, bundled_kit):
+    loop = tmp_path / "loop.json"
+    grid = [[1, 0, 0, 0] * 4, [0, 0, 1, 0] * 4, [1] * 16, [0] * 15 + [1]]
+    loop.write_text(json.dumps({"grid": grid, "samples": [
+        "kick/kick_01.wav", "snare/snare_01.wav", "closed_hat/closed_hat_01.wav",
+        "cowbell/cowbell_01.wav"], "bpm": 120}))
+    assert main(["export", str(loop), "--midi"]) == 0
+    assert (tmp_path / "loop.mid").is_file() and not (tmp_path / "loop.wav").exists()
+    midi = mido.MidiFile(str(tmp_path / "loop.mid"))
+    notes = [m.note for m in midi.tracks[0] if m.type == "note_on"]
+    assert sorted(set(notes)) == [36, 38, 42, 56] and len(notes) == 4 + 4 + 16 + 1
+    assert main(["export", str(loop), "--wav", "--out", str(tmp_path / "x" / "copy")]) == 0
+    assert (tmp_path / "x" / "copy.wav").is_file() and (tmp_path / "x" / "copy.json").is_file()
