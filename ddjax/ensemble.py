@@ -25,6 +25,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from ddjax.batching import in_chunks
 from ddjax.critic import CriticConfig, load_critic, prob_like
 from ddjax.errors import DdjaxError
 from ddjax.features import mfcc
@@ -143,7 +144,8 @@ def critic_probs(stacked: dict, features: jax.Array,
     k = jax.tree_util.tree_leaves(stacked)[0].shape[0]
     grouped = jax.tree_util.tree_map(
         lambda x: x.reshape((groups, k // groups) + x.shape[1:]), stacked)
-    one = lambda variables: prob_like(variables, features, config)
+    one = lambda variables: in_chunks(lambda f: prob_like(variables, f, config), features,
+                                      features.ndim - 2)
     probs = jax.vmap(lambda group: jax.lax.map(one, group))(grouped)
     return jnp.moveaxis(probs.reshape((k,) + probs.shape[2:]), 0, -1)
 
