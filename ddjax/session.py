@@ -192,6 +192,8 @@ class Session:
         if self.directory is not None:
             self._open_directory()
         self._prepared = self._worker.submit(self._candidate)
+        if train.steps_per_rating:  # compile training while the first loop plays
+            self._worker.submit(self._warm_up)
 
     @classmethod
     def open(cls, directory: str | os.PathLike, kit_dir: str | os.PathLike | None = None,
@@ -305,6 +307,11 @@ class Session:
         self._n_trained = index + 1
         if self.directory is not None:
             self._checkpoint()
+
+    def _warm_up(self) -> None:
+        """Compiles the training burst on throw-away data; the state is left as it was."""
+        dummy = self._ratings._replace(count=jnp.int32(1))
+        jax.block_until_ready(self._train(jax.random.key(0), self._state, dummy))
 
     def _candidate(self) -> Loop:
         """Samples one loop from the current critic (runs on the worker)."""

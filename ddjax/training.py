@@ -41,7 +41,7 @@ class TrainConfig:
       max_shift_samples: largest random circular shift, in samples.
     """
 
-    steps_per_rating: int = 40
+    steps_per_rating: int = 16
     batch_size: int = 16
     learning_rate: float = 5.74e-5
     weight_decay: float = 5.9e-6

@@ -1,0 +1,110 @@
+"""The paper's protocol end to end, simulated users, and the experiment command."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ddjax.cli import main
+from ddjax.critic import load_critic
+from ddjax.experiment import ExperimentConfig, load_rater, run_experiment, summarize
+from ddjax.session import SessionConfig
+from ddjax.training import TrainConfig
+from ddjax.users import BUILT_IN, TASTES, SimulatedUser, calibration_audio, make_user
+
+TINY = dict(train=TrainConfig(steps_per_rating=2, batch_size=4),
+            session_config=SessionConfig(n_chains=2, n_iters=2))
+
+
+class Audio:
+    def __init__(self, audio):
+        self.audio = audio
+
+
+def test_built_in_users_like_about_a_third_of_random_loops(bundled_kit):
+    calibration = calibration_audio(bundled_kit, n=128)
+    fresh = calibration_audio(bundled_kit, n=128, seed=999)  # loops the users never saw
+    for taste in TASTES:
+        user = make_user(taste, bundled_kit, audio=calibration)
+        share = np.mean([user(Audio(a)) for a in fresh])
+        assert 0.2 <= share <= 0.5, (taste, share)
+    noisy = make_user("bright-noisy", bundled_kit, audio=calibration, seed=1)
+    clean = make_user("bright", bundled_kit, audio=calibration)
+    flipped = np.mean([noisy(Audio(a)) != clean(Audio(a)) for a in fresh])
+    assert 0.05 < flipped < 0.3
+    assert len(BUILT_IN) == 2 * len(TASTES)
+
+
+def test_tastes_measure_what_they_say():
+    sr, n = 44100, 3 * 88200
+    t = np.arange(n) / sr
+    low = np.sin(2 * np.pi * 100 * t)
+    high = np.sin(2 * np.pi * 6000 * t)
+    user = lambda taste: SimulatedUser(taste, 0.0)
+    assert user("bright").value(high) > user("bright").value(low)
+    assert user("punchy").value(low) > user("punchy").value(high)
+    clicks = np.zeros(n)
+    on_beats = clicks.copy()
+    for step in range(16):
+        start = 88200 + int(step * 5512.5)
+        clicks[start:start + 200] = 1.0
+        if step % 4 == 0:
+            on_beats[start:start + 200] = 1.0
+    assert user("dense").value(clicks) > user("dense").value(on_beats)
+    assert user("pulse").value(on_beats) > user("pulse").value(clicks)
+
+
+def test_small_experiment_end_to_end(bundled_kit, tmp_path):
+    rater = make_user("bright", bundled_kit)
+    result = run_experiment(bundled_kit, rater, ExperimentConfig(n_ratings=3, n_eval=2,
+                                                                 eval_max_iters=3),
+                            out=tmp_path, label="bright", progress=False, **TINY)
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["theta_init"] == result["theta_init"]
+    assert len(on_disk["history"]) == 3 and len(on_disk["phase2"]) == 4
+    groups = [b["group"] for b in on_disk["phase2"]]
+    assert sorted(groups) == ["final", "final", "init", "init"]
+    for group in ("init", "final"):
+        liked = [b["liked"] for b in on_disk["phase2"] if b["group"] == group]
+        assert on_disk[f"theta_{group}"] == pytest.approx(np.mean(liked))
+    assert on_disk["delta"] == pytest.approx(on_disk["theta_final"] - on_disk["theta_init"])
+    assert [h["liked"] for h in on_disk["history"]] == [
+        json.loads(l)["liked"] for l in (tmp_path / "session" / "ratings.jsonl").read_text()
+        .splitlines()]
+    for name in ("critic_initial.critic", "critic_final.critic"):
+        load_critic(tmp_path / name)
+    assert (tmp_path / "like_rate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_is_the_papers_table():
+    runs = [{"theta_init": 0.3, "theta_final": 0.6, "delta": 0.3},
+            {"theta_init": 0.4, "theta_final": 0.3, "delta": -0.1},
+            {"theta_init": 0.2, "theta_final": 0.35, "delta": 0.15}]
+    table = summarize(runs)
+    assert table["theta_init_mean"] == pytest.approx(0.3)
+    assert table["theta_final_mean"] == pytest.approx(0.41666, abs=1e-4)
+    assert table["share_delta_positive"] == pytest.approx(2 / 3)
+    assert table["share_delta_ge_0_2"] == pytest.approx(1 / 3)
+
+
+def test_raters_load_from_files_and_modules(tmp_path, bundled_kit):
+    (tmp_path / "mine.py").write_text("def rate(loop):\n    return loop.score > 0.5\n")
+    rater = load_rater(f"{tmp_path / 'mine.py'}:rate", bundled_kit)
+    assert rater(type("L", (), {"score": 0.7})) is True
+    assert load_rater("json:dumps", bundled_kit) is json.dumps
+    from ddjax.errors import DdjaxError
+    for bad in ("nope", f"{tmp_path / 'mine.py'}:missing", "no_such_module_x:f"):
+        with pytest.raises(DdjaxError):
+            load_rater(bad, bundled_kit)
+
+
+def test_experiment_command_with_a_rater_file(tmp_path, capsys):
+    (tmp_path / "rater.py").write_text(
+        "def likes_busy(loop):\n    return int(loop.grid.sum()) > 32\n")
+    code = main(["experiment", "--rater", f"{tmp_path / 'rater.py'}:likes_busy",
+                 "--ratings", "2", "--eval", "1", "--steps-per-rating", "1",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["rater"] == "likes_busy" and len(result["history"]) == 2
+    assert "theta_init" in capsys.readouterr().out
