@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddjax import __version__, rescore
+from ddjax.argtypes import non_negative_int, positive_float, positive_int, probability
 from ddjax.critic import CriticConfig, init_critic, load_critic
 from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
@@ -37,34 +38,6 @@ MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per bat
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _kit_arg(parser: argparse.ArgumentParser) -> None:
@@ -90,22 +63,22 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--vote", action="store_true",
                      help="target the ensemble's vote (share of critics with f > 0.5)"
                           " instead of its mean")
-    gen.add_argument("--n", type=_positive_int, default=4, help="loops to write (default 4)")
-    gen.add_argument("--chains", type=_positive_int, default=16,
+    gen.add_argument("--n", type=positive_int, default=4, help="loops to write (default 4)")
+    gen.add_argument("--chains", type=positive_int, default=16,
                      help="parallel chains per round (default 16)")
-    gen.add_argument("--iters", type=_non_negative_int, default=100,
+    gen.add_argument("--iters", type=non_negative_int, default=100,
                      help="iterations per chain, the maximum with --min-score (default 100)")
-    gen.add_argument("--temperature", type=_positive_float, default=1.0,
+    gen.add_argument("--temperature", type=positive_float, default=1.0,
                      help="MH temperature s: accept with min(1, (f'/f)^(1/s)) (default 1)")
-    gen.add_argument("--min-score", type=_probability,
+    gen.add_argument("--min-score", type=probability,
                      help="run each chain until the critic's score reaches this, and keep only"
                           " loops that reach it (the paper's phase II uses 0.95)")
-    gen.add_argument("--climb", type=_probability, metavar="TARGET",
+    gen.add_argument("--climb", type=probability, metavar="TARGET",
                      help="greedy hill-climbing toward TARGET instead of MH: 1 for the best"
                           " loops, 0 for the worst")
     gen.add_argument("--four-on-floor", action="store_true",
                      help="track 0 is a kick (detected from the audio) on steps 0, 4, 8, 12")
-    gen.add_argument("--bpm", type=_positive_float, default=120.0, help="tempo (default 120)")
+    gen.add_argument("--bpm", type=positive_float, default=120.0, help="tempo (default 120)")
     gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
 
@@ -148,11 +121,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rater", required=True, metavar="FILE_OR_MODULE:FUNCTION",
                      help="a callable taking a Loop and returning True/False/None, a"
                           " built-in simulated user's name, or 'all' for every built-in user")
-    run.add_argument("--ratings", type=_positive_int, default=80, help="phase I ratings")
-    run.add_argument("--eval", type=_positive_int, default=30, help="phase II loops per critic")
+    run.add_argument("--ratings", type=positive_int, default=80, help="phase I ratings")
+    run.add_argument("--eval", type=positive_int, default=30, help="phase II loops per critic")
     run.add_argument("--seed", type=int, default=0, help="first seed")
-    run.add_argument("--seeds", type=_positive_int, default=1, help="runs per rater")
-    run.add_argument("--steps-per-rating", type=_non_negative_int,
+    run.add_argument("--seeds", type=positive_int, default=1, help="runs per rater")
+    run.add_argument("--steps-per-rating", type=non_negative_int,
                      help="training steps after each rating (default: TrainConfig's)")
     _kit_arg(run)
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
@@ -231,13 +204,19 @@ def _generate(args) -> int:
     return 0
 
 
-def _render(args) -> int:
-    record = read_loop_json(args.loop)
+def _load_saved_loop(path: pathlib.Path, kit_dir: pathlib.Path):
+    """A loop's JSON file, its render settings, the kit and the loop on it."""
+    record = read_loop_json(path)
     grid = record["grid"]
     render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1])
-    kit = _load_kit(args.kit, render, grid.shape[0])
+    kit = _load_kit(kit_dir, render, grid.shape[0])
     ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
-    audio = listening_render(kit.audio, Loop(grid=grid, samples=ids), render)
+    return record, render, kit, Loop(grid=grid, samples=ids)
+
+
+def _render(args) -> int:
+    _, render, kit, loop = _load_saved_loop(args.loop, args.kit)
+    audio = listening_render(kit.audio, loop, render)
     write_wav(args.out, np.asarray(audio), kit.sr)
     print(f"wrote {args.out}")
     return 0
@@ -259,21 +238,17 @@ def _play(args) -> int:
 
 def _export(args) -> int:
     from ddjax.export import export_loop, kit_notes, track_notes
-    record = read_loop_json(args.loop)
-    grid = record["grid"]
-    render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1])
-    kit = _load_kit(args.kit, render, grid.shape[0])
-    ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
+    record, render, kit, loop = _load_saved_loop(args.loop, args.kit)
     both = not (args.midi or args.wav)
     audio = None
     if args.wav or both:
-        audio = np.asarray(listening_render(kit.audio, Loop(grid=grid, samples=ids), render))
+        audio = np.asarray(listening_render(kit.audio, loop, render))
     notes = None
     if args.midi or both:
         sample_notes = kit_notes(kit)
-        notes = track_notes([sample_notes[i] for i in ids])
+        notes = track_notes([sample_notes[i] for i in np.asarray(loop.samples)])
     stem = args.out or args.loop.with_suffix("")
-    written = export_loop(stem, {**record, "grid": grid.astype(int).tolist()}, audio=audio,
+    written = export_loop(stem, {**record, "grid": loop.grid.astype(int).tolist()}, audio=audio,
                           sr=kit.sr, notes=notes, write_json=args.out is not None)
     for path in written:
         print(f"wrote {path}")

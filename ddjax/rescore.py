@@ -47,6 +47,7 @@ import soxr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
+from ddjax.argtypes import non_negative_int, positive_int
 from ddjax.engine import Pipeline
 from ddjax.ensemble import Ensemble, EnsembleStats, critic_probs, ensemble_stats, load_ensemble
 from ddjax.errors import DdjaxError
@@ -681,20 +682,6 @@ def export_ranked(ranked: Sequence[Ranked], label: str, folder: pathlib.Path,
 # ---------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def add_parser(commands) -> argparse.ArgumentParser:
     """Registers ``ddjax rescore`` on the CLI's subparsers."""
     cmd = commands.add_parser(
@@ -710,22 +697,22 @@ def add_parser(commands) -> argparse.ArgumentParser:
     what.add_argument("--loops", nargs="+", metavar="DIR_OR_JSONL",
                       help="loop folders (their .json, .jsonl and audio files), .json or"
                            " .jsonl files, or audio files (the first bar is scored)")
-    what.add_argument("--generate", type=_positive_int, metavar="N",
+    what.add_argument("--generate", type=positive_int, metavar="N",
                       help="score N fresh random loops from the prior instead")
     cmd.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
                      help="folder of one-shot samples (default: the bundled samples/)")
     cmd.add_argument("--bpm", type=float, default=120.0,
                      help="tempo to render at; loops at other tempi are skipped (default 120)")
-    cmd.add_argument("--batch", type=_positive_int, default=64,
+    cmd.add_argument("--batch", type=positive_int, default=64,
                      help="inputs per batch, split over the devices (default 64)")
-    cmd.add_argument("--top", type=_non_negative_int, default=0, metavar="K",
+    cmd.add_argument("--top", type=non_negative_int, default=0, metavar="K",
                      help="write the K best loops (highest mean) as WAV + JSON")
-    cmd.add_argument("--bottom", type=_non_negative_int, default=0, metavar="K",
+    cmd.add_argument("--bottom", type=non_negative_int, default=0, metavar="K",
                      help="write the K worst loops (lowest mean) as WAV + JSON")
     cmd.add_argument("--per-critic", action="store_true",
                      help="also write every critic's score, one column each")
     cmd.add_argument("--seed", type=int, default=0, help="PRNG seed of --generate (default 0)")
-    cmd.add_argument("--model-shards", type=_positive_int, default=1, metavar="M",
+    cmd.add_argument("--model-shards", type=positive_int, default=1, metavar="M",
                      help="shard the critics over M local devices (default 1: replicate)")
     cmd.add_argument("--resume", action="store_true",
                      help="continue an interrupted run with the same arguments")
@@ -735,8 +722,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
                            " the flags below); each host writes FILE.partP-of-N.csv")
     host.add_argument("--coordinator", metavar="HOST:PORT",
                       help="address of process 0 (implies --distributed)")
-    host.add_argument("--num-processes", type=_positive_int, metavar="N")
-    host.add_argument("--process-id", type=_non_negative_int, metavar="P")
+    host.add_argument("--num-processes", type=positive_int, metavar="N")
+    host.add_argument("--process-id", type=non_negative_int, metavar="P")
     cmd.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.csv")
     return cmd
 

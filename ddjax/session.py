@@ -45,7 +45,7 @@ import numpy as np
 from flax import serialization
 
 from ddjax import loops as loops_lib
-from ddjax.critic import init_critic, load_critic, save_critic
+from ddjax.critic import init_critic, save_critic
 from ddjax.engine import Engine, Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes, loop_record, write_wav

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import BUNDLED_KIT, REPO
+from conftest import REPO
 from ddjax.cli import main
 from ddjax.critic import CriticConfig, init_critic, load_critic, prob_like, save_critic
 from ddjax.features import mfcc

@@ -5,7 +5,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ddjax.critic import init_critic, prob_like
 from ddjax.engine import Pipeline
