@@ -192,8 +192,9 @@ class Session:
         if self.directory is not None:
             self._open_directory()
         self._prepared = self._worker.submit(self._candidate)
-        if train.steps_per_rating:  # compile training while the first loop plays
-            self._worker.submit(self._warm_up)
+        # Training compiles before the first loop is shown, so no wait after a rating
+        # ever includes compilation.
+        self._warm = self._worker.submit(self._warm_up) if train.steps_per_rating else None
 
     @classmethod
     def open(cls, directory: str | os.PathLike, kit_dir: str | os.PathLike | None = None,
@@ -218,6 +219,9 @@ class Session:
     def next_loop(self) -> Loop:
         """The next loop to listen to (waits for the worker if it is still sampling)."""
         candidate = self._prepared.result()
+        if self._warm is not None:
+            self._warm.result()
+            self._warm = None
         self._prepared = self._worker.submit(self._candidate)
         return candidate
 
