@@ -48,7 +48,7 @@ def flops_per_proposal(engine: Engine, n: int = CPU_CHUNK) -> float:
     cost analysis counts the body of a ``lax.map`` loop once, not once per step."""
     loops = jax.vmap(lambda k: random_loop(k, engine.allowed, engine.pipeline.loops))(
         jax.random.split(jax.random.key(0), n))
-    cost = engine._score.lower(engine.params, loops).compile().cost_analysis()
+    cost = engine.lower_score(loops).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost["flops"]) / n
 

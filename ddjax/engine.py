@@ -1,8 +1,9 @@
 """The assembled pipeline: kit -> loops -> audio -> features -> critic -> sampler.
 
 ``critic_score`` chains the pure stages into one score function; ``Engine`` binds a
-loaded kit and a critic to it and holds the jit-compiled sampler, built once per shape
-and setting, for the thin Python shell (the CLI, sessions, benchmarks) to call.
+loaded kit and a critic to it for the thin Python shell (the CLI, sessions, benchmarks).
+The jit-compiled sampler is module-level, compiled once per shape and setting and shared
+by every Engine.
 """
 
 from __future__ import annotations
@@ -53,14 +54,32 @@ def critic_score(params: ScoreParams, loops: Loop, pipeline: Pipeline) -> jax.Ar
     return in_chunks(chain, loops, loops.grid.ndim - 2)
 
 
-def _sample(key, params, allowed, *, n_chains, pipeline, config, score_fn):
+def _score_fn(pipeline: Pipeline, reduction: str | None):
+    if reduction is None:
+        return functools.partial(critic_score, pipeline=pipeline)
+    return functools.partial(ensemble_score, pipeline=pipeline, reduction=reduction)
+
+
+# Module-level and keyed on hashable settings, so every Engine (one per Session, say)
+# with the same pipeline and shapes shares one compiled program.
+@functools.partial(jax.jit, static_argnames=("n_chains", "pipeline", "config", "reduction"))
+def _sample(key, params, allowed, *, n_chains, pipeline, config, reduction):
     init_key, run_key = jax.random.split(key)
     starts = jax.vmap(lambda k: loops_lib.random_loop(k, allowed, pipeline.loops))(
         jax.random.split(init_key, n_chains))
+    score_fn = _score_fn(pipeline, reduction)
     propose_fn = functools.partial(loops_lib.propose, allowed=allowed, config=pipeline.loops)
     state = sampler.init(starts, params, score_fn)
     return sampler.run(run_key, state, params, score_fn=score_fn, propose_fn=propose_fn,
                        config=config)
+
+
+@functools.partial(jax.jit, static_argnames=("pipeline", "reduction"))
+def _score(params, loops, *, pipeline, reduction):
+    return _score_fn(pipeline, reduction)(params, loops)
+
+
+_listen = jax.jit(listening_render, static_argnames=("config",))
 
 
 class Engine:
@@ -85,16 +104,6 @@ class Engine:
         self.reduction = reduction
         self.allowed = jnp.asarray(loops_lib.allowed_samples(pipeline.loops, kit.is_kick))
         self.params = ScoreParams(render_tables(kit.audio, pipeline.render), critic)
-        if reduction is None:
-            score_fn = functools.partial(critic_score, pipeline=pipeline)
-        else:
-            score_fn = functools.partial(ensemble_score, pipeline=pipeline,
-                                         reduction=reduction)
-        self._sample = jax.jit(functools.partial(_sample, pipeline=pipeline,
-                                                 score_fn=score_fn),
-                               static_argnames=("n_chains", "config"))
-        self._score = jax.jit(score_fn)
-        self._listen = jax.jit(functools.partial(listening_render, config=pipeline.render))
 
     def _params(self, critic: dict | None) -> ScoreParams:
         return self.params if critic is None else self.params._replace(critic=critic)
@@ -106,13 +115,19 @@ class Engine:
         ``critic`` replaces the engine's critic variables for this call (same shapes, so no
         recompilation): a critic in training, say.
         """
-        return self._sample(key, self._params(critic), self.allowed, n_chains=n_chains,
-                            config=config)
+        return _sample(key, self._params(critic), self.allowed, n_chains=n_chains,
+                       pipeline=self.pipeline, config=config, reduction=self.reduction)
 
     def score(self, loops: Loop, critic: dict | None = None) -> jax.Array:
         """P(like) of a batch of loops (the ensemble's mean or vote with ``reduction``)."""
-        return self._score(self._params(critic), loops)
+        return _score(self._params(critic), loops, pipeline=self.pipeline,
+                      reduction=self.reduction)
+
+    def lower_score(self, loops: Loop):
+        """The score function lowered for ``loops`` (for XLA's cost analysis)."""
+        return _score.lower(self.params, loops, pipeline=self.pipeline,
+                            reduction=self.reduction)
 
     def listen(self, loops: Loop) -> np.ndarray:
         """The listening render of a batch of loops, on the host: float32[batch, samples]."""
-        return np.asarray(self._listen(self.kit.audio, loops))
+        return np.asarray(_listen(self.kit.audio, loops, config=self.pipeline.render))

@@ -11,6 +11,7 @@ import pytest
 
 from ddjax import sampler
 from ddjax.critic import init_critic
+from ddjax import engine as engine_lib
 from ddjax.engine import Engine
 from ddjax.loops import Loop, LoopConfig, propose, random_loop
 
@@ -111,13 +112,18 @@ def engine(bundled_kit):
 
 def test_engine_is_deterministic_and_compiles_once(engine):
     config = sampler.SamplerConfig("mh", n_iters=3)
+    compiled_before = engine_lib._sample._cache_size()
     a, info_a = engine.sample(jax.random.key(7), 2, config)
     b, info_b = engine.sample(jax.random.key(7), 2, config)
     c, _ = engine.sample(jax.random.key(8), 2, config)
     chex.assert_trees_all_equal(a, b)
     chex.assert_trees_all_equal(info_a, info_b)
     assert not np.array_equal(np.asarray(a.loop.grid), np.asarray(c.loop.grid))
-    assert engine._sample._cache_size() == 1
+    assert engine_lib._sample._cache_size() == compiled_before + 1  # one shape, one compile
+    # A second engine with the same settings reuses the compiled sampler.
+    twin = Engine(engine.kit, engine.params.critic)
+    chex.assert_trees_all_equal(twin.sample(jax.random.key(7), 2, config), (a, info_a))
+    assert engine_lib._sample._cache_size() == compiled_before + 1
     # The score the sampler reports is the critic's score of the loop it returns.
     np.testing.assert_allclose(np.asarray(engine.score(a.loop)), np.asarray(a.score),
                                atol=1e-5)
