@@ -60,6 +60,15 @@ def main(argv=None) -> int:
             waits.append(time.perf_counter() - start)
             versions.append(loop.critic_version)
             assert loop.critic_version >= k - 1  # the rule the docs state
+    print_rows(block_rows(waits, {
+        "device": device, "listen_seconds": args.listen_seconds,
+        "critic_seen_ratings": "1..k-1 for the loop shown after rating k",
+        "train": dataclasses.asdict(train), "session": dataclasses.asdict(config)}), args.json)
+    return 0
+
+
+def block_rows(waits: list[float], summary: dict) -> list[dict]:
+    """Median, p95 and max wait per block of 10 ratings, then over all (with ``summary``)."""
     rows = []
     for first in range(0, len(waits), 10):
         block = np.array(waits[first:first + 10])
@@ -67,20 +76,20 @@ def main(argv=None) -> int:
                      "median_s": round(float(np.median(block)), 3),
                      "p95_s": round(float(np.percentile(block, 95)), 3),
                      "max_s": round(float(block.max()), 3)})
-    all_waits = np.array(waits)
-    rows.append({"ratings": f"1-{len(waits)}", "median_s": round(float(np.median(all_waits)), 3),
-                 "p95_s": round(float(np.percentile(all_waits, 95)), 3),
-                 "max_s": round(float(all_waits.max()), 3), "device": device,
-                 "listen_seconds": args.listen_seconds,
-                 "critic_seen_ratings": "1..k-1 for the loop shown after rating k",
-                 "train": dataclasses.asdict(train), "session": dataclasses.asdict(config)})
+    every = np.array(waits)
+    rows.append({"ratings": f"1-{len(waits)}", "median_s": round(float(np.median(every)), 3),
+                 "p95_s": round(float(np.percentile(every, 95)), 3),
+                 "max_s": round(float(every.max()), 3), **summary})
+    return rows
+
+
+def print_rows(rows: list[dict], as_json: bool) -> None:
     for row in rows:
-        if args.json:
+        if as_json:
             print(json.dumps(row), flush=True)
         else:
             print(f"ratings {row['ratings']:>9}: median {row['median_s']:.3f} s,"
                   f" p95 {row['p95_s']:.3f} s, max {row['max_s']:.3f} s", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -118,9 +118,15 @@ def _build_parser() -> argparse.ArgumentParser:
         " Phase II: --eval loops from the initial and from the final critic (each chain"
         " until f >= 0.95), shuffled and rated blind. Writes result.json, both critics and"
         " a like-rate plot to --out."))
-    run.add_argument("--rater", required=True, metavar="FILE_OR_MODULE:FUNCTION",
-                     help="a callable taking a Loop and returning True/False/None, a"
-                          " built-in simulated user's name, or 'all' for every built-in user")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--rater", metavar="FILE_OR_MODULE:FUNCTION",
+                        help="a callable taking a Loop and returning True/False/None, a"
+                             " built-in simulated user's name, or 'all' for every built-in"
+                             " user")
+    source.add_argument("--from-sessions", type=pathlib.Path, nargs="+", metavar="DIR",
+                        help="aggregate finished runs instead: every result.json under DIR"
+                             " (experiment outputs, or the study folder of ddjax serve"
+                             " --study); writes summary.json and densities.png to --out")
     run.add_argument("--ratings", type=positive_int, default=80, help="phase I ratings")
     run.add_argument("--eval", type=positive_int, default=30, help="phase II loops per critic")
     run.add_argument("--seed", type=int, default=0, help="first seed")
@@ -130,6 +136,34 @@ def _build_parser() -> argparse.ArgumentParser:
     _kit_arg(run)
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
                      help="output folder (default: experiment/)")
+
+    srv = commands.add_parser("serve", help="rate loops in the browser (or run a study)",
+                              description=(
+        "Starts a local web server with the rating page: the loop plays in a loop, Like /"
+        " Dislike (keys L / D or the arrow keys, space plays and pauses), the loop's grid,"
+        " the critic's score, the like rate, and the liked loops to download. With"
+        " --study, runs the paper's two-phase protocol for any number of participants."
+        " Every rating is on disk before the next loop; restarting resumes every session."))
+    srv.add_argument("--kit", type=pathlib.Path, default=None,
+                     help="folder of one-shot samples (default: the session's recorded kit,"
+                          " else the bundled samples/)")
+    srv.add_argument("--session", type=pathlib.Path, default=pathlib.Path("ddjax-session"),
+                     help="session folder, or the study folder with --study; an existing one"
+                          " is resumed (default: ddjax-session/)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1, this machine only)")
+    srv.add_argument("--port", type=non_negative_int, default=8000,
+                     help="port (default 8000; 0 picks a free one)")
+    srv.add_argument("--allow-remote", action="store_true",
+                     help="allow a --host other machines can reach (there is no login)")
+    srv.add_argument("--study", action="store_true",
+                     help="run the paper's study: instructions, phase I, phase II, results")
+    srv.add_argument("--study-ratings", type=positive_int, default=80,
+                     help="phase I ratings per participant (default 80)")
+    srv.add_argument("--study-eval", type=positive_int, default=30,
+                     help="phase II loops per critic (default 30)")
+    srv.add_argument("--seed", type=int, default=0,
+                     help="PRNG seed of a new session (a participant's adds a hash of its id)")
     return parser
 
 
@@ -258,6 +292,14 @@ def _export(args) -> int:
 def _experiment(args) -> int:
     from ddjax import experiment, users
     from ddjax.training import TrainConfig
+    if args.from_sessions:
+        results = experiment.load_results(args.from_sessions)
+        for result in results:
+            print(f"{result.get('rater', '?')}: theta_init {result['theta_init']:.2f},"
+                  f" theta_final {result['theta_final']:.2f}, delta {result['delta']:+.2f}"
+                  f" ({result['path']})")
+        _write_summary(experiment, results, args.out)
+        return 0
     render = RenderConfig()
     kit = _load_kit(args.kit, render, LoopConfig().n_tracks)
     train = TrainConfig() if args.steps_per_rating is None else TrainConfig(
@@ -277,14 +319,36 @@ def _experiment(args) -> int:
                   f" {result['theta_final']:.2f}, delta {result['delta']:+.2f} -> {out}")
             results.append(result)
     if len(results) > 1:
-        summary = experiment.summarize(results)
-        experiment.print_table(summary)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "summary.json").write_text(json.dumps(
-            {**summary, "runs_detail": [{k: r[k] for k in (
-                "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
-            indent=1) + "\n")
-        experiment.plot_densities(results, args.out / "densities.png")
+        _write_summary(experiment, results, args.out)
+    return 0
+
+
+def _write_summary(experiment, results: list[dict], out: pathlib.Path) -> None:
+    """The paper's table on stdout; summary.json and densities.png in ``out``."""
+    summary = experiment.summarize(results)
+    experiment.print_table(summary)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(
+        {**summary, "runs_detail": [{k: r.get(k) for k in (
+            "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
+        indent=1) + "\n")
+    experiment.plot_densities(results, out / "densities.png")
+
+
+def _serve(args) -> int:
+    from ddjax.experiment import ExperimentConfig
+    from ddjax.serve import ServeConfig, serve
+    from ddjax.session import SessionConfig
+    kit_dir = args.kit
+    if kit_dir is None and (args.study or not (args.session / "session.json").exists()):
+        kit_dir = BUNDLED_KIT
+    if kit_dir == BUNDLED_KIT and not kit_dir.is_dir():
+        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+    config = ServeConfig(kit_dir, args.session, study=args.study,
+                         experiment=ExperimentConfig(args.study_ratings, args.study_eval,
+                                                     seed=args.seed),
+                         session=SessionConfig(seed=args.seed))
+    serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0
 
 
@@ -308,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         return {"generate": _generate, "render": _render, "rescore": rescore.run,
-                "play": _play, "export": _export,
-                "experiment": _experiment}[args.command](args)
+                "play": _play, "export": _export, "experiment": _experiment,
+                "serve": _serve}[args.command](args)
     except DdjaxError as err:
         print(f"ddjax {args.command}: error: {err}", file=sys.stderr)
         return 2

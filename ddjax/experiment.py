@@ -15,7 +15,6 @@ import importlib.util
 import json
 import pathlib
 import shutil
-import sys
 from typing import Callable
 
 import jax
@@ -75,7 +74,7 @@ def load_rater(spec: str, kit: Kit, seed: int = 0) -> Callable[[Loop], bool | No
     return rater
 
 
-def _phase_two_loops(session: Session, critic: dict, key, config: ExperimentConfig):
+def _phase_two_group(session: Session, critic: dict, key, config: ExperimentConfig):
     sampler = SamplerConfig("until", config.eval_max_iters, threshold=config.eval_threshold)
     state, info = session.engine.sample(key, config.n_eval, sampler, critic=critic)
     audio = session.engine.listen(state.loop)
@@ -85,6 +84,33 @@ def _phase_two_loops(session: Session, critic: dict, key, config: ExperimentConf
                   tuple(session.kit.names[j] for j in samples[i]), float(scores[i]), -1,
                   session.pipeline.render.bpm) for i in range(config.n_eval)]
     return loops, float(np.mean(np.asarray(info.reached)))
+
+
+def draw_phase_two(session: Session, config: ExperimentConfig) -> tuple[list, dict]:
+    """Phase II's pool: ``n_eval`` loops from the session's initial critic and ``n_eval``
+    from its critic after every rating so far (waits for training), shuffled.
+
+    Returns ``[(group, loop)]`` with group ``"init"`` or ``"final"``, in the order to rate
+    them, and the share of each group's chains that reached the threshold.
+    """
+    final = session.critic()
+    key = jax.random.fold_in(jax.random.key(config.seed), 7)
+    init_loops, reached_init = _phase_two_group(
+        session, session.initial_critic, jax.random.fold_in(key, 0), config)
+    final_loops, reached_final = _phase_two_group(
+        session, final, jax.random.fold_in(key, 1), config)
+    order = np.random.default_rng(config.seed).permutation(2 * config.n_eval)
+    pool = [("init", l) for l in init_loops] + [("final", l) for l in final_loops]
+    return [pool[i] for i in order], {"reached_init": reached_init,
+                                      "reached_final": reached_final}
+
+
+def thetas(blind: list[dict]) -> dict:
+    """theta_init, theta_final and delta from phase II's ``{"group", "liked"}`` records."""
+    theta = {g: float(np.mean([b["liked"] for b in blind if b["group"] == g]))
+             for g in ("init", "final")}
+    return {"theta_init": theta["init"], "theta_final": theta["final"],
+            "delta": theta["final"] - theta["init"]}
 
 
 def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
@@ -110,26 +136,14 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
                             "samples": list(loop.sample_paths)})
             bar.update(1)
         bar.close()
-        final = session.critic()
-        key = jax.random.fold_in(jax.random.key(config.seed), 7)
-        init_loops, reached_init = _phase_two_loops(
-            session, session.initial_critic, jax.random.fold_in(key, 0), config)
-        final_loops, reached_final = _phase_two_loops(
-            session, final, jax.random.fold_in(key, 1), config)
-    order = np.random.default_rng(config.seed).permutation(2 * config.n_eval)
-    pool = [("init", l) for l in init_loops] + [("final", l) for l in final_loops]
+        pool, reached = draw_phase_two(session, config)
     blind = []
-    for i in order:
-        group, loop = pool[i]
+    for group, loop in pool:
         liked = rater(loop)
         blind.append({"group": group, "liked": bool(liked), "score": loop.score})
-    theta = {g: float(np.mean([b["liked"] for b in blind if b["group"] == g]))
-             for g in ("init", "final")}
     result = {
         "rater": label, "seed": config.seed, "n_ratings": config.n_ratings,
-        "n_eval": config.n_eval, "theta_init": theta["init"], "theta_final": theta["final"],
-        "delta": theta["final"] - theta["init"], "reached_init": reached_init,
-        "reached_final": reached_final,
+        "n_eval": config.n_eval, **thetas(blind), **reached,
         "phase1_like_rate": float(np.mean([h["liked"] for h in history])),
         "history": history, "phase2": blind,
         "critics": {"initial": "critic_initial.critic", "final": "critic_final.critic"},
@@ -197,8 +211,34 @@ def plot_densities(results: list[dict], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def print_table(summary: dict, file=sys.stdout) -> None:
+def print_table(summary: dict, file=None) -> None:
     print(f"runs {summary['runs']}: theta_init {summary['theta_init_mean']:.2f}, theta_final"
           f" {summary['theta_final_mean']:.2f}, mean delta {summary['delta_mean']:+.2f},"
           f" delta > 0 in {100 * summary['share_delta_positive']:.0f}%,"
           f" delta >= 0.2 in {100 * summary['share_delta_ge_0_2']:.0f}%", file=file)
+
+
+RESULT_KEYS = ("theta_init", "theta_final", "delta")
+
+
+def load_results(folders: list[pathlib.Path]) -> list[dict]:
+    """Every ``result.json`` under ``folders``: ``ddjax experiment`` outputs and the
+    participants of ``ddjax serve --study``, sorted by path."""
+    paths = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise DdjaxError(f"{folder} is not a folder")
+        paths.extend(sorted(folder.rglob("result.json")))
+    if not paths:
+        raise DdjaxError("no result.json under " + ", ".join(map(str, folders))
+                         + "; only finished runs and participants have one")
+    results = []
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+            if not all(isinstance(result.get(k), (int, float)) for k in RESULT_KEYS):
+                raise ValueError("theta_init, theta_final or delta is missing")
+        except (OSError, ValueError) as err:
+            raise DdjaxError(f"{path}: not a result file ({err})") from None
+        results.append({**result, "path": str(path)})
+    return results

@@ -9,6 +9,7 @@ back to a fixed note per track.
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import re
@@ -16,7 +17,7 @@ import re
 import mido
 import numpy as np
 
-from ddjax.files import write_loop_json, write_wav
+from ddjax.files import atomic_write_bytes, write_loop_json, write_wav
 from ddjax.kit import Kit, detect_kick
 
 GM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "clap": 39, "closed_hat": 42,
@@ -76,15 +77,21 @@ def tom_note(mono: np.ndarray, sr: int) -> int:
     return TOM_NOTES[int(np.searchsorted(TOM_PITCH_EDGES_HZ, pitch_hz))]
 
 
+def _kit_monos(kit: Kit):
+    audio = np.asarray(kit.audio)
+    return [row[:length].astype(np.float64) for row, length in zip(audio, kit.lengths)]
+
+
+def kit_kinds(kit: Kit) -> list[str | None]:
+    """Every kit sample's kind (``kick``, ``snare``...), None where it is unknown."""
+    return [kind_from_name(name) or kind_from_audio(mono, kit.sr)
+            for name, mono in zip(kit.names, _kit_monos(kit))]
+
+
 def kit_notes(kit: Kit) -> list[int | None]:
     """The General MIDI note of every kit sample, None where the kind is unknown."""
-    audio = np.asarray(kit.audio)
-    notes = []
-    for name, row, length in zip(kit.names, audio, kit.lengths):
-        mono = row[:length].astype(np.float64)
-        kind = kind_from_name(name) or kind_from_audio(mono, kit.sr)
-        notes.append(tom_note(mono, kit.sr) if kind == "tom" else GM_NOTES.get(kind))
-    return notes
+    return [tom_note(mono, kit.sr) if kind == "tom" else GM_NOTES.get(kind)
+            for kind, mono in zip(kit_kinds(kit), _kit_monos(kit))]
 
 
 def track_notes(sample_notes: list[int | None]) -> list[int]:
@@ -93,11 +100,10 @@ def track_notes(sample_notes: list[int | None]) -> list[int]:
             for t, n in enumerate(sample_notes)]
 
 
-def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm: float) -> None:
+def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float) -> bytes:
     """One bar of the grid as a type-0 Standard MIDI File on channel 10.
 
     Args:
-      path: the .mid file to write.
       grid: bool[tracks, steps], 16th-note steps.
       notes: the GM drum note of each track.
       bpm: tempo in quarter notes per minute.
@@ -123,11 +129,14 @@ def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm:
         now = tick
     bar_ticks = grid.shape[1] * ticks_per_step
     track.append(mido.MetaMessage("end_of_track", time=bar_ticks - now))
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    midi.save(str(tmp))
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm: float) -> None:
+    """``midi_bytes`` written atomically to ``path`` (a .mid file)."""
+    atomic_write_bytes(path, midi_bytes(grid, notes, bpm))
 
 
 def export_loop(stem: str | os.PathLike, record: dict, *, audio: np.ndarray | None = None,

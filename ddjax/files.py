@@ -10,6 +10,7 @@ with sample paths relative to the kit folder, and a WAV of its listening render.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -45,19 +46,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
+    """Mono float audio as a 32-bit float WAV file's bytes (no clipping, exact samples)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(audio, np.float32), sr, subtype="FLOAT", format="WAV")
+    return buffer.getvalue()
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:
-    """Writes mono float audio as a 32-bit float WAV (no clipping, exact samples), atomically."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.asarray(audio, np.float32), sr, subtype="FLOAT", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes ``wav_bytes`` atomically to ``path``."""
+    atomic_write_bytes(path, wav_bytes(audio, sr))
 
 
 def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
@@ -75,12 +73,16 @@ def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
     return record
 
 
-def write_loop_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Writes a loop record atomically, one grid row per line."""
+def loop_json(record: dict[str, Any]) -> str:
+    """A loop record as JSON text, one grid row per line."""
     rows = ",\n  ".join(json.dumps(row) for row in record["grid"])
     rest = json.dumps({k: v for k, v in record.items() if k != "grid"}, indent=1)
-    text = '{\n "grid": [\n  ' + rows + "\n ],\n" + rest[2:] + "\n"
-    atomic_write_bytes(path, text.encode())
+    return '{\n "grid": [\n  ' + rows + "\n ],\n" + rest[2:] + "\n"
+
+
+def write_loop_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Writes ``loop_json(record)`` atomically."""
+    atomic_write_bytes(path, loop_json(record).encode())
 
 
 def read_loop_json(path: str | os.PathLike) -> dict[str, Any]:

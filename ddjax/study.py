@@ -1,0 +1,419 @@
+"""Rating desks: what one person rates next, for free rating and for the paper's study.
+
+A desk hands out one loop at a time and takes exactly one rating for it. Both kinds are
+plain, thread-safe Python objects, so a front end (``ddjax serve``) only translates
+requests into calls, and tests drive them without a browser.
+
+- ``Desk``: free rating over a ``Session``. Every rating goes to the session's durable log
+  before the next loop is handed out.
+- ``Study``: the paper's protocol (section 4) for one participant. Phase I is a Desk
+  with ``n_ratings`` ratings; then phase II's pool (``experiment.draw_phase_two``) is
+  drawn in the background; then the pool is rated blind, without training; then
+  ``result.json`` holds theta_init, theta_final and delta, in the format of
+  ``ddjax experiment`` (so ``ddjax experiment --from-sessions`` aggregates both).
+
+A participant's folder::
+
+    study.json            id, seed and sizes
+    session/              the phase I Session (ratings.jsonl, wav/, critics)
+    phase2/items.json     the blind pool: group, loop and score of each item, in order
+    phase2/eN.wav         item N's audio
+    phase2/ratings.jsonl  phase II ratings, fsync'ed, one line per item
+    result.json           written once every item is rated
+
+Re-opening a folder resumes wherever the participant was. Loop keys are strings: a
+session's loop id (``"12"``) in free rating and phase I, ``"eN"`` in phase II.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import json
+import os
+import pathlib
+import re
+import shutil
+import threading
+import zipfile
+
+import numpy as np
+
+from ddjax.errors import DdjaxError
+from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
+from ddjax.export import kit_notes, midi_bytes, track_notes
+from ddjax.files import atomic_write_bytes, loop_json, loop_record, wav_bytes, write_wav
+from ddjax.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
+                           SessionConfig)
+from ddjax.training import TrainConfig
+
+STUDY_NAME = "study.json"
+RESULT_NAME = "result.json"
+PHASE2_DIR = "phase2"
+ITEMS_NAME = "items.json"
+KEY_PATTERN = re.compile(r"(?:0|[1-9][0-9]{0,8}|e(?:0|[1-9][0-9]{0,5}))")
+
+
+class Refused(DdjaxError):
+    """A rating the desk will not take: stale, a duplicate, or out of phase."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """A loop as the page shows it.
+
+    Attributes:
+      key: the loop's key (``"12"`` or ``"e3"``).
+      phase: ``"rate"``, ``"phase1"`` or ``"phase2"``.
+      number: 1-based position of this rating within its phase.
+      total: ratings in the phase, None when open-ended.
+      loop: the loop.
+      blind: hide the critic's score from the page (a study's ratings are blind).
+    """
+
+    key: str
+    phase: str
+    number: int
+    total: int | None
+    loop: Loop
+    blind: bool
+
+    def describe(self, kinds: list[str | None], kit_names: tuple[str, ...]) -> dict:
+        """The JSON the page draws: grid, rows with sample names and kinds, score."""
+        return {"key": self.key, "phase": self.phase, "number": self.number,
+                "total": self.total, "grid": np.asarray(self.loop.grid).astype(int).tolist(),
+                "rows": [{"name": name, "kind": kinds[kit_names.index(name)]}
+                         for name in self.loop.sample_paths],
+                "score": None if self.blind else self.loop.score,
+                "critic_version": None if self.blind else self.loop.critic_version,
+                "bpm": self.loop.bpm}
+
+
+def _append_line(path: pathlib.Path, entry: dict) -> None:
+    with open(path, "ab") as f:
+        f.write((json.dumps(entry) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+class Desk:
+    """Free rating over a session: one current loop, one rating per loop.
+
+    Args:
+      session: an on-disk session.
+      notes: the General MIDI note of every kit sample (``export.kit_notes``).
+      phase: the phase name items carry.
+      total: ratings in the phase, or None.
+      blind: hide scores and the liked list (a study's phase I).
+    """
+
+    def __init__(self, session: Session, notes: list[int | None], *, phase: str = "rate",
+                 total: int | None = None, blind: bool = False):
+        if session.directory is None:
+            raise ValueError("a desk needs an on-disk session")
+        self.session, self.notes = session, notes
+        self.phase, self.total, self.blind = phase, total, blind
+        self._lock = threading.Lock()
+        self._current: Loop | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.total is not None and self.session.n_ratings >= self.total
+
+    def current(self) -> Item:
+        """The loop to rate now (blocks while the session samples it)."""
+        with self._lock:
+            if self.done:
+                raise Refused(f"all {self.total} ratings of this phase are in")
+            if self._current is None:
+                self._current = self.session.next_loop()
+            return self._item(self._current)
+
+    def rate(self, key: str, liked: bool) -> None:
+        """Rates the current loop (on disk before this returns); refuses any other key."""
+        with self._lock:
+            if self._current is None or str(self._current.id) != key:
+                raise Refused(self._why_not(key))
+            self.session.rate(self._current, liked)
+            self._current = None
+
+    def _why_not(self, key: str) -> str:
+        if key.isdigit() and any(r.loop_id == int(key) for r in self.session.history):
+            return f"loop {key} is already rated; each loop takes one rating"
+        if self.done:
+            return f"all {self.total} ratings of this phase are in"
+        return f"loop {key} is not the loop being rated; reload the page for the current one"
+
+    def _item(self, loop: Loop) -> Item:
+        return Item(str(loop.id), self.phase, self.session.n_ratings + 1, self.total, loop,
+                    self.blind)
+
+    def likes(self) -> list[bool]:
+        """Every rating so far, in order: True for a like."""
+        return [r.liked for r in self.session.history]
+
+    def liked(self) -> list[dict]:
+        """The liked loops, newest first: key and sample names."""
+        names = self.session.kit.names
+        bpm = self.session.pipeline.render.bpm
+        return [{"key": str(r.loop_id), "samples": [names[i] for i in r.samples], "bpm": bpm}
+                for r in reversed(self.session.history) if r.liked]
+
+    def state(self) -> dict:
+        likes = self.likes()
+        return {"phase": self.phase, "ratings": len(likes), "total": self.total,
+                "likes": likes, "liked": [] if self.blind else self.liked()}
+
+    def download(self, key: str, kind: str) -> tuple[bytes, str]:
+        """A rated loop as ``wav``, ``mid`` or ``json``: the bytes and a file name."""
+        rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
+        if rating is None:
+            raise KeyError(key)
+        kit, bpm = self.session.kit, self.session.pipeline.render.bpm
+        name = f"loop_{rating.loop_id:05d}"
+        if kind == "wav":
+            return (self.session.directory / "wav" / f"{name}.wav").read_bytes(), f"{name}.wav"
+        if kind == "mid":
+            notes = track_notes([self.notes[i] for i in rating.samples])
+            return midi_bytes(rating.grid, notes, bpm), f"{name}.mid"
+        record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm)
+        return loop_json(record).encode(), f"{name}.json"
+
+    def audio(self, key: str) -> bytes:
+        """The WAV of the current loop or of a rated one."""
+        with self._lock:
+            current = self._current
+        if current is not None and str(current.id) == key:
+            return wav_bytes(current.audio, self.session.kit.sr)
+        return self.download(key, "wav")[0]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class Study:
+    """One participant's run of the paper's protocol. Use ``Study.open``.
+
+    Args:
+      directory: the participant's folder.
+      session: the phase I session (in ``directory``/session).
+      notes: the kit's General MIDI notes.
+      config: the protocol's sizes and the participant's seed.
+      participant: the participant's id.
+    """
+
+    def __init__(self, directory: pathlib.Path, session: Session, notes: list[int | None],
+                 config: ExperimentConfig, participant: str):
+        self.directory, self.config, self.participant = directory, config, participant
+        self.desk = Desk(session, notes, phase="phase1", total=config.n_ratings, blind=True)
+        self._lock = threading.Lock()
+        self._items: list[dict] | None = None
+        self._blind: list[dict] = []
+        self._drawing: threading.Thread | None = None
+        self._error: str | None = None
+        self._load_phase_two()
+        if self.desk.done and self._items is None:
+            self._start_drawing()
+        elif self._items is not None and len(self._blind) == len(self._items):
+            self._finish()
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, kit_dir: str | os.PathLike | None,
+             config: ExperimentConfig, participant: str, *,
+             session_config: SessionConfig = SessionConfig(),
+             train: TrainConfig = TrainConfig()) -> "Study":
+        """Opens (resumes) or starts the participant in ``directory``.
+
+        A new participant is recorded with ``config``; an existing one keeps the sizes
+        and seed it started with.
+        """
+        directory = pathlib.Path(directory)
+        meta_path = directory / STUDY_NAME
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            config = ExperimentConfig(**meta["config"])
+        else:
+            meta = {"participant": participant, "created": _now(),
+                    "config": dataclasses.asdict(config)}
+            atomic_write_bytes(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+        session = Session.open(directory / "session", kit_dir, train=train,
+                               config=dataclasses.replace(session_config, seed=config.seed))
+        return cls(directory, session, kit_notes(session.kit), config, participant)
+
+    # -- phases ---------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        """``phase1``, ``drawing``, ``phase2``, ``done`` or ``error``."""
+        with self._lock:
+            if self._error is not None:
+                return "error"
+            if not self.desk.done:
+                return "phase1"
+            if self._items is None:
+                return "drawing"
+            return "phase2" if len(self._blind) < len(self._items) else "done"
+
+    def current(self) -> Item:
+        phase = self.phase
+        if phase == "phase1":
+            return self.desk.current()
+        if phase != "phase2":
+            raise Refused(f"no loop to rate while the study is {self._phase_words(phase)}")
+        with self._lock:
+            index = len(self._blind)
+            loop = self._item_loop(index)
+        return Item(f"e{index}", "phase2", index + 1, len(self._items), loop, True)
+
+    def rate(self, key: str, liked: bool) -> None:
+        phase = self.phase
+        if phase == "phase1":
+            self.desk.rate(key, liked)
+            if self.desk.done:
+                self._start_drawing()
+            return
+        with self._lock:
+            index = len(self._blind)
+            if phase != "phase2" or key != f"e{index}":
+                raise Refused(self._why_not(key, phase))
+            entry = {"key": key, "group": self._items[index]["group"], "liked": bool(liked),
+                     "score": self._items[index]["score"], "time": _now()}
+            _append_line(self.directory / PHASE2_DIR / LOG_NAME, entry)
+            self._blind.append(entry)
+            finished = len(self._blind) == len(self._items)
+        if finished:
+            self._finish()
+
+    def _why_not(self, key: str, phase: str) -> str:
+        if key.startswith("e") and int(key[1:]) < len(self._blind):
+            return f"loop {key} is already rated; each loop takes one rating"
+        if key.isdigit():
+            return self.desk._why_not(key)
+        if phase != "phase2":
+            return f"no loop to rate while the study is {self._phase_words(phase)}"
+        return f"loop {key} is not the loop being rated; reload the page for the current one"
+
+    @staticmethod
+    def _phase_words(phase: str) -> str:
+        return {"drawing": "drawing the second phase's loops", "done": "finished",
+                "error": "stopped by an error"}.get(phase, phase)
+
+    def state(self) -> dict:
+        phase = self.phase
+        state = {"phase": phase, "participant": self.participant,
+                 "phase1_total": self.config.n_ratings, "phase1_ratings": len(self.desk.likes()),
+                 "phase2_total": 2 * self.config.n_eval, "phase2_ratings": len(self._blind)}
+        if phase == "done":
+            result = json.loads((self.directory / RESULT_NAME).read_text())
+            state["result"] = {k: result[k] for k in ("theta_init", "theta_final", "delta")}
+        if phase == "error":
+            state["error"] = self._error
+        return state
+
+    # -- phase II ----------------------------------------------------------------------------
+
+    def _load_phase_two(self) -> None:
+        folder = self.directory / PHASE2_DIR
+        if not (folder / ITEMS_NAME).exists():
+            return
+        self._items = json.loads((folder / ITEMS_NAME).read_text())
+        log = folder / LOG_NAME
+        if log.exists():
+            data = log.read_bytes()
+            if data and not data.endswith(b"\n"):  # a write cut short by a crash
+                data = data[: data.rfind(b"\n") + 1]
+                atomic_write_bytes(log, data)
+            self._blind = [json.loads(line) for line in data.splitlines() if line.strip()]
+
+    def _start_drawing(self) -> None:
+        with self._lock:
+            if self._drawing is not None or self._items is not None:
+                return
+            self._drawing = threading.Thread(target=self._draw, daemon=True,
+                                             name=f"phase2-{self.participant}")
+        self._drawing.start()
+
+    def _draw(self) -> None:
+        try:
+            session = self.desk.session
+            pool, reached = draw_phase_two(session, self.config)
+            folder = self.directory / PHASE2_DIR
+            items = []
+            for index, (group, loop) in enumerate(pool):
+                write_wav(folder / f"e{index}.wav", loop.audio, session.kit.sr)
+                items.append({"key": f"e{index}", "group": group, "score": loop.score,
+                              "loop": loop.record()})
+            # The pool exists once items.json does; WAVs first, so it never points at none.
+            atomic_write_bytes(folder / ITEMS_NAME, (json.dumps(items) + "\n").encode())
+            atomic_write_bytes(folder / "reached.json", (json.dumps(reached) + "\n").encode())
+            with self._lock:
+                self._items = items
+        except Exception as err:  # reported on the page and by state(); the log is intact
+            with self._lock:
+                self._error = f"drawing phase II failed: {err}"
+
+    def _item_loop(self, index: int) -> Loop:
+        entry, kit = self._items[index], self.desk.session.kit
+        names = tuple(entry["loop"]["samples"])
+        audio = np.zeros(0, np.float32)  # served from the item's WAV file
+        return Loop(-1, audio, np.array(entry["loop"]["grid"], bool),
+                    np.array([kit.names.index(n) for n in names], np.int32), names,
+                    float(entry["score"]), -1, float(entry["loop"]["bpm"]))
+
+    def _finish(self) -> None:
+        """Writes result.json and both critics (idempotent)."""
+        session = self.desk.session
+        session.wait()
+        reached_path = self.directory / PHASE2_DIR / "reached.json"
+        reached = json.loads(reached_path.read_text()) if reached_path.exists() else {}
+        history = [{"rating": i + 1, "liked": r.liked, "critic_version": r.critic_version,
+                    "samples": [session.kit.names[j] for j in r.samples]}
+                   for i, r in enumerate(session.history)]
+        result = {"rater": self.participant, "seed": self.config.seed,
+                  "n_ratings": self.config.n_ratings, "n_eval": self.config.n_eval,
+                  **thetas(self._blind), **reached,
+                  "phase1_like_rate": float(np.mean([h["liked"] for h in history])),
+                  "history": history,
+                  "phase2": [{k: b[k] for k in ("group", "liked", "score")}
+                             for b in self._blind],
+                  "critics": {"initial": "critic_initial.critic",
+                              "final": "critic_final.critic"}}
+        shutil.copyfile(session.directory / INITIAL_CRITIC_NAME,
+                        self.directory / "critic_initial.critic")
+        shutil.copyfile(session.directory / CRITIC_NAME, self.directory / "critic_final.critic")
+        atomic_write_bytes(self.directory / RESULT_NAME,
+                           (json.dumps(result, indent=1) + "\n").encode())
+
+    # -- files -------------------------------------------------------------------------------
+
+    def audio(self, key: str) -> bytes:
+        if key.startswith("e"):
+            with self._lock:
+                known = self._items is not None and int(key[1:]) < len(self._items)
+            if not known:
+                raise KeyError(key)
+            return (self.directory / PHASE2_DIR / f"{key}.wav").read_bytes()
+        return self.desk.audio(key)
+
+    def download(self, key: str, kind: str) -> tuple[bytes, str]:
+        raise KeyError(key)  # a study is blind: its loops come back only in the archive
+
+    def archive(self) -> bytes:
+        """The whole participant folder as one zip: logs, WAVs, critics and the result."""
+        self.desk.session.wait()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for path in sorted(self.directory.rglob("*")):
+                if path.is_file() and not path.name.startswith("."):
+                    archive.write(path, f"{self.participant}/{path.relative_to(self.directory)}")
+        return buffer.getvalue()
+
+    def close(self) -> None:
+        if self._drawing is not None:
+            self._drawing.join()
+        self.desk.close()

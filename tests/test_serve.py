@@ -1,0 +1,296 @@
+"""`ddjax serve`'s API without a browser: ratings, refusals, studies, resume, binding."""
+
+import concurrent.futures
+import io
+import json
+import threading
+import time
+import zipfile
+
+import mido
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import BUNDLED_KIT
+from ddjax import cli
+from ddjax.experiment import ExperimentConfig
+from ddjax.serve import MAX_BODY_BYTES, Desks, ServeConfig, create_app, is_loopback, open_desks
+from ddjax.session import SessionConfig
+from ddjax.training import TrainConfig
+
+FAST = dict(session=SessionConfig(n_chains=2, n_iters=2),
+            train=TrainConfig(steps_per_rating=2, batch_size=4))
+
+
+def free_config(directory):
+    return ServeConfig(BUNDLED_KIT, directory, **FAST)
+
+
+def study_config(directory, n_ratings=2, n_eval=1):
+    return ServeConfig(BUNDLED_KIT, directory, study=True,
+                       experiment=ExperimentConfig(n_ratings, n_eval, eval_max_iters=3), **FAST)
+
+
+def serving(config):
+    desks = open_desks(config)
+    return desks, TestClient(create_app(desks), raise_server_exceptions=False)
+
+
+def rate(client, sid, liked):
+    key = client.get(f"/api/s/{sid}/current").json()["key"]
+    response = client.post(f"/api/s/{sid}/rate", json={"key": key, "liked": liked})
+    assert response.status_code == 200, response.text
+    return key
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def free(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("free")
+    desks, client = serving(free_config(directory))
+    with client:
+        yield directory, client
+    desks.close()
+
+
+def test_each_loop_is_shown_once_and_rated_once(free):
+    directory, client = free
+    keys = []
+    for liked in (True, False, True):
+        key = client.get("/api/s/main/current").json()["key"]
+        assert client.get("/api/s/main/current").json()["key"] == key  # a reload: same loop
+        response = client.post("/api/s/main/rate", json={"key": key, "liked": liked})
+        assert response.status_code == 200
+        # On disk before the response: the log's last line is this rating.
+        last = read_log(directory / "ratings.jsonl")[-1]
+        assert (str(last["id"]), last["liked"]) == (key, liked)
+        again = client.post("/api/s/main/rate", json={"key": key, "liked": not liked})
+        assert again.status_code == 409 and "already rated" in again.json()["error"]
+        keys.append(key)
+    assert len(set(keys)) == 3
+    stale = client.post("/api/s/main/rate", json={"key": "99999", "liked": True})
+    assert stale.status_code == 409 and "not the loop being rated" in stale.json()["error"]
+    assert [e["liked"] for e in read_log(directory / "ratings.jsonl")][-3:] == [True, False, True]
+
+
+def test_two_tabs_racing_to_rate_one_loop_get_one_rating(free):
+    directory, client = free
+    key = client.get("/api/s/main/current").json()["key"]
+    before = len(read_log(directory / "ratings.jsonl"))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda liked: client.post(
+            "/api/s/main/rate", json={"key": key, "liked": liked}).status_code,
+            [True, False] * 4))
+    assert sorted(codes) == [200] + [409] * 7
+    assert len(read_log(directory / "ratings.jsonl")) == before + 1
+
+
+def test_downloads_of_a_rated_loop(free):
+    directory, client = free
+    entry = read_log(directory / "ratings.jsonl")[0]
+    base = f"/api/s/main/loops/{entry['id']}"
+    record = client.get(base + ".json").json()
+    assert record["grid"] == entry["loop"]["grid"] and record["samples"] == entry["loop"]["samples"]
+    wav = client.get(base + ".wav?download=1")
+    assert wav.headers["content-disposition"].endswith('.wav"')
+    assert wav.content == (directory / "wav" / f"loop_{entry['id']:05d}.wav").read_bytes()
+    midi = mido.MidiFile(file=io.BytesIO(client.get(base + ".mid").content))
+    steps, now = set(), 0
+    for message in midi.tracks[0]:
+        now += message.time
+        if message.type == "note_on":
+            steps.add(now // (midi.ticks_per_beat // 4))
+    grid = np.array(entry["loop"]["grid"], bool)
+    assert steps == set(np.nonzero(grid.any(axis=0))[0].tolist())
+    liked = client.get("/api/s/main/state").json()["liked"]
+    assert [l["key"] for l in liked] == [str(e["id"]) for e in reversed(
+        read_log(directory / "ratings.jsonl")) if e["liked"]]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/s/..%2F..%2Fetc/state", "/api/s/%2e%2e/state", "/api/s/../state",
+    "/api/s/nobody/state", "/api/s/main/loops/..%2Fsession.json",
+    "/api/s/main/loops/%2e%2e%2f%2e%2e%2fsession.json", "/api/s/main/loops/session.json",
+    "/api/s/main/loops/123456.wav", "/api/s/main/loops/0.exe", "/api/s/main/loops/0",
+    "/static/..%2Fserve.py", "/static/../serve.py", "/static/serve.py", "/static/__init__.py",
+    "/study/main", "/api/s/main/archive.zip", "/etc/passwd", "/api/s/main/loops/e0.wav",
+])
+def test_unknown_ids_and_traversal_are_404(free, path):
+    _, client = free
+    response = client.get(path)
+    assert response.status_code == 404, (path, response.status_code, response.text[:200])
+    assert "kit" not in response.text and "import" not in response.text
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"not json", 400), (b"\xff\xfe", 400), (b"[1, 2]", 422), (b'"key"', 422),
+    (b"{}", 422), (b'{"key": 3, "liked": true}', 422), (b'{"key": "0", "liked": "yes"}', 422),
+    (b'{"key": "../x", "liked": true}', 422), (b'{"key": "0", "liked": null}', 422),
+    (b"x" * (MAX_BODY_BYTES + 1), 413),
+])
+def test_malformed_ratings_are_4xx_with_a_message(free, body, status):
+    _, client = free
+    response = client.post("/api/s/main/rate", content=body,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+
+
+def test_an_oversized_body_without_a_length_is_refused(free):
+    _, client = free
+    chunks = (b"{" + b" " * 1024 for _ in range(8))
+    response = client.post("/api/s/main/rate", content=chunks)
+    assert response.status_code == 413
+
+
+def test_study_only_routes_are_404_outside_a_study(free):
+    _, client = free
+    assert client.post("/api/participants", json={}).status_code == 404
+
+
+def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
+    config = study_config(tmp_path)
+    desks, client = serving(config)
+    with client:
+        joined = client.post("/api/participants", json={"id": "ann"}).json()
+        assert joined == {"id": "ann", "url": "/study/ann"}
+        assert client.post("/api/participants", json={"id": "a/../b"}).status_code == 422
+        assert client.post("/api/participants", json={"id": "main"}).status_code == 422
+        assert client.get("/study/ann").status_code == 200
+        assert client.get("/study/bob").status_code == 404
+        item = client.get("/api/s/ann/current").json()
+        assert item["score"] is None and item["phase"] == "phase1"  # blind
+        rate(client, "ann", True)
+        rate(client, "ann", False)
+        # Phase II is drawn in the background; a rating meanwhile is refused.
+        state = client.get("/api/s/ann/state").json()
+        assert state["phase"] in ("drawing", "phase2")
+        for _ in range(300):
+            if client.get("/api/s/ann/state").json()["phase"] == "phase2":
+                break
+            time.sleep(0.2)
+        e0 = client.get("/api/s/ann/current").json()
+        assert e0["key"] == "e0" and e0["score"] is None
+        assert client.get("/api/s/ann/loops/e0.wav").status_code == 200
+        assert client.get("/api/s/ann/loops/e1.mid").status_code == 404  # blind: no downloads
+        assert client.post("/api/s/ann/rate", json={"key": "e1", "liked": True}).status_code == 409
+        assert client.post("/api/s/ann/rate", json={"key": "1", "liked": True}).status_code == 409
+        assert client.post("/api/s/ann/rate", json={"key": "e0", "liked": True}).status_code == 200
+        # A second participant joins; the first is half-way through phase II.
+        assert client.post("/api/participants", json={"id": "cy"}).status_code == 200
+        rate(client, "cy", True)
+    desks.close()
+
+    # Restart: both participants resume where they were.
+    desks, client = serving(config)
+    participant = tmp_path / "participants" / "ann"
+    with client:
+        state = client.get("/api/s/ann/state").json()
+        assert (state["phase"], state["phase1_ratings"], state["phase2_ratings"]) == (
+            "phase2", 2, 1)
+        assert client.get("/api/s/cy/state").json()["phase1_ratings"] == 1
+        assert client.get("/api/s/ann/current").json()["key"] == "e1"
+        assert client.post("/api/s/ann/rate", json={"key": "e1", "liked": False}).status_code \
+            == 200
+        state = client.get("/api/s/ann/state").json()
+        assert state["phase"] == "done"
+        items = json.loads((participant / "phase2" / "items.json").read_text())
+        liked = {items[0]["group"]: True, items[1]["group"]: False}
+        assert state["result"]["theta_init"] == float(liked["init"])
+        assert state["result"]["theta_final"] == float(liked["final"])
+        archive = zipfile.ZipFile(io.BytesIO(client.get("/api/s/ann/archive.zip").content))
+        assert {"ann/result.json", "ann/critic_initial.critic", "ann/critic_final.critic",
+                "ann/session/ratings.jsonl", "ann/phase2/e0.wav"} <= set(archive.namelist())
+    desks.close()
+
+    # The paper's table over participants (only finished ones have a result).
+    out = tmp_path / "table"
+    assert cli.main(["experiment", "--from-sessions", str(tmp_path), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 1
+    assert summary["delta_mean"] == float(liked["final"]) - float(liked["init"])
+    assert "runs 1:" in capsys.readouterr().out
+
+
+def test_one_participants_slow_training_never_blocks_another(tmp_path):
+    desks, client = serving(study_config(tmp_path, n_ratings=5))
+    with client:
+        for sid in ("slow", "fast"):
+            client.post("/api/participants", json={"id": sid})
+            client.get(f"/api/s/{sid}/current")
+        slow = desks.get("slow").desk.session
+        release = threading.Event()
+        slow._worker.submit(release.wait, 60)  # the slow participant's worker is busy...
+        rate(client, "slow", True)
+        rate(client, "slow", True)  # ...so the loop after this one waits for it
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            blocked = pool.submit(client.get, "/api/s/slow/current")  # waits on the worker
+            time.sleep(0.5)
+            start = time.monotonic()
+            assert client.get("/api/s/fast/state").status_code == 200
+            rate(client, "fast", False)
+            elapsed = time.monotonic() - start
+            assert not blocked.done()
+            release.set()
+            assert blocked.result(timeout=60).status_code == 200
+    assert elapsed < 30.0
+    desks.close()
+
+
+def test_binding_beyond_this_machine_needs_a_flag(tmp_path, capsys):
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    code = cli.main(["serve", "--host", "0.0.0.0", "--port", "0", "--session",
+                     str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--allow-remote" in err[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_busy_port_is_one_line_and_exit_2(tmp_path, capsys):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code = cli.main(["serve", "--port", str(port), "--session", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0]
+
+
+def test_desks_refuse_ids_that_are_not_plain(tmp_path):
+    desks = Desks(study_config(tmp_path))
+    for sid in ("..", "../x", "a" * 65, "", "-x", "x y"):
+        with pytest.raises(Exception) as err:
+            desks.get(sid)
+        assert getattr(err.value, "status", None) == 404
+
+
+def test_a_torn_phase_two_line_is_dropped_on_resume(tmp_path):
+    config = study_config(tmp_path, n_ratings=1, n_eval=1)
+    desks, client = serving(config)
+    with client:
+        client.post("/api/participants", json={"id": "tom"})
+        rate(client, "tom", True)
+        for _ in range(300):
+            if client.get("/api/s/tom/state").json()["phase"] == "phase2":
+                break
+            time.sleep(0.2)
+        assert client.post("/api/s/tom/rate", json={"key": "e0", "liked": True}).status_code == 200
+    desks.close()
+    log = tmp_path / "participants" / "tom" / "phase2" / "ratings.jsonl"
+    with open(log, "ab") as f:
+        f.write(b'{"key": "e1", "gro')  # the process died mid-write
+    desks, client = serving(config)
+    with client:
+        state = client.get("/api/s/tom/state").json()
+        assert (state["phase"], state["phase2_ratings"]) == ("phase2", 1)
+        assert client.get("/api/s/tom/current").json()["key"] == "e1"
+        assert client.post("/api/s/tom/rate", json={"key": "e1", "liked": False}).status_code == 200
+        assert client.get("/api/s/tom/state").json()["phase"] == "done"
+    desks.close()
+    assert [json.loads(line)["key"] for line in log.read_text().splitlines()] == ["e0", "e1"]
