@@ -45,9 +45,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ddjax.engine import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig
 from ddjax.export import kit_kinds, kit_notes
+from ddjax.kit import Kit, load_kit
 from ddjax.session import Session, SessionConfig
 from ddjax.study import KEY_PATTERN, Desk, Study
 from ddjax.training import TrainConfig
@@ -71,7 +73,7 @@ class ServeConfig:
     """What the server runs.
 
     Attributes:
-      kit_dir: the kit folder (None: each session's recorded kit).
+      kit_dir: the kit folder (None: the session's recorded kit; a study needs one).
       directory: the session folder (alone) or the study folder (``study``).
       study: run the paper's protocol for any number of participants.
       experiment: the study's sizes; its seed is the first participant's.
@@ -88,15 +90,21 @@ class ServeConfig:
 
 
 class Desks:
-    """Every open desk by id; opens a study's participants on first use, one at a time."""
+    """Every open desk by id; opens a study's participants on first use, one at a time.
 
-    def __init__(self, config: ServeConfig, main: Desk | None = None):
-        self.config = config
-        self._desks: dict[str, Desk | Study] = {} if main is None else {MAIN: main}
+    Args:
+      config: what the server runs.
+      kit: the kit of every desk.
+      session: the session to rate alone (its desk is ``main``); None in a study.
+    """
+
+    def __init__(self, config: ServeConfig, kit: Kit, session: Session | None = None):
+        self.config, self.kit = config, kit
+        self.kinds, self.notes = kit_kinds(kit), kit_notes(kit)
+        self._desks: dict[str, Desk | Study] = (
+            {} if session is None else {MAIN: Desk(session, self.notes)})
         self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        kit = main.session.kit if main is not None else None
-        self.kinds = kit_kinds(kit) if kit is not None else None
 
     @property
     def root(self) -> pathlib.Path:
@@ -138,15 +146,13 @@ class Desks:
         c = self.config
         seed = c.experiment.seed + int.from_bytes(hashlib.sha256(sid.encode()).digest()[:3])
         try:
-            study = Study.open(self.root / sid, c.kit_dir,
+            study = Study.open(self.root / sid, self.kit, self.notes,
                                dataclasses.replace(c.experiment, seed=seed), sid,
                                session_config=c.session, train=c.train)
         except DdjaxError as err:
             raise HttpError(409, f"participant {sid}: {err}") from None
         with self._lock:
             self._desks[sid] = study
-            if self.kinds is None:
-                self.kinds = kit_kinds(study.desk.session.kit)
         return study
 
     def close(self) -> None:
@@ -237,8 +243,7 @@ def create_app(desks: Desks) -> Starlette:
     async def current(request: Request) -> Response:
         desk = await run_in_threadpool(desks.get, request.path_params["sid"])
         item = await run_in_threadpool(desk.current)
-        kit = (desk.desk if isinstance(desk, Study) else desk).session.kit
-        return JSONResponse(item.describe(desks.kinds, kit.names),
+        return JSONResponse(item.describe(desks.kinds, desks.kit.names),
                             headers={"Cache-Control": "no-store"})
 
     async def rate(request: Request) -> Response:
@@ -305,13 +310,16 @@ def create_app(desks: Desks) -> Starlette:
 def open_desks(config: ServeConfig) -> Desks:
     """The desks to serve: one session alone, or a study's participants (opened lazily)."""
     if config.study:
-        config.directory.mkdir(parents=True, exist_ok=True)
         if config.kit_dir is None:
             raise DdjaxError("a study needs --kit")
-        return Desks(config)
+        render, loops = Pipeline().render, Pipeline().loops
+        kit = load_kit(config.kit_dir, render.bar_samples, sr=render.sr,
+                       min_samples=loops.n_tracks)
+        config.directory.mkdir(parents=True, exist_ok=True)
+        return Desks(config, kit)
     session = Session.open(config.directory, config.kit_dir, train=config.train,
                            config=config.session)
-    return Desks(config, Desk(session, kit_notes(session.kit)))
+    return Desks(config, session.kit, session)
 
 
 def is_loopback(host: str) -> bool:

@@ -42,8 +42,9 @@ import numpy as np
 
 from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
-from ddjax.export import kit_notes, midi_bytes, track_notes
+from ddjax.export import midi_bytes, track_notes
 from ddjax.files import atomic_write_bytes, loop_json, loop_record, wav_bytes, write_wav
+from ddjax.kit import Kit
 from ddjax.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
                            SessionConfig)
 from ddjax.training import TrainConfig
@@ -223,11 +224,12 @@ class Study:
             self._finish()
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, kit_dir: str | os.PathLike | None,
+    def open(cls, directory: str | os.PathLike, kit: Kit, notes: list[int | None],
              config: ExperimentConfig, participant: str, *,
              session_config: SessionConfig = SessionConfig(),
              train: TrainConfig = TrainConfig()) -> "Study":
-        """Opens (resumes) or starts the participant in ``directory``.
+        """Opens (resumes) or starts the participant in ``directory``, on ``kit`` and its
+        General MIDI ``notes`` (``export.kit_notes``).
 
         A new participant is recorded with ``config``; an existing one keeps the sizes
         and seed it started with.
@@ -241,9 +243,9 @@ class Study:
             meta = {"participant": participant, "created": _now(),
                     "config": dataclasses.asdict(config)}
             atomic_write_bytes(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
-        session = Session.open(directory / "session", kit_dir, train=train,
-                               config=dataclasses.replace(session_config, seed=config.seed))
-        return cls(directory, session, kit_notes(session.kit), config, participant)
+        session = Session(kit, directory / "session", train=train,
+                          config=dataclasses.replace(session_config, seed=config.seed))
+        return cls(directory, session, notes, config, participant)
 
     # -- phases ---------------------------------------------------------------------------
 

@@ -262,8 +262,16 @@ def test_a_busy_port_is_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0]
 
 
-def test_desks_refuse_ids_that_are_not_plain(tmp_path):
-    desks = Desks(study_config(tmp_path))
+@pytest.mark.parametrize("study", [False, True])
+def test_a_missing_kit_is_one_line_and_exit_2(tmp_path, capsys, study):
+    code = cli.main(["serve", "--port", "0", "--kit", str(tmp_path / "nowhere"),
+                     "--session", str(tmp_path / "s"), *(["--study"] if study else [])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nowhere" in err[0], err
+
+
+def test_desks_refuse_ids_that_are_not_plain(tmp_path, bundled_kit):
+    desks = Desks(study_config(tmp_path), bundled_kit)
     for sid in ("..", "../x", "a" * 65, "", "-x", "x y"):
         with pytest.raises(Exception) as err:
             desks.get(sid)

@@ -271,7 +271,7 @@ async function refreshStudy() {
     $("theta-init").textContent = pct(state.result.theta_init);
     $("theta-final").textContent = pct(state.result.theta_final);
     const delta = Math.round(100 * state.result.delta);
-    $("delta").textContent = `${delta >= 0 ? "+" : ""}${delta} points`;
+    $("delta").textContent = `${delta >= 0 ? "+" : "\u2212"}${Math.abs(delta)} points`;
     $("archive").href = `/api/s/${encodeURIComponent(SID)}/archive.zip`;
     setView("results");
     setState("done");
