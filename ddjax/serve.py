@@ -31,18 +31,21 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
+import os
 import pathlib
 import re
 import secrets
 import socket
 import sys
+import tempfile
 import threading
 from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ddjax.engine import Pipeline
@@ -280,9 +283,15 @@ def create_app(desks: Desks) -> Starlette:
         desk = await run_in_threadpool(desks.get, sid)
         if not isinstance(desk, Study):
             raise HttpError(404, "archives are for study participants")
-        data = await run_in_threadpool(desk.archive)
-        return Response(data, media_type="application/zip", headers={
-            "Content-Disposition": f'attachment; filename="study-{sid}.zip"'})
+        fd, name = tempfile.mkstemp(prefix=f"ddjax-study-{sid}-", suffix=".zip")
+        os.close(fd)
+        try:
+            await run_in_threadpool(desk.archive, pathlib.Path(name))
+        except BaseException:
+            os.unlink(name)
+            raise
+        return FileResponse(name, media_type="application/zip", filename=f"study-{sid}.zip",
+                            background=BackgroundTask(os.unlink, name))
 
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)

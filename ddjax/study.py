@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import json
 import os
 import pathlib
@@ -39,6 +38,7 @@ import threading
 import zipfile
 
 import numpy as np
+import soundfile as sf
 
 from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
@@ -53,6 +53,7 @@ STUDY_NAME = "study.json"
 RESULT_NAME = "result.json"
 PHASE2_DIR = "phase2"
 ITEMS_NAME = "items.json"
+PLAYBACK_BARS = 2
 KEY_PATTERN = re.compile(r"(?:0|[1-9][0-9]{0,8}|e(?:0|[1-9][0-9]{0,5}))")
 
 
@@ -89,6 +90,15 @@ class Item:
                 "score": None if self.blind else self.loop.score,
                 "critic_version": None if self.blind else self.loop.critic_version,
                 "bpm": self.loop.bpm}
+
+
+def playback_wav(audio: np.ndarray | pathlib.Path, session: Session) -> bytes:
+    """The first ``PLAYBACK_BARS`` bars of a listening render (an array or a WAV file),
+    as WAV bytes: the page plays bar 1, then loops bar 2, which holds bar 1's tails."""
+    frames = PLAYBACK_BARS * session.pipeline.render.bar_samples
+    if isinstance(audio, pathlib.Path):
+        audio, _ = sf.read(audio, frames=frames, dtype="float32")
+    return wav_bytes(audio[:frames], session.kit.sr)
 
 
 def _append_line(path: pathlib.Path, entry: dict) -> None:
@@ -186,12 +196,14 @@ class Desk:
         return loop_json(record).encode(), f"{name}.json"
 
     def audio(self, key: str) -> bytes:
-        """The WAV of the current loop or of a rated one."""
-        with self._lock:
-            current = self._current
+        """What the page plays of the current loop or of a rated one (``playback_wav``)."""
+        current = self._current
         if current is not None and str(current.id) == key:
-            return wav_bytes(current.audio, self.session.kit.sr)
-        return self.download(key, "wav")[0]
+            return playback_wav(current.audio, self.session)
+        if not any(str(r.loop_id) == key for r in self.session.history):
+            raise KeyError(key)
+        return playback_wav(self.session.directory / "wav" / f"loop_{int(key):05d}.wav",
+                            self.session)
 
     def close(self) -> None:
         self.session.close()
@@ -399,21 +411,23 @@ class Study:
                 known = self._items is not None and int(key[1:]) < len(self._items)
             if not known:
                 raise KeyError(key)
-            return (self.directory / PHASE2_DIR / f"{key}.wav").read_bytes()
+            return playback_wav(self.directory / PHASE2_DIR / f"{key}.wav", self.desk.session)
         return self.desk.audio(key)
 
     def download(self, key: str, kind: str) -> tuple[bytes, str]:
         raise KeyError(key)  # a study is blind: its loops come back only in the archive
 
-    def archive(self) -> bytes:
-        """The whole participant folder as one zip: logs, WAVs, critics and the result."""
+    def archive(self, path: pathlib.Path) -> None:
+        """Writes the whole participant folder to the zip ``path``: logs, WAVs, critics
+        and the result. A full study's audio is a few hundred MB, so it streams to disk
+        and the audio is stored, not deflated."""
         self.desk.session.wait()
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-            for path in sorted(self.directory.rglob("*")):
-                if path.is_file() and not path.name.startswith("."):
-                    archive.write(path, f"{self.participant}/{path.relative_to(self.directory)}")
-        return buffer.getvalue()
+        with zipfile.ZipFile(path, "w") as archive:
+            for item in sorted(self.directory.rglob("*")):
+                if item.is_file() and not item.name.startswith("."):
+                    archive.write(item, f"{self.participant}/{item.relative_to(self.directory)}",
+                                  zipfile.ZIP_STORED if item.suffix == ".wav"
+                                  else zipfile.ZIP_DEFLATED)
 
     def close(self) -> None:
         if self._drawing is not None:

@@ -10,6 +10,7 @@ import zipfile
 import mido
 import numpy as np
 import pytest
+import soundfile as sf
 from starlette.testclient import TestClient
 
 from conftest import BUNDLED_KIT
@@ -91,13 +92,18 @@ def test_two_tabs_racing_to_rate_one_loop_get_one_rating(free):
 
 def test_downloads_of_a_rated_loop(free):
     directory, client = free
-    entry = read_log(directory / "ratings.jsonl")[0]
+    key = rate(client, "main", True)
+    entry = read_log(directory / "ratings.jsonl")[-1]
+    assert str(entry["id"]) == key
     base = f"/api/s/main/loops/{entry['id']}"
     record = client.get(base + ".json").json()
     assert record["grid"] == entry["loop"]["grid"] and record["samples"] == entry["loop"]["samples"]
     wav = client.get(base + ".wav?download=1")
     assert wav.headers["content-disposition"].endswith('.wav"')
     assert wav.content == (directory / "wav" / f"loop_{entry['id']:05d}.wav").read_bytes()
+    played, sr = sf.read(io.BytesIO(client.get(base + ".wav").content))  # what the page plays
+    rendered, _ = sf.read(directory / "wav" / f"loop_{entry['id']:05d}.wav")
+    np.testing.assert_array_equal(played, rendered[: 2 * 2 * sr])
     midi = mido.MidiFile(file=io.BytesIO(client.get(base + ".mid").content))
     steps, now = set(), 0
     for message in midi.tracks[0]:
@@ -175,7 +181,9 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
             time.sleep(0.2)
         e0 = client.get("/api/s/ann/current").json()
         assert e0["key"] == "e0" and e0["score"] is None
-        assert client.get("/api/s/ann/loops/e0.wav").status_code == 200
+        played, sr = sf.read(io.BytesIO(client.get("/api/s/ann/loops/e0.wav").content))
+        rendered, _ = sf.read(tmp_path / "participants" / "ann" / "phase2" / "e0.wav")
+        np.testing.assert_array_equal(played, rendered[: 2 * 2 * sr])  # two 2-s bars
         assert client.get("/api/s/ann/loops/e1.mid").status_code == 404  # blind: no downloads
         assert client.post("/api/s/ann/rate", json={"key": "e1", "liked": True}).status_code == 409
         assert client.post("/api/s/ann/rate", json={"key": "1", "liked": True}).status_code == 409
