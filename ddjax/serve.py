@@ -122,12 +122,7 @@ class Desks:
                 return self._desks[sid]
             if not self.config.study or not (self.root / sid / "study.json").is_file():
                 raise HttpError(404, f"no session {sid!r}")
-            opening = self._opening.setdefault(sid, threading.Lock())
-        with opening:  # a slow open of one participant never holds the others
-            with self._lock:
-                if sid in self._desks:
-                    return self._desks[sid]
-            return self._open(sid)
+        return self._open_once(sid)
 
     def join(self, requested: str | None) -> str:
         """A participant's id: ``requested`` (resumed if it exists) or a fresh one."""
@@ -136,14 +131,18 @@ class Desks:
         sid = requested or f"p-{secrets.token_hex(4)}"
         if sid == MAIN:
             raise HttpError(422, f"{MAIN!r} is reserved; pick another id")
+        self._open_once(sid)
+        return sid
+
+    def _open_once(self, sid: str) -> Desk | Study:
+        """The participant ``sid``, opened (or created) by the first caller only."""
         with self._lock:
             opening = self._opening.setdefault(sid, threading.Lock())
-        with opening:
+        with opening:  # a slow open of one participant never holds the others
             with self._lock:
                 if sid in self._desks:
-                    return sid
-            self._open(sid)
-        return sid
+                    return self._desks[sid]
+            return self._open(sid)
 
     def _open(self, sid: str) -> Study:
         c = self.config

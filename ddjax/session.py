@@ -249,6 +249,10 @@ class Session:
             rated.append((loop, bool(liked)))
         return rated
 
+    def wav_path(self, loop_id: int) -> pathlib.Path:
+        """Where a rated loop's listening render is kept (on-disk sessions)."""
+        return self.directory / "wav" / f"loop_{loop_id:05d}.wav"
+
     @property
     def n_ratings(self) -> int:
         return len(self.history)
@@ -372,7 +376,7 @@ class Session:
             atomic_write_bytes(path, keep)
 
     def _append(self, loop: Loop, rating: Rating) -> None:
-        write_wav(self.directory / "wav" / f"loop_{loop.id:05d}.wav", loop.audio, self.kit.sr)
+        write_wav(self.wav_path(loop.id), loop.audio, self.kit.sr)
         entry = {"id": loop.id, "loop": loop.record(), "liked": rating.liked,
                  "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                  "critic_version": loop.critic_version}

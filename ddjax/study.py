@@ -164,10 +164,6 @@ class Desk:
         return Item(str(loop.id), self.phase, self.session.n_ratings + 1, self.total, loop,
                     self.blind)
 
-    def likes(self) -> list[bool]:
-        """Every rating so far, in order: True for a like."""
-        return [r.liked for r in self.session.history]
-
     def liked(self) -> list[dict]:
         """The liked loops, newest first: key and sample names."""
         names = self.session.kit.names
@@ -176,7 +172,7 @@ class Desk:
                 for r in reversed(self.session.history) if r.liked]
 
     def state(self) -> dict:
-        likes = self.likes()
+        likes = [r.liked for r in self.session.history]
         return {"phase": self.phase, "ratings": len(likes), "total": self.total,
                 "likes": likes, "liked": [] if self.blind else self.liked()}
 
@@ -188,7 +184,7 @@ class Desk:
         kit, bpm = self.session.kit, self.session.pipeline.render.bpm
         name = f"loop_{rating.loop_id:05d}"
         if kind == "wav":
-            return (self.session.directory / "wav" / f"{name}.wav").read_bytes(), f"{name}.wav"
+            return self.session.wav_path(rating.loop_id).read_bytes(), f"{name}.wav"
         if kind == "mid":
             notes = track_notes([self.notes[i] for i in rating.samples])
             return midi_bytes(rating.grid, notes, bpm), f"{name}.mid"
@@ -202,8 +198,7 @@ class Desk:
             return playback_wav(current.audio, self.session)
         if not any(str(r.loop_id) == key for r in self.session.history):
             raise KeyError(key)
-        return playback_wav(self.session.directory / "wav" / f"loop_{int(key):05d}.wav",
-                            self.session)
+        return playback_wav(self.session.wav_path(int(key)), self.session)
 
     def close(self) -> None:
         self.session.close()
@@ -320,7 +315,7 @@ class Study:
     def state(self) -> dict:
         phase = self.phase
         state = {"phase": phase, "participant": self.participant,
-                 "phase1_total": self.config.n_ratings, "phase1_ratings": len(self.desk.likes()),
+                 "phase1_total": self.config.n_ratings, "phase1_ratings": self.desk.session.n_ratings,
                  "phase2_total": 2 * self.config.n_eval, "phase2_ratings": len(self._blind)}
         if phase == "done":
             result = json.loads((self.directory / RESULT_NAME).read_text())
