@@ -26,6 +26,7 @@ from flax import serialization
 
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes
+from ddjax.head import HeadConfig, head_prob_like, init_head
 
 FILE_FORMAT = "ddjax-critic"
 FILE_VERSION = 1
@@ -148,15 +149,28 @@ class Critic(nn.Module):
         return logits.reshape(lead + (2,))
 
 
-def init_critic(key: jax.Array, config: CriticConfig = CriticConfig()) -> dict:
-    """Fresh critic variables (``params`` and ``batch_stats``), like the paper's initial model."""
+KINDS = {"cnn": CriticConfig, "head": HeadConfig}
+
+
+def kind_of(config: CriticConfig | HeadConfig) -> str:
+    """"cnn" (the paper's network) or "head" (``ddjax.head``)."""
+    return "head" if isinstance(config, HeadConfig) else "cnn"
+
+
+def init_critic(key: jax.Array, config: CriticConfig | HeadConfig = CriticConfig()) -> dict:
+    """Fresh critic variables: for the CNN (``params`` and ``batch_stats``) like the paper's
+    initial model; for the head, one that knows nothing (``head.init_head``)."""
+    if isinstance(config, HeadConfig):
+        return init_head(config)
     dummy = jnp.zeros((1, config.n_mfcc, config.n_frames), jnp.float32)
     return dict(Critic(config).init(key, dummy, train=False))
 
 
 def prob_like(variables: dict, features: jax.Array,
-              config: CriticConfig = CriticConfig()) -> jax.Array:
+              config: CriticConfig | HeadConfig = CriticConfig()) -> jax.Array:
     """P(like) in inference mode. features: float32[..., n_mfcc, n_frames] -> float32[...]."""
+    if isinstance(config, HeadConfig):
+        return head_prob_like(variables, features, config)
     logits = Critic(config).apply(variables, features, train=False)
     return jax.nn.softmax(logits, axis=-1)[..., 1]
 
@@ -166,18 +180,20 @@ def count_params(variables: dict) -> int:
     return int(sum(np.size(p) for p in jax.tree_util.tree_leaves(variables["params"])))
 
 
-def save_critic(path: str | os.PathLike, variables: dict, config: CriticConfig) -> None:
-    """Writes the critic (parameters and batch statistics) to one versioned file, atomically."""
+def save_critic(path: str | os.PathLike, variables: dict,
+                config: CriticConfig | HeadConfig) -> None:
+    """Writes the critic (all its variables) to one versioned file, atomically."""
     payload = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
+        "kind": kind_of(config),
         "config": json.dumps(dataclasses.asdict(config)),
         "variables": serialization.to_state_dict(jax.device_get(variables)),
     }
     atomic_write_bytes(path, serialization.msgpack_serialize(payload))
 
 
-def load_critic(path: str | os.PathLike) -> tuple[dict, CriticConfig]:
+def load_critic(path: str | os.PathLike) -> tuple[dict, CriticConfig | HeadConfig]:
     """Reads a file written by ``save_critic``.
 
     Raises:
@@ -196,8 +212,11 @@ def load_critic(path: str | os.PathLike) -> tuple[dict, CriticConfig]:
     if payload.get("version") != FILE_VERSION:
         raise DdjaxError(f"{path} is a version {payload.get('version')} critic file; this"
                          f" ddjax reads version {FILE_VERSION}")
+    kind = payload.get("kind", "cnn")  # files before the head have no kind
+    if kind not in KINDS:
+        raise DdjaxError(f"{path} holds a critic of unknown kind {kind!r}")
     try:
-        config = CriticConfig(**{k: tuple(v) if isinstance(v, list) else v
+        config = KINDS[kind](**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in json.loads(payload["config"]).items()})
     except (TypeError, ValueError, KeyError):
         raise DdjaxError(f"{path} has an unknown critic configuration") from None

@@ -1,10 +1,16 @@
 """The paper's two-phase protocol (section 4), with any rater.
 
 Phase I: ``n_ratings`` loops, each drawn by MH from the latest critic, rated, and
-trained on. Phase II: ``n_eval`` loops from the initial (untrained) critic and ``n_eval``
-from the final one, each chain run until f >= 0.95 (or ``eval_max_iters``), shuffled
-together and rated blind, without training. theta_init and theta_final are the like
-rates of the two groups; delta is their difference.
+learned. Phase II: ``n_eval`` loops from the initial (untrained) critic and ``n_eval``
+from the final one, shuffled together and rated blind, without learning. theta_init and
+theta_final are the like rates of the two groups; delta is their difference.
+
+Phase II is fair: both groups come from one sampler call with the settings that serve
+loops to people (the session's temperature, proposal and iterations per step), under
+the paper's stopping rule: every chain runs at least ``eval_min_iters`` iterations,
+then until f >= ``eval_threshold``, at most ``eval_max_iters``. Only the critic
+differs. ``snapshots`` adds a group per earlier rating count (say 20 and 40), drawn
+from the critic as it was then, so one run measures theta at several points.
 """
 
 from __future__ import annotations
@@ -37,16 +43,34 @@ class ExperimentConfig:
     Attributes:
       n_ratings: phase I ratings.
       n_eval: phase II loops per critic.
-      eval_threshold: phase II chains run until the critic's score reaches this.
-      eval_max_iters: ... or for at most this many iterations.
+      eval_threshold: phase II chains run until the critic's score reaches this,
+      eval_min_iters: ... after at least this many iterations,
+      eval_max_iters: ... and at most this many.
       seed: seeds the session and the phase II draws.
+      snapshots: earlier rating counts whose critic also gets a phase II group.
     """
 
     n_ratings: int = 80
     n_eval: int = 30
     eval_threshold: float = 0.95
-    eval_max_iters: int = 100
+    eval_max_iters: int = 500
     seed: int = 0
+    eval_min_iters: int = 100
+    snapshots: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.n_ratings < 1 or self.n_eval < 1:
+            raise DdjaxError("an experiment needs at least one rating and one phase II loop")
+        if not 0 <= self.eval_min_iters <= self.eval_max_iters:
+            raise DdjaxError("phase II needs 0 <= eval_min_iters <= eval_max_iters")
+        if any(not 0 < n < self.n_ratings for n in self.snapshots):
+            raise DdjaxError(f"snapshots are rating counts between 1 and {self.n_ratings - 1}")
+
+    def phase_two_sampler(self, serving: SamplerConfig) -> SamplerConfig:
+        """The sampler that serves loops to people, under phase II's stopping rule."""
+        return dataclasses.replace(serving, mode="until", n_iters=self.eval_max_iters,
+                                   min_iters=min(self.eval_min_iters, self.eval_max_iters),
+                                   threshold=self.eval_threshold)
 
 
 def load_rater(spec: str, kit: Kit, seed: int = 0) -> Callable[[Loop], bool | None]:
@@ -75,7 +99,7 @@ def load_rater(spec: str, kit: Kit, seed: int = 0) -> Callable[[Loop], bool | No
 
 
 def _phase_two_group(session: Session, critic: dict, key, config: ExperimentConfig):
-    sampler = SamplerConfig("until", config.eval_max_iters, threshold=config.eval_threshold)
+    sampler = config.phase_two_sampler(session.config.sampler)
     state, info = session.engine.sample(key, config.n_eval, sampler, critic=critic)
     audio = session.engine.listen(state.loop)
     grids, samples = np.asarray(state.loop.grid), np.asarray(state.loop.samples)
@@ -86,31 +110,34 @@ def _phase_two_group(session: Session, critic: dict, key, config: ExperimentConf
     return loops, float(np.mean(np.asarray(info.reached)))
 
 
-def draw_phase_two(session: Session, config: ExperimentConfig) -> tuple[list, dict]:
-    """Phase II's pool: ``n_eval`` loops from the session's initial critic and ``n_eval``
-    from its critic after every rating so far (waits for training), shuffled.
+def draw_phase_two(session: Session, config: ExperimentConfig,
+                   snapshots: dict[str, dict] | None = None) -> tuple[list, dict]:
+    """Phase II's pool: ``n_eval`` loops from the session's initial critic, ``n_eval``
+    from its critic after every rating so far (waits for learning), and ``n_eval`` from
+    each of ``snapshots`` (group name -> critic), all drawn alike, then shuffled.
 
-    Returns ``[(group, loop)]`` with group ``"init"`` or ``"final"``, in the order to rate
-    them, and the share of each group's chains that reached the threshold.
+    Returns ``[(group, loop)]`` with group ``"init"``, ``"final"`` or a snapshot's name, in
+    the order to rate them, and the share of each group's chains that reached the
+    threshold (``reached_GROUP``).
     """
-    final = session.critic()
+    critics = {"init": session.initial_critic, "final": session.critic(), **(snapshots or {})}
     key = jax.random.fold_in(jax.random.key(config.seed), 7)
-    init_loops, reached_init = _phase_two_group(
-        session, session.initial_critic, jax.random.fold_in(key, 0), config)
-    final_loops, reached_final = _phase_two_group(
-        session, final, jax.random.fold_in(key, 1), config)
-    order = np.random.default_rng(config.seed).permutation(2 * config.n_eval)
-    pool = [("init", l) for l in init_loops] + [("final", l) for l in final_loops]
-    return [pool[i] for i in order], {"reached_init": reached_init,
-                                      "reached_final": reached_final}
+    pool, reached = [], {}
+    for index, (group, critic) in enumerate(critics.items()):
+        loops, reached[f"reached_{group}"] = _phase_two_group(
+            session, critic, jax.random.fold_in(key, index), config)
+        pool += [(group, loop) for loop in loops]
+    order = np.random.default_rng(config.seed).permutation(len(pool))
+    return [pool[i] for i in order], reached
 
 
-def thetas(blind: list[dict]) -> dict:
-    """theta_init, theta_final and delta from phase II's ``{"group", "liked"}`` records."""
+def thetas(blind: list[dict], final: str = "final") -> dict:
+    """theta_init, theta_final and delta from phase II's ``{"group", "liked"}`` records;
+    ``final`` names the group that plays the final critic (a snapshot's, say)."""
     theta = {g: float(np.mean([b["liked"] for b in blind if b["group"] == g]))
-             for g in ("init", "final")}
-    return {"theta_init": theta["init"], "theta_final": theta["final"],
-            "delta": theta["final"] - theta["init"]}
+             for g in ("init", final)}
+    return {"theta_init": theta["init"], "theta_final": theta[final],
+            "delta": theta[final] - theta["init"]}
 
 
 def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
@@ -121,7 +148,7 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
     """Runs both phases and returns the result (also written to ``out``/result.json)."""
     session_config = session_config or SessionConfig(seed=config.seed)
     session_dir = None if out is None else out / "session"
-    history = []
+    history, snapshots = [], {}
     with Session(kit, session_dir, train=train, config=session_config) as session:
         bar = tqdm(total=config.n_ratings, desc=f"phase I {label}".strip(), unit="rating",
                    disable=None if progress is None else not progress)
@@ -135,8 +162,10 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
                             "score": loop.score, "critic_version": loop.critic_version,
                             "samples": list(loop.sample_paths)})
             bar.update(1)
+            if len(history) in config.snapshots:
+                snapshots[f"after_{len(history)}"] = session.critic()
         bar.close()
-        pool, reached = draw_phase_two(session, config)
+        pool, reached = draw_phase_two(session, config, snapshots)
     blind = []
     for group, loop in pool:
         liked = rater(loop)
@@ -144,6 +173,7 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
     result = {
         "rater": label, "seed": config.seed, "n_ratings": config.n_ratings,
         "n_eval": config.n_eval, **thetas(blind), **reached,
+        "snapshots": {str(n): thetas(blind, f"after_{n}") for n in config.snapshots},
         "phase1_like_rate": float(np.mean([h["liked"] for h in history])),
         "history": history, "phase2": blind,
         "critics": {"initial": "critic_initial.critic", "final": "critic_final.critic"},

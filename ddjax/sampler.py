@@ -11,8 +11,9 @@ target: the critic, an ensemble, or any function of loops. Modes:
 - ``"mh"``: Metropolis-Hastings at temperature s. A candidate from the symmetric proposal
   is accepted with probability ``min(1, (f(x') / f(x)) ** (1 / s))``, so chains draw loops
   in proportion to ``f ** (1 / s)`` (the paper's P(x | like) at s = 1).
-- ``"until"``: the same chains, each stopped as soon as ``f >= threshold`` (the paper's
-  phase II uses 0.95) or after ``n_iters`` iterations; ``reached`` says which got there.
+- ``"until"``: the same chains, each stopped as soon as ``f >= threshold`` once it has run
+  ``min_iters`` iterations, or after ``n_iters`` (the paper's phase II: at least 100, then
+  until f >= 0.95, at most 500); ``reached`` says which got there.
 - ``"climb"``: greedy hill-climbing toward ``target``: a candidate is accepted when its
   score is at least as close to the target (1.0: the best loops, 0.0: the worst).
 """
@@ -72,6 +73,7 @@ class SamplerConfig:
       n_iters: iterations per chain (the maximum, in "until" mode).
       temperature: s > 0 in the MH acceptance ratio; s -> 0 is pure optimisation.
       threshold: score that ends a chain in "until" mode.
+      min_iters: "until" mode: iterations every chain runs before the threshold counts.
       target: score that "climb" moves toward, in [0, 1].
     """
 
@@ -80,12 +82,13 @@ class SamplerConfig:
     temperature: float = 1.0
     threshold: float = 0.95
     target: float = 1.0
+    min_iters: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise DdjaxError(f"sampler mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.n_iters < 0:
-            raise DdjaxError("the number of iterations must be >= 0")
+        if self.n_iters < 0 or not 0 <= self.min_iters <= self.n_iters:
+            raise DdjaxError("the numbers of iterations must be 0 <= min_iters <= n_iters")
         if not self.temperature > 0:
             raise DdjaxError("the temperature must be > 0")
         if not (0.0 <= self.threshold <= 1.0 and 0.0 <= self.target <= 1.0):
@@ -181,10 +184,12 @@ def run(key: jax.Array, state: ChainState, score_params, *, score_fn: ScoreFn,
         state = jax.tree_util.tree_map(keep, new_state, state)
         n_accepted = n_accepted + (info.is_accepted & ~done)
         n_iters = n_iters + ~done
-        return it + 1, state, n_accepted, n_iters, done | (state.score >= config.threshold)
+        reached = (it + 1 >= config.min_iters) & (state.score >= config.threshold)
+        return it + 1, state, n_accepted, n_iters, done | reached
 
     zeros = jnp.zeros((n_chains,), jnp.int32)
-    carry = (jnp.int32(0), state, zeros, zeros, state.score >= config.threshold)
+    carry = (jnp.int32(0), state, zeros, zeros,
+             (config.min_iters == 0) & (state.score >= config.threshold))
     _, state, n_accepted, n_iters, done = jax.lax.while_loop(cond, body, carry)
     rate = n_accepted / jnp.maximum(n_iters, 1)
-    return state, RunInfo(rate.astype(jnp.float32), n_iters, done)
+    return state, RunInfo(rate.astype(jnp.float32), n_iters, state.score >= config.threshold)
