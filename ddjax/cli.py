@@ -26,12 +26,12 @@ from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
 from ddjax.errors import DdjaxError
 from ddjax.files import loop_record, read_loop_json, write_loop_json, write_wav
-from ddjax.kit import load_kit
+from ddjax.kit import bundled_kit, load_kit
 from ddjax.loops import Loop, LoopConfig
 from ddjax.render import RenderConfig, listening_render
 from ddjax.sampler import SamplerConfig
 
-BUNDLED_KIT = pathlib.Path(__file__).resolve().parents[1] / "samples"
+BUNDLED_KIT = bundled_kit()
 MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
 
 
@@ -169,7 +169,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _load_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
     if folder == BUNDLED_KIT and not folder.is_dir():
-        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+        raise DdjaxError(f"the bundled kit is not installed here ({folder}); pass --kit DIR")
     return load_kit(folder, render.bar_samples, sr=render.sr, min_samples=n_tracks)
 
 
@@ -343,7 +343,7 @@ def _serve(args) -> int:
     if kit_dir is None and (args.study or not (args.session / "session.json").exists()):
         kit_dir = BUNDLED_KIT
     if kit_dir == BUNDLED_KIT and not kit_dir.is_dir():
-        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+        raise DdjaxError(f"the bundled kit is not installed here ({kit_dir}); pass --kit DIR")
     config = ServeConfig(kit_dir, args.session, study=args.study,
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),

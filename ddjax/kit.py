@@ -21,6 +21,7 @@ this finds 75 of the 82 files named as kicks, plus 10 others (six of them low to
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import pathlib
 import warnings
@@ -46,7 +47,20 @@ KICK_ANALYSIS_SECONDS = 0.25
 
 
 class KitWarning(UserWarning):
-    """A file in a kit folder was skipped; the message names it and says why."""
+    """A file in a kit folder was skipped or scaled down; the message names it and says why."""
+
+
+def bundled_kit() -> pathlib.Path:
+    """The folder of the kit that ships with ddjax (the default ``--kit``).
+
+    An installed wheel or sdist holds it as package data, ``ddjax/samples``; an editable
+    install (a checkout) reads the repository's ``samples/``, its one source.
+    """
+    packaged = importlib.resources.files("ddjax") / "samples"
+    if isinstance(packaged, pathlib.Path) and packaged.is_dir():
+        return packaged
+    checkout = pathlib.Path(__file__).resolve().parents[1] / "samples"
+    return checkout if checkout.is_dir() else pathlib.Path(str(packaged))
 
 
 class Kit(NamedTuple):

@@ -54,11 +54,11 @@ from ddjax.errors import DdjaxError
 from ddjax.features import mfcc
 from ddjax.files import (atomic_write_bytes, check_loop_record, loop_record, read_loop_json,
                          write_loop_json, write_wav)
-from ddjax.kit import AUDIO_EXTENSIONS, Kit, load_kit
+from ddjax.kit import AUDIO_EXTENSIONS, Kit, bundled_kit, load_kit
 from ddjax.loops import Loop, LoopConfig, allowed_samples, random_loop
 from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
 
-BUNDLED_KIT = pathlib.Path(__file__).resolve().parents[1] / "samples"
+BUNDLED_KIT = bundled_kit()
 LOOP_SUFFIXES = (".json", ".jsonl")
 RESAMPLE_MARGIN = 1024  # extra input frames read before resampling, so the bar's end is exact
 PROGRESS_SUFFIX = ".progress"
@@ -751,7 +751,7 @@ def run(args) -> int:
     pipeline = Pipeline(loops=LoopConfig(), render=RenderConfig(bpm=args.bpm),
                         critic=ensemble.config)
     if args.kit == BUNDLED_KIT and not args.kit.is_dir():
-        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+        raise DdjaxError(f"the bundled kit is not installed here ({args.kit}); pass --kit DIR")
     kit = load_kit(args.kit, pipeline.render.bar_samples, sr=pipeline.render.sr,
                    min_samples=pipeline.loops.n_tracks)
     if args.generate is not None:
