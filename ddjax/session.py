@@ -147,7 +147,8 @@ def _read_log(path: pathlib.Path, kit: Kit) -> list[Rating]:
                     f"{path}: skipped a torn last line ({len(line)} bytes), the rating being"
                     " written when the session stopped"), stacklevel=3)
                 continue
-            raise DdjaxError(f"{path}: line {number} is not a rating record") from None
+            raise DdjaxError(f"{path}: line {number} is not a rating record; fix or delete that"
+                             " line to resume") from None
         missing.update(n for n in names if n not in kit.names)
         if not missing:
             ratings.append(Rating(int(entry["id"]), grid,
@@ -155,7 +156,7 @@ def _read_log(path: pathlib.Path, kit: Kit) -> list[Rating]:
                                   liked, int(entry.get("critic_version", 0))))
     if missing:
         raise DdjaxError(f"the session's ratings use samples missing from the kit {kit.root}: "
-                         + ", ".join(sorted(missing)))
+                         + ", ".join(sorted(missing)) + "; pass the session's kit with --kit")
     return ratings
 
 
@@ -344,6 +345,10 @@ class Session:
 
     def _open_directory(self) -> None:
         d = self.directory
+        # Every check first (the log, the checkpoint): nothing on disk changes unless the
+        # resume can succeed.
+        self.history = _read_log(d / LOG_NAME, self.kit)
+        n_done = self._restore_checkpoint()
         d.mkdir(parents=True, exist_ok=True)
         (d / "wav").mkdir(exist_ok=True)
         meta = {"kit": str(self.kit.root), "seed": self.config.seed,
@@ -351,13 +356,11 @@ class Session:
                 "train": dataclasses.asdict(self.train_config), "bpm": self.pipeline.render.bpm}
         if not (d / META_NAME).exists():
             atomic_write_bytes(d / META_NAME, (json.dumps(meta, indent=1) + "\n").encode())
-        self.history = _read_log(d / LOG_NAME, self.kit)
         self._repair_log()
         self._next_id = max((r.loop_id for r in self.history), default=-1) + 1
         self._n_candidates = self._next_id
         if not (d / INITIAL_CRITIC_NAME).exists():
             save_critic(d / INITIAL_CRITIC_NAME, self.initial_critic, self.pipeline.critic)
-        n_done = self._restore_checkpoint()
         for index in range(len(self.history)):
             if index < n_done:  # already learnt by the checkpoint's critic
                 self._add_to_data(index)
@@ -366,7 +369,8 @@ class Session:
                 self._train_on(index)
 
     def _repair_log(self) -> None:
-        """Rewrites the log without a torn last line, so appends start on a fresh line."""
+        """Rewrites the log without a torn last line, so appends start on a fresh line.
+        Runs only once the log and the checkpoint are known to be usable."""
         path = self.directory / LOG_NAME
         if not path.exists():
             return
@@ -409,13 +413,17 @@ class Session:
                                                       payload["variables"])
             opt_state = serialization.from_state_dict(self._state.opt_state,
                                                       payload["opt_state"])
+            n_trained = int(payload["n_trained"])
         except Exception as err:  # msgpack/flax raise many types on a bad file
-            raise DdjaxError(f"{path} is not a usable session checkpoint ({err}); move it"
-                             " away to retrain from the ratings log") from None
-        n_trained = int(payload["n_trained"])
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DdjaxError(f"{path} is not a usable session checkpoint ({reason}); move"
+                             f" {CHECKPOINT_NAME} away to retrain from the log"
+                             f" ({len(self.history)} ratings)") from None
         if n_trained > len(self.history):
-            raise DdjaxError(f"{path} has trained on {n_trained} ratings but the log holds"
-                             f" {len(self.history)}; the log was truncated")
+            raise DdjaxError(f"{path} has trained on {n_trained} ratings but {LOG_NAME} holds"
+                             f" {len(self.history)}; nothing was changed. Restore the full"
+                             f" log, or move {CHECKPOINT_NAME} away to retrain from the log"
+                             f" ({len(self.history)} ratings)")
         self._state = TrainState(jax.tree_util.tree_map(jnp.asarray, variables),
                                  jax.tree_util.tree_map(jnp.asarray, opt_state))
         return n_trained
