@@ -71,6 +71,13 @@ def listen_loop_bytes(render) -> int:
     return RENDER_COPIES * FLOAT_BYTES * samples
 
 
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes:.0f} bytes"
+
+
 def check_count(flag: str, value: int, per_item_bytes: int, *, devices: int = 1,
                 budget_bytes: int | None = None) -> None:
     """Raises a DdjaxError that gives the cap when ``value`` items of ``per_item_bytes``
@@ -79,8 +86,8 @@ def check_count(flag: str, value: int, per_item_bytes: int, *, devices: int = 1,
     cap = max(1, devices * (budget // per_item_bytes))
     if value > cap:
         raise DdjaxError(f"{flag} {value} does not fit in memory: at most {cap} fit"
-                         f" ({per_item_bytes / 2**20:.2f} MiB each, {budget / 2**30:.1f} GiB"
-                         f" for ddjax on each of {devices} device(s))")
+                         f" ({_size(per_item_bytes)} each, {_size(budget)} for ddjax on each"
+                         f" of {devices} device(s))")
 
 
 def check_disk(flag: str, value: int, per_item_bytes: int, folder: pathlib.Path) -> None:
@@ -96,5 +103,5 @@ def check_disk(flag: str, value: int, per_item_bytes: int, folder: pathlib.Path)
     cap = free // per_item_bytes
     if value > cap:
         raise DdjaxError(f"{flag} {value} does not fit on disk: at most {cap} loops fit in"
-                         f" the {free / 2**30:.1f} GiB free under {where}"
-                         f" ({per_item_bytes / 2**20:.1f} MiB each)")
+                         f" the {_size(free)} free under {where} ({_size(per_item_bytes)}"
+                         " each)")
