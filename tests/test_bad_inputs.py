@@ -133,7 +133,7 @@ CASES = [
      "pick one"),
     ("gen-chains-beyond-memory", "generate --n 1 --chains 1000000000000 --out {adir}", None,
      "--chains 1000000000000 does not fit in memory: at most"),
-    ("gen-n-beyond-memory", "generate --n 100000000 --chains 100000000 --out {adir}", None,
+    ("gen-n-beyond-memory", "generate --n 1000000 --chains 2000000 --out {adir}", None,
      "does not fit in memory: at most"),
     ("gen-n-beyond-disk", "generate --n 1000000000000 --out {adir}", None,
      "does not fit on disk: at most"),
