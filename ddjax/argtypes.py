@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ddjax import limits
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -31,4 +33,20 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def bpm(text: str) -> float:
+    value = float(text)
+    if not limits.MIN_BPM <= value <= limits.MAX_BPM:
+        raise argparse.ArgumentTypeError(
+            f"must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g} BPM, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= limits.MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {limits.MAX_PORT} (or 0 for a free port), got {text}")
     return value

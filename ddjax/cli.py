@@ -7,6 +7,8 @@ stay on disk.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -19,19 +21,21 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddjax import __version__, rescore
-from ddjax.argtypes import non_negative_int, positive_float, positive_int, probability
+from ddjax import __version__, limits, rescore
+from ddjax.argtypes import (bpm, non_negative_int, port, positive_float, positive_int,
+                            probability)
 from ddjax.critic import CriticConfig, init_critic, load_critic
 from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
 from ddjax.errors import DdjaxError
-from ddjax.files import loop_record, read_loop_json, write_loop_json, write_wav
-from ddjax.kit import load_kit
+from ddjax.files import (atomic_write_bytes, check_file_target, check_folder_target,
+                         loop_record, os_reason, read_loop_json, write_loop_json, write_wav)
+from ddjax.kit import bundled_kit, load_kit
 from ddjax.loops import Loop, LoopConfig
 from ddjax.render import RenderConfig, listening_render
 from ddjax.sampler import SamplerConfig
 
-BUNDLED_KIT = pathlib.Path(__file__).resolve().parents[1] / "samples"
+BUNDLED_KIT = bundled_kit()
 MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
 
 
@@ -43,6 +47,12 @@ class _Parser(argparse.ArgumentParser):
 def _kit_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
                         help="folder of one-shot samples (default: the bundled samples/)")
+
+
+def _private_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--private", action="store_true",
+                        help=f"make the {what} readable by you only (folders 0700, files"
+                             " 0600); without it, files follow the umask (0644 under 022)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -78,7 +88,8 @@ def _build_parser() -> argparse.ArgumentParser:
                           " loops, 0 for the worst")
     gen.add_argument("--four-on-floor", action="store_true",
                      help="track 0 is a kick (detected from the audio) on steps 0, 4, 8, 12")
-    gen.add_argument("--bpm", type=positive_float, default=120.0, help="tempo (default 120)")
+    gen.add_argument("--bpm", type=bpm, default=120.0,
+                     help=f"tempo, {limits.MIN_BPM:g} to {limits.MAX_BPM:g} (default 120)")
     gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
 
@@ -99,6 +110,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ply.add_argument("--session", type=pathlib.Path,
                      help="session folder (default: a new ddjax-session-<time> folder here)")
     ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
+    _private_arg(ply, "session folder")
 
     exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
                               description=(
@@ -136,6 +148,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _kit_arg(run)
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
                      help="output folder (default: experiment/)")
+    _private_arg(run, "output folder")
 
     srv = commands.add_parser("serve", help="rate loops in the browser (or run a study)",
                               description=(
@@ -152,8 +165,8 @@ def _build_parser() -> argparse.ArgumentParser:
                           " is resumed (default: ddjax-session/)")
     srv.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1, this machine only)")
-    srv.add_argument("--port", type=non_negative_int, default=8000,
-                     help="port (default 8000; 0 picks a free one)")
+    srv.add_argument("--port", type=port, default=8000,
+                     help="port, 1 to 65535 (default 8000; 0 picks a free one)")
     srv.add_argument("--allow-remote", action="store_true",
                      help="allow a --host other machines can reach (there is no login)")
     srv.add_argument("--study", action="store_true",
@@ -164,12 +177,13 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="phase II loops per critic (default 30)")
     srv.add_argument("--seed", type=int, default=0,
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
+    _private_arg(srv, "session folder")
     return parser
 
 
 def _load_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
     if folder == BUNDLED_KIT and not folder.is_dir():
-        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+        raise DdjaxError(f"the bundled kit is not installed here ({folder}); pass --kit DIR")
     return load_kit(folder, render.bar_samples, sr=render.sr, min_samples=n_tracks)
 
 
@@ -179,20 +193,39 @@ def _next_index(out: pathlib.Path) -> int:
     return max(taken, default=-1) + 1
 
 
+def _check_generate_sizes(args, pipeline: Pipeline) -> None:
+    """--chains and --n against memory and disk (see ``ddjax.limits``), before any compile."""
+    per_chain = limits.CHAIN_STATE_BYTES
+    if jax.default_backend() != "cpu":  # all chains are scored at once (ddjax.batching)
+        per_chain += limits.score_loop_bytes(pipeline)
+    limits.check_count("--chains", args.chains, per_chain)
+    # A round renders every loop it keeps at once: at most min(--n, --chains).
+    limits.check_count("--n" if args.n < args.chains else "--chains", min(args.n, args.chains),
+                       limits.listen_loop_bytes(pipeline.render))
+    wav = limits.listen_loop_bytes(pipeline.render) // limits.RENDER_COPIES
+    limits.check_disk("--n", args.n, wav + 4096, args.out)
+
+
 def _generate(args) -> int:
     if args.min_score is not None and args.climb is not None:
         raise DdjaxError("--min-score and --climb are different modes; pick one")
-    critic_config, reduction = CriticConfig(), None
     if args.vote and not args.critic:
         raise DdjaxError("--vote needs critics to vote; pass --critic FILE_OR_DIR")
+    check_folder_target(args.out, "--out")
+    pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor),
+                        render=RenderConfig(bpm=args.bpm))
+    # A fresh critic hears this tempo's bar; a saved one must have been trained on it.
+    critic_config = CriticConfig(
+        n_frames=pipeline.features.n_frames(pipeline.render.bar_samples))
+    reduction = None
     if args.critic and (args.vote or len(args.critic) > 1 or args.critic[0].is_dir()):
-        ensemble = load_ensemble(args.critic)
+        ensemble = load_ensemble(args.critic, pipeline)
         variables, critic_config = ensemble.variables, ensemble.config
         reduction = "vote" if args.vote else "mean"
     elif args.critic:
-        variables, critic_config = load_critic(args.critic[0])
-    pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor),
-                        render=RenderConfig(bpm=args.bpm), critic=critic_config)
+        variables, critic_config = load_critic(args.critic[0], pipeline)
+    pipeline = dataclasses.replace(pipeline, critic=critic_config)
+    _check_generate_sizes(args, pipeline)
     kit = _load_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
     if not args.critic:
         variables = init_critic(jax.random.key(args.seed), critic_config)
@@ -224,9 +257,13 @@ def _generate(args) -> int:
             for grid, ids, score, wav in zip(grids, samples, scores, audio):
                 stem = args.out / f"loop_{index:04d}"
                 write_wav(stem.with_suffix(".wav"), wav, kit.sr)
-                write_loop_json(stem.with_suffix(".json"), loop_record(
-                    grid, [kit.names[i] for i in ids], bpm=args.bpm, score=score,
-                    seed=args.seed))
+                try:
+                    write_loop_json(stem.with_suffix(".json"), loop_record(
+                        grid, [kit.names[i] for i in ids], bpm=args.bpm, score=score,
+                        seed=args.seed))
+                except DdjaxError:  # no WAV without its JSON: the loop is not half-written
+                    stem.with_suffix(".wav").unlink(missing_ok=True)
+                    raise
                 index += 1
                 written += 1
                 bar.update(1)
@@ -238,22 +275,40 @@ def _generate(args) -> int:
     return 0
 
 
-def _load_saved_loop(path: pathlib.Path, kit_dir: pathlib.Path):
-    """A loop's JSON file, its render settings, the kit and the loop on it."""
-    record = read_loop_json(path)
+def _saved_loop(record: dict, kit_dir: pathlib.Path):
+    """A checked loop record's render settings, the kit and the loop on it."""
     grid = record["grid"]
     render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1])
     kit = _load_kit(kit_dir, render, grid.shape[0])
     ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
-    return record, render, kit, Loop(grid=grid, samples=ids)
+    return render, kit, Loop(grid=grid, samples=ids)
 
 
 def _render(args) -> int:
-    _, render, kit, loop = _load_saved_loop(args.loop, args.kit)
+    record = read_loop_json(args.loop)
+    check_file_target(args.out, "--out")
+    render, kit, loop = _saved_loop(record, args.kit)
     audio = listening_render(kit.audio, loop, render)
     write_wav(args.out, np.asarray(audio), kit.sr)
     print(f"wrote {args.out}")
     return 0
+
+
+def _check_session_folder(directory: pathlib.Path, private: bool) -> None:
+    """A session folder that can be written and, if it is one already, whose
+    session.json reads; with ``private``, made 0700."""
+    check_folder_target(directory, "--session")
+    meta = directory / "session.json"
+    if meta.exists():
+        try:
+            kit = json.loads(meta.read_text(encoding="utf-8")).get("kit")
+            if not isinstance(kit, str):
+                raise ValueError("no kit recorded")
+        except (OSError, ValueError, AttributeError) as err:
+            raise DdjaxError(f"{meta} is not a session file ({err}); restore it from a"
+                             " backup, or pass another --session to start anew") from None
+    if private and directory.is_dir():
+        directory.chmod(0o700)
 
 
 def _play(args) -> int:
@@ -261,6 +316,7 @@ def _play(args) -> int:
     from ddjax.session import Session, SessionConfig
     directory = args.session or pathlib.Path(
         time.strftime("ddjax-session-%Y%m%d-%H%M%S"))
+    _check_session_folder(directory, args.private)
     resuming = (directory / "session.json").exists()
     kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
     session = Session.open(directory, kit_dir, config=SessionConfig(seed=args.seed))
@@ -272,8 +328,14 @@ def _play(args) -> int:
 
 def _export(args) -> int:
     from ddjax.export import export_loop, kit_notes, track_notes
-    record, render, kit, loop = _load_saved_loop(args.loop, args.kit)
+    record = read_loop_json(args.loop)
     both = not (args.midi or args.wav)
+    stem = args.out or args.loop.with_suffix("")
+    suffixes = ([".json"] if args.out is not None else []) + (
+        [".wav"] if args.wav or both else []) + ([".mid"] if args.midi or both else [])
+    for suffix in suffixes:
+        check_file_target(stem.with_suffix(suffix), "--out" if args.out else "LOOP.json")
+    render, kit, loop = _saved_loop(record, args.kit)
     audio = None
     if args.wav or both:
         audio = np.asarray(listening_render(kit.audio, loop, render))
@@ -281,7 +343,6 @@ def _export(args) -> int:
     if args.midi or both:
         sample_notes = kit_notes(kit)
         notes = track_notes([sample_notes[i] for i in np.asarray(loop.samples)])
-    stem = args.out or args.loop.with_suffix("")
     written = export_loop(stem, {**record, "grid": loop.grid.astype(int).tolist()}, audio=audio,
                           sr=kit.sr, notes=notes, write_json=args.out is not None)
     for path in written:
@@ -292,6 +353,9 @@ def _export(args) -> int:
 def _experiment(args) -> int:
     from ddjax import experiment, users
     from ddjax.training import TrainConfig
+    check_folder_target(args.out, "--out")
+    if args.private and args.out.is_dir():
+        args.out.chmod(0o700)
     if args.from_sessions:
         results = experiment.load_results(args.from_sessions)
         for result in results:
@@ -327,11 +391,10 @@ def _write_summary(experiment, results: list[dict], out: pathlib.Path) -> None:
     """The paper's table on stdout; summary.json and densities.png in ``out``."""
     summary = experiment.summarize(results)
     experiment.print_table(summary)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(
+    atomic_write_bytes(out / "summary.json", (json.dumps(
         {**summary, "runs_detail": [{k: r.get(k) for k in (
             "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
-        indent=1) + "\n")
+        indent=1) + "\n").encode())
     experiment.plot_densities(results, out / "densities.png")
 
 
@@ -339,11 +402,12 @@ def _serve(args) -> int:
     from ddjax.experiment import ExperimentConfig
     from ddjax.serve import ServeConfig, serve
     from ddjax.session import SessionConfig
+    _check_session_folder(args.session, args.private)
     kit_dir = args.kit
     if kit_dir is None and (args.study or not (args.session / "session.json").exists()):
         kit_dir = BUNDLED_KIT
     if kit_dir == BUNDLED_KIT and not kit_dir.is_dir():
-        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+        raise DdjaxError(f"the bundled kit is not installed here ({kit_dir}); pass --kit DIR")
     config = ServeConfig(kit_dir, args.session, study=args.study,
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),
@@ -365,17 +429,35 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+@contextlib.contextmanager
+def _umask(private: bool):
+    """--private: everything the command creates is 0700 (folders) or 0600 (files)."""
+    if not private:
+        yield
+        return
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if jax.config.jax_compilation_cache_dir is None:
         _enable_compilation_cache()
     warnings.showwarning = _one_line_warning
     try:
-        return {"generate": _generate, "render": _render, "rescore": rescore.run,
-                "play": _play, "export": _export, "experiment": _experiment,
-                "serve": _serve}[args.command](args)
+        with _umask(getattr(args, "private", False)):
+            return {"generate": _generate, "render": _render, "rescore": rescore.run,
+                    "play": _play, "export": _export, "experiment": _experiment,
+                    "serve": _serve}[args.command](args)
     except DdjaxError as err:
         print(f"ddjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a filesystem fault that no check foresaw: still one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ddjax {args.command}: error: {where}{os_reason(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ddjax: interrupted; files already written are complete", file=sys.stderr)

@@ -97,8 +97,11 @@ def _unique_names(paths: Sequence[pathlib.Path]) -> tuple[str, ...]:
     return tuple(s if stems.count(s) == 1 else f"{s}#{k}" for k, s in enumerate(stems))
 
 
-def load_ensemble(paths: Sequence[str | os.PathLike]) -> Ensemble:
+def load_ensemble(paths: Sequence[str | os.PathLike], pipeline=None) -> Ensemble:
     """Loads and stacks critic files (or folders of them).
+
+    ``pipeline``: the ``engine.Pipeline`` that will use them; each file is checked against
+    it (``critic.check_critic_config``). None skips that check.
 
     Raises:
       DdjaxError: naming the file, when one is missing, corrupt, of another version,
@@ -107,7 +110,7 @@ def load_ensemble(paths: Sequence[str | os.PathLike]) -> Ensemble:
     files = critic_files(paths)
     loaded, config = [], None
     for path in files:
-        variables, this_config = load_critic(path)
+        variables, this_config = load_critic(path, pipeline)
         if config is None:
             config = this_config
         elif this_config != config:

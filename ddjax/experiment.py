@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import io
 import json
 import pathlib
-import shutil
 from typing import Callable
 
 import jax
@@ -181,8 +181,9 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
     }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(session_dir / INITIAL_CRITIC_NAME, out / "critic_initial.critic")
-        shutil.copyfile(session_dir / CRITIC_NAME, out / "critic_final.critic")
+        for name, copy in ((INITIAL_CRITIC_NAME, "critic_initial.critic"),
+                           (CRITIC_NAME, "critic_final.critic")):
+            atomic_write_bytes(out / copy, (session_dir / name).read_bytes())
         atomic_write_bytes(out / "result.json", (json.dumps(result, indent=1) + "\n").encode())
         plot_like_rate(result, out / "like_rate.png")
     return result
@@ -207,8 +208,15 @@ def plot_like_rate(result: dict, path: pathlib.Path, window: int = 10) -> None:
     ax.set_title(f"{result['rater']} (seed {result['seed']}): delta {result['delta']:+.2f}")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    _save_png(fig, path)
     plt.close(fig)
+
+
+def _save_png(fig, path: pathlib.Path) -> None:
+    """The figure as a PNG, written atomically (no timestamp: same plot, same bytes)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def summarize(results: list[dict]) -> dict:
@@ -237,7 +245,7 @@ def plot_densities(results: list[dict], path: pathlib.Path) -> None:
     right.axvline(0, color="grey", ls="--")
     right.set_xlabel("delta theta")
     fig.tight_layout()
-    fig.savefig(path)
+    _save_png(fig, path)
     plt.close(fig)
 
 

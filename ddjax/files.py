@@ -10,47 +10,173 @@ with sample paths relative to the kit folder, and a WAV of its listening render.
 
 from __future__ import annotations
 
-import io
+import contextlib
+import errno
 import json
 import os
 import pathlib
-import tempfile
-from typing import Any
+import secrets
+import struct
+from typing import Any, Iterator
 
 import numpy as np
-import soundfile as sf
 
+from ddjax import limits
 from ddjax.errors import DdjaxError
+
+WAVE_FORMAT_IEEE_FLOAT = 3
+
+
+def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:
+    """The nearest existing ancestor of ``path`` (or ``path`` itself) that is not a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def os_reason(err: OSError, path: pathlib.Path | None = None) -> str:
+    """Why an OSError happened, in words: "no space left on device", "X is a file"."""
+    if isinstance(err, IsADirectoryError) and path is not None and path.is_dir():
+        return f"{path} is a folder"
+    if isinstance(err, (NotADirectoryError, FileExistsError)) and path is not None:
+        blocking = _blocking_file(path)
+        if blocking is not None:
+            return f"{blocking} is a file, not a folder"
+    text = os.strerror(err.errno) if err.errno else (str(err) or type(err).__name__)
+    return text[:1].lower() + text[1:]
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turns an OSError raised while writing ``path`` into one DdjaxError that names the
+    path and the reason (the CLI prints it as one line)."""
+    try:
+        yield
+    except OSError as err:
+        raise DdjaxError(f"cannot write {path}: {os_reason(err, pathlib.Path(path))}") from None
+
+
+def make_folder(path: str | os.PathLike) -> pathlib.Path:
+    """``mkdir -p path``, or a DdjaxError that says why not (a file in the way, ...)."""
+    path = pathlib.Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DdjaxError(f"cannot create folder {path}: {os_reason(err, path)}") from None
+    return path
+
+
+def _probe_folder(folder: pathlib.Path) -> None:
+    """Creates and removes an empty file in the nearest existing folder of ``folder``, so
+    that a read-only or forbidden target fails before any work."""
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    probe = where / f".ddjax-probe-{secrets.token_hex(6)}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_folder_target(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """Checks, before any work, that ``path`` can be an output folder: it is a folder or
+    can be made one, and files can be created there.
+
+    Raises:
+      DdjaxError: ``path`` is a file, a file is in the way, or the place is read-only,
+        forbidden or otherwise unwritable.
+    """
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise DdjaxError(f"{flag} {path} is a file; pass a folder")
+    blocking = _blocking_file(path.parent)
+    if blocking is not None:
+        raise DdjaxError(f"{flag} {path}: {blocking} is a file, not a folder")
+    try:
+        _probe_folder(path)
+    except OSError as err:
+        raise DdjaxError(f"{flag} {path}: cannot write there: {os_reason(err)}") from None
+    return path
+
+
+def check_file_target(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """Checks, before any work, that ``path`` can be an output file: not a folder, its
+    folder exists or can be made, and files can be created there.
+
+    Raises:
+      DdjaxError: as ``check_folder_target``, or ``path`` is a folder.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise DdjaxError(f"{flag} {path} is a folder; pass a file name")
+    blocking = _blocking_file(path.parent)
+    if blocking is not None:
+        raise DdjaxError(f"{flag} {path}: {blocking} is a file, not a folder")
+    try:
+        _probe_folder(path.parent)
+    except OSError as err:
+        raise DdjaxError(f"{flag} {path}: cannot write there: {os_reason(err)}") from None
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` so that ``path`` holds either its old or its new content, never a mix:
-    temp file in the same folder, fsync, rename, fsync of the folder."""
+    temp file in the same folder, fsync, rename, fsync of the folder.
+
+    The file gets the mode an ordinary ``open`` gives (0666 less the umask: 0644 under the
+    usual 022).
+
+    Raises:
+      DdjaxError: naming ``path`` and the reason, for any filesystem fault (no space,
+        read-only, permission denied, a folder in the way); no temp file is left behind.
+    """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    make_folder(path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    with writing(path):
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     0o666)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
-    """Mono float audio as a 32-bit float WAV file's bytes (no clipping, exact samples)."""
-    buffer = io.BytesIO()
-    sf.write(buffer, np.asarray(audio, np.float32), sr, subtype="FLOAT", format="WAV")
-    return buffer.getvalue()
+    """Mono float audio as a 32-bit float WAV file's bytes (no clipping, exact samples).
+
+    The header is written here, not by libsndfile, whose PEAK chunk holds a timestamp:
+    the same audio always gives the same bytes. Chunks: ``fmt `` (WAVE_FORMAT_IEEE_FLOAT,
+    1 channel, 32 bits), ``fact`` (frames) and ``data`` (little-endian float32).
+    """
+    samples = np.asarray(audio, dtype="<f4")
+    if samples.ndim != 1:
+        raise ValueError(f"wav_bytes takes mono audio, float[samples]; got {samples.shape}")
+    data = samples.tobytes()
+    fmt = struct.pack("<HHIIHHH", WAVE_FORMAT_IEEE_FLOAT, 1, sr, sr * 4, 4, 32, 0)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"fact" + struct.pack("<II", 4, samples.size)
+            + b"data" + struct.pack("<I", len(data)) + data)
+    if len(body) >= 2**32:
+        raise DdjaxError(f"{samples.size} samples do not fit in one WAV file (4 GiB)")
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:
@@ -113,8 +239,13 @@ def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
         raise DdjaxError(f"{path}: a loop file holds a JSON object")
     grid, samples = record.get("grid"), record.get("samples")
     if (not isinstance(grid, list) or not grid or not all(isinstance(r, list) for r in grid)
-            or len({len(r) for r in grid}) != 1 or not grid[0]
-            or not all(v in (0, 1, True, False) for r in grid for v in r)):
+            or len({len(r) for r in grid}) != 1 or not grid[0]):
+        raise DdjaxError(f"{path}: 'grid' must be a non-empty list of equal-length rows of 0/1")
+    if len(grid) > limits.MAX_TRACKS or len(grid[0]) > limits.MAX_STEPS:
+        raise DdjaxError(f"{path}: the grid has {len(grid)} tracks and {len(grid[0])} steps;"
+                         f" a loop has 1 to {limits.MAX_TRACKS} tracks and 1 to"
+                         f" {limits.MAX_STEPS} steps")
+    if not all(v in (0, 1, True, False) for r in grid for v in r):
         raise DdjaxError(f"{path}: 'grid' must be a non-empty list of equal-length rows of 0/1")
     if (not isinstance(samples, list) or len(samples) != len(grid)
             or not all(isinstance(s, str) for s in samples)):
@@ -122,5 +253,8 @@ def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
     bpm = record.get("bpm", 120)
     if isinstance(bpm, bool) or not isinstance(bpm, (int, float)):
         raise DdjaxError(f"{path}: 'bpm' must be a number")
+    if not limits.MIN_BPM <= bpm <= limits.MAX_BPM:
+        raise DdjaxError(f"{path}: 'bpm' is {bpm}; it must be {limits.MIN_BPM:g} to"
+                         f" {limits.MAX_BPM:g}")
     return {**record, "grid": np.array(grid, dtype=bool), "samples": samples,
             "bpm": float(bpm)}

@@ -91,7 +91,8 @@ def read_log(directory: pathlib.Path, kit: Kit) -> list[Rating]:
                     f"{path}: skipped a torn last line ({len(line)} bytes), the rating being"
                     " written when the session stopped"), stacklevel=3)
                 continue
-            raise DdjaxError(f"{path}: line {number} is not a rating record") from None
+            raise DdjaxError(f"{path}: line {number} is not a rating record; fix or delete that"
+                             " line to resume") from None
         missing.update(n for n in names if n not in kit.names)
         if not missing:
             ratings.append(Rating(int(entry["id"]), grid,
@@ -99,7 +100,7 @@ def read_log(directory: pathlib.Path, kit: Kit) -> list[Rating]:
                                   liked, int(entry.get("critic_version", 0))))
     if missing:
         raise DdjaxError(f"the session's ratings use samples missing from the kit {kit.root}: "
-                         + ", ".join(sorted(missing)))
+                         + ", ".join(sorted(missing)) + "; pass the session's kit with --kit")
     return ratings
 
 
@@ -126,13 +127,19 @@ def append(directory: pathlib.Path, loop, liked: bool, sr: int) -> None:
 
 
 def save_checkpoint(directory: pathlib.Path, model, n_trained: int, critic: dict,
-                    critic_config) -> None:
+                    pipeline) -> None:
     """The learner's model and the critic it scores with, each written atomically."""
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-               "kind": kind_of(critic_config), "n_trained": n_trained,
+               "kind": kind_of(pipeline.critic), "n_trained": n_trained,
                "model": serialization.to_state_dict(model)}
     atomic_write_bytes(directory / CHECKPOINT_NAME, serialization.msgpack_serialize(payload))
-    save_critic(directory / CRITIC_NAME, critic, critic_config)
+    save_critic_file(directory / CRITIC_NAME, critic, pipeline)
+
+
+def save_critic_file(path: pathlib.Path, critic: dict, pipeline) -> None:
+    """A plain critic file, with the audio it hears."""
+    save_critic(path, critic, pipeline.critic, sr=pipeline.render.sr,
+                bar_samples=pipeline.render.bar_samples)
 
 
 def load_checkpoint(directory: pathlib.Path, template, critic_config,
@@ -147,7 +154,7 @@ def load_checkpoint(directory: pathlib.Path, template, critic_config,
     path = directory / CHECKPOINT_NAME
     if not path.exists():
         return None
-    retrain = (f"move {path} away to retrain from the ratings log ({n_logged} ratings)")
+    retrain = f"move {CHECKPOINT_NAME} away to retrain from the log ({n_logged} ratings)"
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
         if payload.get("format") != CHECKPOINT_FORMAT:
@@ -162,11 +169,13 @@ def load_checkpoint(directory: pathlib.Path, template, critic_config,
         if kind != kind_of(critic_config):
             raise ValueError(f"a {kind} learner's, not a {kind_of(critic_config)}'s")
         model = serialization.from_state_dict(template, state)
+        n_trained = int(payload["n_trained"])
     except Exception as err:  # msgpack/flax raise many types on a bad file
-        raise DdjaxError(f"{path} is not a usable session checkpoint ({err}); {retrain}") \
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DdjaxError(f"{path} is not a usable session checkpoint ({reason}); {retrain}") \
             from None
-    n_trained = int(payload["n_trained"])
     if n_trained > n_logged:
-        raise DdjaxError(f"{path} has learned {n_trained} ratings but the log holds only"
-                         f" {n_logged}; {retrain}")
+        raise DdjaxError(f"{path} has learned {n_trained} ratings but {LOG_NAME} holds"
+                         f" {n_logged}; nothing was changed. Restore the full log, or"
+                         f" {retrain}")
     return model, n_trained

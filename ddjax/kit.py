@@ -9,7 +9,10 @@ Rules, in order, for each file with an audio extension under the folder:
 - truncated to at most one bar, with a 10 ms linear fade-out where it was cut, so that
   a hit never overlaps its own repeat one bar later;
 - skipped with one ``KitWarning`` naming the file when it is corrupt, empty, not audio,
-  silent (peak below -100 dBFS) or holds NaN/inf.
+  silent (peak below -100 dBFS) or holds NaN/inf;
+- scaled down to peak at exactly full scale (1.0), with one ``KitWarning`` naming the file
+  and its peak, when its mono mix peaks above full scale (a float file can): a loop's
+  level then never depends on one hot sample.
 
 Kick detection (for the four-on-the-floor constraint) looks at the audio, not the name:
 a sample is a kick when at least ``KICK_MIN_LOW_ENERGY`` of the energy of its first
@@ -21,6 +24,7 @@ this finds 75 of the 82 files named as kicks, plus 10 others (six of them low to
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import pathlib
 import warnings
@@ -39,6 +43,7 @@ AUDIO_EXTENSIONS = frozenset(
      ".w64", ".rf64", ".au", ".snd"})
 FADE_SECONDS = 0.010
 SILENCE_PEAK = 1e-5
+FULL_SCALE = 1.0
 KICK_LOW_HZ = 150.0
 KICK_MIN_LOW_ENERGY = 0.7
 KICK_MAX_DECAY_SECONDS = 1.2
@@ -46,7 +51,20 @@ KICK_ANALYSIS_SECONDS = 0.25
 
 
 class KitWarning(UserWarning):
-    """A file in a kit folder was skipped; the message names it and says why."""
+    """A file in a kit folder was skipped or scaled down; the message names it and says why."""
+
+
+def bundled_kit() -> pathlib.Path:
+    """The folder of the kit that ships with ddjax (the default ``--kit``).
+
+    An installed wheel or sdist holds it as package data, ``ddjax/samples``; an editable
+    install (a checkout) reads the repository's ``samples/``, its one source.
+    """
+    packaged = importlib.resources.files("ddjax") / "samples"
+    if isinstance(packaged, pathlib.Path) and packaged.is_dir():
+        return packaged
+    checkout = pathlib.Path(__file__).resolve().parents[1] / "samples"
+    return checkout if checkout.is_dir() else pathlib.Path(str(packaged))
 
 
 class Kit(NamedTuple):
@@ -96,6 +114,12 @@ def _read_mono(path: pathlib.Path, sr: int) -> np.ndarray:
     if not np.all(np.isfinite(data)):
         raise _Skip("contains NaN or infinite values")
     mono = data.mean(axis=1)
+    peak = float(np.max(np.abs(mono)))
+    if peak > FULL_SCALE:
+        warnings.warn(KitWarning(
+            f"scaled {path} down by {20 * np.log10(peak):.1f} dB: it peaks at {peak:.3g},"
+            f" above full scale ({FULL_SCALE:g})"), stacklevel=3)
+        mono = mono / peak
     if file_sr != sr:
         mono = soxr.resample(mono, file_sr, sr, quality="HQ")
     if np.max(np.abs(mono)) < SILENCE_PEAK:

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddjax import limits
 from ddjax.batching import in_chunks
 from ddjax.errors import DdjaxError
 from ddjax.loops import Loop
@@ -61,8 +62,9 @@ class RenderConfig:
     n_steps: int = 16
 
     def __post_init__(self):
-        if not (20.0 <= self.bpm <= 400.0):
-            raise DdjaxError(f"bpm must be between 20 and 400, got {self.bpm}")
+        if not (limits.MIN_BPM <= self.bpm <= limits.MAX_BPM):
+            raise DdjaxError(f"bpm must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g},"
+                             f" got {self.bpm:g}")
         if self.sr <= 0 or self.repeats < 1 or self.tail_seconds < 0:
             raise DdjaxError("sr and repeats must be positive and tail_seconds non-negative")
 

@@ -47,18 +47,19 @@ import soxr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from ddjax.argtypes import non_negative_int, positive_int
+from ddjax import limits
+from ddjax.argtypes import bpm, non_negative_int, positive_int
 from ddjax.engine import Pipeline
 from ddjax.ensemble import Ensemble, EnsembleStats, critic_probs, ensemble_stats, load_ensemble
 from ddjax.errors import DdjaxError
 from ddjax.features import mfcc
-from ddjax.files import (atomic_write_bytes, check_loop_record, loop_record, read_loop_json,
-                         write_loop_json, write_wav)
-from ddjax.kit import AUDIO_EXTENSIONS, Kit, load_kit
+from ddjax.files import (atomic_write_bytes, check_file_target, check_loop_record, loop_record,
+                         read_loop_json, write_loop_json, write_wav)
+from ddjax.kit import AUDIO_EXTENSIONS, Kit, bundled_kit, load_kit
 from ddjax.loops import Loop, LoopConfig, allowed_samples, random_loop
 from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
 
-BUNDLED_KIT = pathlib.Path(__file__).resolve().parents[1] / "samples"
+BUNDLED_KIT = bundled_kit()
 LOOP_SUFFIXES = (".json", ".jsonl")
 RESAMPLE_MARGIN = 1024  # extra input frames read before resampling, so the bar's end is exact
 PROGRESS_SUFFIX = ".progress"
@@ -701,7 +702,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                       help="score N fresh random loops from the prior instead")
     cmd.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
                      help="folder of one-shot samples (default: the bundled samples/)")
-    cmd.add_argument("--bpm", type=float, default=120.0,
+    cmd.add_argument("--bpm", type=bpm, default=120.0,
                      help="tempo to render at; loops at other tempi are skipped (default 120)")
     cmd.add_argument("--batch", type=positive_int, default=64,
                      help="inputs per batch, split over the devices (default 64)")
@@ -747,11 +748,15 @@ def run(args) -> int:
     config = RescoreConfig(batch=args.batch, model_shards=args.model_shards,
                            per_critic=args.per_critic, seed=args.seed,
                            process_id=process_id, num_processes=num_processes)
-    ensemble = load_ensemble(args.critics)
-    pipeline = Pipeline(loops=LoopConfig(), render=RenderConfig(bpm=args.bpm),
-                        critic=ensemble.config)
+    check_file_target(shard_path(args.out, process_id, num_processes), "--out")
+    pipeline = Pipeline(loops=LoopConfig(), render=RenderConfig(bpm=args.bpm))
+    ensemble = load_ensemble(args.critics, pipeline)
+    pipeline = dataclasses.replace(pipeline, critic=ensemble.config)
+    n_devices = len(jax.local_devices())
+    limits.check_count("--batch", args.batch, limits.score_loop_bytes(pipeline),
+                       devices=max(1, n_devices // args.model_shards))
     if args.kit == BUNDLED_KIT and not args.kit.is_dir():
-        raise DdjaxError("the bundled kit samples/ is not installed here; pass --kit DIR")
+        raise DdjaxError(f"the bundled kit is not installed here ({args.kit}); pass --kit DIR")
     kit = load_kit(args.kit, pipeline.render.bar_samples, sr=pipeline.render.sr,
                    min_samples=pipeline.loops.n_tracks)
     if args.generate is not None:

@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddjax import journal
-from ddjax.critic import save_critic
 from ddjax.engine import Engine, Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.files import loop_record
@@ -256,7 +255,7 @@ class Session:
         if self.directory is not None:
             journal.save_checkpoint(self.directory, jax.device_get(self._state.model),
                                     self._n_trained, self.learner.critic(self._state),
-                                    self.pipeline.critic)
+                                    self.pipeline)
 
     def _warm_up(self) -> None:
         """Compiles the update and both critics on throw-away data; the state is left as
@@ -294,21 +293,23 @@ class Session:
 
     def _open_directory(self) -> None:
         d = self.directory
-        journal.create(d, {"kit": str(self.kit.root), "seed": self.config.seed,
-                           "session": dataclasses.asdict(self.config),
-                           "train": dataclasses.asdict(self.train_config),
-                           "bpm": self.pipeline.render.bpm})
+        # Every check first (the log, the checkpoint): nothing on disk changes unless the
+        # resume can succeed.
         history = journal.read_log(d, self.kit)
         while capacity(self._state) < len(history):
             self._state = grow(self._state)
         restored = journal.load_checkpoint(d, jax.device_get(self._state.model),
                                            self.pipeline.critic, len(history))
-        journal.repair_log(d)  # only once every check has passed
+        journal.create(d, {"kit": str(self.kit.root), "seed": self.config.seed,
+                           "session": dataclasses.asdict(self.config),
+                           "train": dataclasses.asdict(self.train_config),
+                           "bpm": self.pipeline.render.bpm})
+        journal.repair_log(d)
         self.history = history
         self._next_id = max((r.loop_id for r in history), default=-1) + 1
         self._n_candidates = self._next_id
         if not (d / INITIAL_CRITIC_NAME).exists():
-            save_critic(d / INITIAL_CRITIC_NAME, self.initial_critic, self.pipeline.critic)
+            journal.save_critic_file(d / INITIAL_CRITIC_NAME, self.initial_critic, self.pipeline)
         n_done = 0
         if restored is not None:
             model, n_done = restored

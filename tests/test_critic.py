@@ -102,3 +102,34 @@ def test_wrong_version_shape_or_garbage_is_a_clear_error(tmp_path):
         load_critic(garbage)
     with pytest.raises(DdjaxError, match="cannot read"):
         load_critic(tmp_path / "missing.critic")
+
+
+def test_a_critic_is_checked_field_by_field_against_the_pipeline(tmp_path):
+    from ddjax.engine import Pipeline
+    from ddjax.render import RenderConfig
+    honest = CriticConfig(n_mfcc=40)
+    save_critic(tmp_path / "m.critic", init_critic(jax.random.key(0), honest), honest)
+    assert load_critic(tmp_path / "m.critic")[1] == honest  # alone it is a fine file
+    with pytest.raises(DdjaxError, match=r"m\.critic .*n_mfcc is 40 in the file but 60 here"):
+        load_critic(tmp_path / "m.critic", Pipeline())
+    config = CriticConfig()
+    save_critic(tmp_path / "c.critic", init_critic(jax.random.key(0), config), config)
+    with pytest.raises(DdjaxError, match="bar_samples is 88200 in the file but 105840 here"):
+        load_critic(tmp_path / "c.critic", Pipeline(render=RenderConfig(bpm=100)))
+    save_critic(tmp_path / "s.critic", init_critic(jax.random.key(0), config), config, sr=22050)
+    with pytest.raises(DdjaxError, match="sr is 22050 in the file but 44100 here"):
+        load_critic(tmp_path / "s.critic", Pipeline())
+
+
+def test_a_critic_file_without_audio_fields_is_read_as_the_old_defaults(tmp_path):
+    from ddjax.engine import Pipeline
+    from ddjax.render import RenderConfig
+    config = CriticConfig()
+    path = tmp_path / "old.critic"
+    save_critic(path, init_critic(jax.random.key(1), config), config)
+    payload = serialization.msgpack_restore(path.read_bytes())
+    del payload["audio"]  # as version 1 files were written before it was recorded
+    path.write_bytes(serialization.msgpack_serialize(payload))
+    assert load_critic(path, Pipeline())[1] == config
+    with pytest.raises(DdjaxError, match="bar_samples is 88200"):
+        load_critic(path, Pipeline(render=RenderConfig(bpm=90)))

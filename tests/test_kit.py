@@ -129,3 +129,25 @@ def test_kicks_are_found_from_the_audio(bundled_kit, tmp_path):
 def test_bundled_kit_is_complete():
     kit = load_kit(BUNDLED_KIT, BAR)
     assert len(kit) >= 48 and kit.audio.shape[1] <= BAR
+
+
+def test_a_sample_above_full_scale_is_scaled_to_full_scale_with_a_warning(tmp_path):
+    hot = np.sin(np.linspace(0, 60, 2000)) * np.linspace(3.1, 0.0, 2000)
+    sf.write(tmp_path / "hot.wav", hot, SR, subtype="FLOAT")
+    sf.write(tmp_path / "ok.wav", hot / 4, SR, subtype="FLOAT")
+    with pytest.warns(KitWarning) as caught:
+        kit = load_kit(tmp_path, BAR)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "hot.wav" in message and f"{np.abs(hot).max():.3g}" in message
+    audio = np.asarray(kit.audio)
+    np.testing.assert_allclose(audio[0, :2000], hot / np.abs(hot).max(), atol=1e-6)
+    np.testing.assert_allclose(audio[1, :2000], hot / 4, atol=1e-6)  # in range: untouched
+
+
+def test_the_bundled_kit_is_found_where_the_package_is_installed():
+    from ddjax.kit import bundled_kit
+    found = bundled_kit()
+    assert found.is_dir()
+    assert sorted(p.relative_to(found) for p in found.rglob("*.wav")) == sorted(
+        p.relative_to(BUNDLED_KIT) for p in BUNDLED_KIT.rglob("*.wav"))

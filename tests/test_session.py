@@ -114,6 +114,23 @@ def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path):
     assert len(lines) == 7 and all(json.loads(line) for line in lines)
 
 
+def test_a_failed_resume_changes_no_file_and_says_what_to_do(rated, bundled_kit, tmp_path):
+    directory, _, _ = rated
+    copy = tmp_path / "ahead"
+    subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
+    lines = (copy / "ratings.jsonl").read_bytes().splitlines(keepends=True)
+    # Three whole ratings and a torn fourth: the checkpoint (6 ratings) is ahead of the log.
+    (copy / "ratings.jsonl").write_bytes(b"".join(lines[:3]) + b'{"id": 3, "loop": {"gr')
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    with pytest.raises(DdjaxError) as err, pytest.warns(SessionWarning, match="torn"):
+        Session(bundled_kit, copy, **FAST)
+    message = str(err.value)
+    assert "move checkpoint.msgpack away to retrain from the log (3 ratings)" in message
+    assert "\n" not in message
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert after == before  # the torn line is still there: nothing was rewritten
+
+
 def test_a_session_from_another_kit_lists_what_is_missing(rated, tmp_path):
     directory, rated, _ = rated
     other = tmp_path / "other_kit"

@@ -1,0 +1,128 @@
+"""Writing files: faults become one DdjaxError, modes follow the umask, bytes reproduce."""
+
+import errno
+import io
+import json
+import os
+import struct
+import time
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ddjax.cli import main
+from ddjax.critic import CriticConfig, init_critic, save_critic
+from ddjax.errors import DdjaxError
+from ddjax.export import midi_bytes
+from ddjax.files import atomic_write_bytes, loop_json, loop_record, wav_bytes, write_wav
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test and restores it."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def _fail_with(code):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return fail
+
+
+@pytest.mark.parametrize("call, code, reason", [
+    ("write", errno.ENOSPC, "no space left on device"),
+    ("fsync", errno.EIO, "input/output error"),
+    ("replace", errno.EROFS, "read-only file system"),
+    ("open", errno.EACCES, "permission denied"),
+])
+def test_a_fault_at_any_write_call_is_one_error_and_the_old_file_stays(
+        tmp_path, monkeypatch, call, code, reason):
+    target = tmp_path / "loops" / "loop_0003.wav"
+    target.parent.mkdir()
+    target.write_bytes(b"old content")
+    monkeypatch.setattr(os, call, _fail_with(code))
+    with pytest.raises(DdjaxError) as err:
+        atomic_write_bytes(target, b"new content")
+    monkeypatch.undo()
+    assert str(err.value) == f"cannot write {target}: {reason}"
+    assert target.read_bytes() == b"old content"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["loop_0003.wav"]  # no temp
+
+
+def test_a_folder_or_a_file_in_the_way_is_named(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(DdjaxError, match=r"cannot write .*taken: .*taken is a folder"):
+        atomic_write_bytes(tmp_path / "taken", b"x")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DdjaxError, match=r"cannot create folder .*afile/sub: .*afile is a file"):
+        atomic_write_bytes(tmp_path / "afile" / "sub" / "x.json", b"x")
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    atomic_write_bytes(tmp_path / "a.json", b"{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == mode
+
+
+def test_private_makes_the_output_folder_and_its_files_owner_only(tmp_path, umask, capsys):
+    results = tmp_path / "results" / "run"
+    results.mkdir(parents=True)
+    (results / "result.json").write_text(json.dumps(
+        {"theta_init": 0.4, "theta_final": 0.6, "delta": 0.2}))
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    assert main(["experiment", "--from-sessions", str(tmp_path / "results"), "--out",
+                 str(shared)]) == 0
+    assert main(["experiment", "--from-sessions", str(tmp_path / "results"), "--out",
+                 str(private), "--private"]) == 0
+    assert os.umask(0o022) == 0o022  # --private left the process's umask as it was
+    assert shared.stat().st_mode & 0o777 == 0o755
+    assert private.stat().st_mode & 0o777 == 0o700
+    for name in ("summary.json", "densities.png"):
+        assert (shared / name).stat().st_mode & 0o777 == 0o644
+        assert (private / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_float_wav_has_the_same_bytes_at_any_time_and_reads_back_exactly(tmp_path):
+    audio = (np.random.default_rng(0).standard_normal(44100) * 1.5).astype(np.float32)
+    write_wav(tmp_path / "a.wav", audio, 44100)
+    time.sleep(1.1)  # libsndfile's PEAK chunk would hold a new timestamp now
+    write_wav(tmp_path / "b.wav", audio, 44100)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    back, sr = sf.read(tmp_path / "a.wav", dtype="float32")
+    info = sf.info(tmp_path / "a.wav")
+    assert sr == 44100 and info.subtype == "FLOAT" and info.channels == 1
+    np.testing.assert_array_equal(back, audio)  # no clipping above full scale either
+
+
+def test_the_wav_header_is_the_riff_float_layout():
+    data = wav_bytes(np.array([0.25, -1.5], np.float32), 48000)
+    assert data[:4] == b"RIFF" and struct.unpack("<I", data[4:8])[0] == len(data) - 8
+    assert data[8:16] == b"WAVEfmt "
+    fmt_tag, channels, sr, byte_rate, align, bits = struct.unpack("<HHIIHH", data[20:36])
+    assert (fmt_tag, channels, sr, byte_rate, align, bits) == (3, 1, 48000, 192000, 4, 32)
+    assert b"PEAK" not in data
+    assert data[-8:] == np.array([0.25, -1.5], "<f4").tobytes()
+
+
+def test_critic_json_and_midi_files_are_byte_identical_across_runs(tmp_path):
+    config = CriticConfig()
+    for name in ("a", "b"):
+        save_critic(tmp_path / f"{name}.critic", init_critic(jax.random.key(7), config), config)
+    assert (tmp_path / "a.critic").read_bytes() == (tmp_path / "b.critic").read_bytes()
+    grid = np.zeros((4, 16), bool)
+    grid[0, ::4] = True
+    record = loop_record(grid, ["k.wav", "s.wav", "h.wav", "c.wav"], bpm=120, score=0.5)
+    assert loop_json(record) == loop_json(json.loads(loop_json(record)))
+    assert midi_bytes(grid, [36, 38, 42, 39], 120) == midi_bytes(grid.copy(), [36, 38, 42, 39],
+                                                                 120.0)
+
+
+def test_wav_bytes_take_mono_audio_only():
+    with pytest.raises(ValueError):
+        wav_bytes(np.zeros((2, 10), np.float32), 44100)
+    assert sf.read(io.BytesIO(wav_bytes(np.zeros(0, np.float32), 44100)))[0].size == 0
