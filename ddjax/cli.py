@@ -55,6 +55,13 @@ def _private_arg(parser: argparse.ArgumentParser, what: str) -> None:
                              " 0600); without it, files follow the umask (0644 under 022)")
 
 
+def _pretrained_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pretrained", metavar="FILE|none",
+                        help="the critic's prior: the packaged pretrained prior (default),"
+                             " 'none' for the paper's CNN from scratch, or a prior file made"
+                             " by scripts/make_prior.py; a resumed session keeps its own")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ddjax", description=(
         "DeepDrummer in JAX: sample drum loops with a critic and Metropolis-Hastings."))
@@ -110,6 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ply.add_argument("--session", type=pathlib.Path,
                      help="session folder (default: a new ddjax-session-<time> folder here)")
     ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
+    _pretrained_arg(ply)
     _private_arg(ply, "session folder")
 
     exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
@@ -144,7 +152,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="first seed")
     run.add_argument("--seeds", type=positive_int, default=1, help="runs per rater")
     run.add_argument("--steps-per-rating", type=non_negative_int,
-                     help="training steps after each rating (default: TrainConfig's)")
+                     help="with --pretrained none: training steps after each rating"
+                          " (default: TrainConfig's)")
+    _pretrained_arg(run)
     _kit_arg(run)
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
                      help="output folder (default: experiment/)")
@@ -177,6 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="phase II loops per critic (default 30)")
     srv.add_argument("--seed", type=int, default=0,
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
+    _pretrained_arg(srv)
     _private_arg(srv, "session folder")
     return parser
 
@@ -319,7 +330,8 @@ def _play(args) -> int:
     _check_session_folder(directory, args.private)
     resuming = (directory / "session.json").exists()
     kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
-    session = Session.open(directory, kit_dir, config=SessionConfig(seed=args.seed))
+    session = Session.open(directory, kit_dir, config=SessionConfig(
+        seed=args.seed, pretrained=args.pretrained))
     if resuming:
         print(f"resumed {directory}: {session.n_ratings} ratings")
     play(session, directory)
@@ -352,7 +364,11 @@ def _export(args) -> int:
 
 def _experiment(args) -> int:
     from ddjax import experiment, users
+    from ddjax.prior import load_prior, NONE
+    from ddjax.session import SessionConfig
     from ddjax.training import TrainConfig
+    if args.pretrained and args.pretrained != NONE:
+        load_prior(args.pretrained)  # a bad file is reported before anything runs
     check_folder_target(args.out, "--out")
     if args.private and args.out.is_dir():
         args.out.chmod(0o700)
@@ -378,7 +394,8 @@ def _experiment(args) -> int:
                 args.out / label.replace("/", "_") / f"seed_{seed}")
             result = experiment.run_experiment(
                 kit, rater, experiment.ExperimentConfig(args.ratings, args.eval, seed=seed),
-                out=out, train=train, label=label)
+                out=out, train=train, label=label,
+                session_config=SessionConfig(seed=seed, pretrained=args.pretrained))
             print(f"{label} seed {seed}: theta_init {result['theta_init']:.2f}, theta_final"
                   f" {result['theta_final']:.2f}, delta {result['delta']:+.2f} -> {out}")
             results.append(result)
@@ -411,7 +428,7 @@ def _serve(args) -> int:
     config = ServeConfig(kit_dir, args.session, study=args.study,
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),
-                         session=SessionConfig(seed=args.seed))
+                         session=SessionConfig(seed=args.seed, pretrained=args.pretrained))
     serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0
 

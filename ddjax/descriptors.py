@@ -82,8 +82,10 @@ def _band_weights(features: FeatureConfig, config: DescriptorConfig) -> np.ndarr
 def _frame_weights(n_frames: int, bar_samples: int, features: FeatureConfig,
                    config: DescriptorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Averaging matrices float64[n_frames, n_steps] over each step, its attack window
-    and the window before it. Frame t is centred on sample t * hop (mod the bar)."""
-    hop, n = features.hop_length, config.n_steps
+    and the window before it. Frame t is centred on sample t * hop (mod the bar) and
+    spans n_fft samples; a frame is "before" a step only if it ends before the step does
+    not start, so an onset never leaks into its own baseline."""
+    hop, n, half = features.hop_length, config.n_steps, features.n_fft // 2
     centre = (np.arange(n_frames) * hop) % bar_samples
     starts = np.floor(np.arange(n) * bar_samples / n).astype(np.int64)
     ends = np.append(starts[1:], bar_samples)
@@ -92,8 +94,8 @@ def _frame_weights(n_frames: int, bar_samples: int, features: FeatureConfig,
     for k in range(n):
         step[:, k] = (centre >= starts[k]) & (centre < ends[k])
         attack[:, k] = (centre >= starts[k]) & (centre < starts[k] + width)
-        before[:, k] = ((starts[k] - centre) % bar_samples > 0) & (
-            (starts[k] - centre) % bar_samples <= width)
+        lead = (starts[k] - centre) % bar_samples  # how far the centre is before the step
+        before[:, k] = (lead >= half) & (lead < half + width)
     return tuple(m / np.maximum(m.sum(axis=0, keepdims=True), 1.0)
                  for m in (step, attack, before))
 

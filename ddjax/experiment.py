@@ -44,10 +44,12 @@ class ExperimentConfig:
       n_ratings: phase I ratings.
       n_eval: phase II loops per critic.
       eval_threshold: phase II chains run until the critic's score reaches this,
-      eval_min_iters: ... after at least this many iterations,
+      eval_min_iters: ... after at least this many iterations (capped at the maximum),
       eval_max_iters: ... and at most this many.
       seed: seeds the session and the phase II draws.
       snapshots: earlier rating counts whose critic also gets a phase II group.
+      calibration_loops: random loops from the prior that the final critic scores and the
+        rater rates after phase II (without learning), to measure calibration; 0: none.
     """
 
     n_ratings: int = 80
@@ -57,12 +59,13 @@ class ExperimentConfig:
     seed: int = 0
     eval_min_iters: int = 100
     snapshots: tuple[int, ...] = ()
+    calibration_loops: int = 0
 
     def __post_init__(self):
         if self.n_ratings < 1 or self.n_eval < 1:
             raise DdjaxError("an experiment needs at least one rating and one phase II loop")
-        if not 0 <= self.eval_min_iters <= self.eval_max_iters:
-            raise DdjaxError("phase II needs 0 <= eval_min_iters <= eval_max_iters")
+        if self.eval_min_iters < 0 or self.eval_max_iters < 0:
+            raise DdjaxError("phase II's iteration counts must be >= 0")
         if any(not 0 < n < self.n_ratings for n in self.snapshots):
             raise DdjaxError(f"snapshots are rating counts between 1 and {self.n_ratings - 1}")
 
@@ -98,16 +101,33 @@ def load_rater(spec: str, kit: Kit, seed: int = 0) -> Callable[[Loop], bool | No
     return rater
 
 
-def _phase_two_group(session: Session, critic: dict, key, config: ExperimentConfig):
-    sampler = config.phase_two_sampler(session.config.sampler)
-    state, info = session.engine.sample(key, config.n_eval, sampler, critic=critic)
+def _draw(session: Session, critic: dict, key, sampler: SamplerConfig, n: int):
+    """``n`` loops from chains targeting ``critic``, each with that critic's score, and
+    the share of chains that reached the sampler's threshold."""
+    state, info = session.engine.sample(key, n, sampler, critic=critic)
     audio = session.engine.listen(state.loop)
     grids, samples = np.asarray(state.loop.grid), np.asarray(state.loop.samples)
     scores = np.asarray(state.score)
     loops = [Loop(-1, audio[i], grids[i], samples[i],
                   tuple(session.kit.names[j] for j in samples[i]), float(scores[i]), -1,
-                  session.pipeline.render.bpm) for i in range(config.n_eval)]
+                  session.pipeline.render.bpm) for i in range(n)]
     return loops, float(np.mean(np.asarray(info.reached)))
+
+
+def _phase_two_group(session: Session, critic: dict, key, config: ExperimentConfig):
+    return _draw(session, critic, key, config.phase_two_sampler(session.config.sampler),
+                 config.n_eval)
+
+
+def calibration(scores: np.ndarray, liked: np.ndarray, n_bins: int = 10) -> dict:
+    """Expected calibration error (Guo et al., 2017) over ``n_bins`` equal-width bins of
+    the score, with the mean score and the like rate it should match."""
+    scores, liked = np.asarray(scores, np.float64), np.asarray(liked, np.float64)
+    bins = np.minimum((scores * n_bins).astype(int), n_bins - 1)
+    ece = sum(abs(liked[bins == b].mean() - scores[bins == b].mean()) * np.mean(bins == b)
+              for b in range(n_bins) if np.any(bins == b))
+    return {"ece": float(ece), "mean_score": float(scores.mean()),
+            "like_rate": float(liked.mean()), "n": int(scores.size)}
 
 
 def draw_phase_two(session: Session, config: ExperimentConfig,
@@ -166,14 +186,23 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
                 snapshots[f"after_{len(history)}"] = session.critic()
         bar.close()
         pool, reached = draw_phase_two(session, config, snapshots)
+        if config.calibration_loops:
+            random_loops, _ = _draw(session, session.critic(),
+                                    jax.random.fold_in(jax.random.key(config.seed), 8),
+                                    SamplerConfig("mh", 0), config.calibration_loops)
     blind = []
     for group, loop in pool:
         liked = rater(loop)
         blind.append({"group": group, "liked": bool(liked), "score": loop.score})
+    calibrated = {}
+    if config.calibration_loops:
+        calibrated = {"calibration": calibration(
+            [loop.score for loop in random_loops], [bool(rater(loop)) for loop in random_loops])}
     result = {
         "rater": label, "seed": config.seed, "n_ratings": config.n_ratings,
         "n_eval": config.n_eval, **thetas(blind), **reached,
         "snapshots": {str(n): thetas(blind, f"after_{n}") for n in config.snapshots},
+        **calibrated,
         "phase1_like_rate": float(np.mean([h["liked"] for h in history])),
         "history": history, "phase2": blind,
         "critics": {"initial": "critic_initial.critic", "final": "critic_final.critic"},

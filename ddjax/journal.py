@@ -56,8 +56,18 @@ def wav_path(directory: pathlib.Path, loop_id: int) -> pathlib.Path:
 
 
 def read_meta(directory: pathlib.Path) -> dict | None:
+    """``session.json``, or None for a folder that is not a session (yet)."""
     path = directory / META_NAME
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as err:
+        raise DdjaxError(f"{path} is not a session file ({err}); restore it from a backup,"
+                         " or start a new session in another folder") from None
+    return meta
 
 
 def create(directory: pathlib.Path, meta: dict) -> None:

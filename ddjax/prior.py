@@ -53,6 +53,27 @@ class Prior:
     source: str = ""
 
 
+def empirical_bayes_scale(weights: np.ndarray, groups: np.ndarray,
+                          pool: float = 0.5) -> np.ndarray:
+    """Per-weight prior standard deviations from weights fitted to many tastes.
+
+    The type-II maximum-likelihood variance of a zero-mean Gaussian over each weight is
+    its mean square over the tastes; with few tastes that is noisy, so each weight's is
+    pooled toward the mean square of its group (a hierarchical prior's shrinkage).
+
+    Args:
+      weights: float[tastes, d], one fitted weight vector per taste.
+      groups: int[d], each weight's group.
+      pool: 0 keeps each weight's own mean square, 1 its group's.
+
+    Returns:
+      float[d], the square root of ``(1 - pool) * own + pool * group``.
+    """
+    own = np.mean(np.square(np.asarray(weights, np.float64)), axis=0)
+    group = np.array([own[groups == g].mean() for g in groups])
+    return np.sqrt((1.0 - pool) * own + pool * group)
+
+
 def prior_record(head: HeadConfig, mean: np.ndarray, scale: np.ndarray, **about) -> dict:
     """The JSON object of a prior file."""
     return {"format": PRIOR_FORMAT, "version": PRIOR_VERSION,

@@ -131,6 +131,11 @@ class Session:
     def __init__(self, kit: Kit, directory: str | os.PathLike | None = None, *,
                  pipeline: Pipeline = Pipeline(), train: TrainConfig = TrainConfig(),
                  config: SessionConfig = SessionConfig()):
+        meta = None if directory is None else journal.read_meta(pathlib.Path(directory))
+        if meta is not None:  # resuming: learn with what the session learned with
+            # Sessions from before the pretrained prior had the paper's CNN.
+            config = dataclasses.replace(
+                config, pretrained=meta.get("session", {}).get("pretrained", "none"))
         self.learner, pipeline = make_learner(config.pretrained, pipeline, train)
         self.kit, self.pipeline, self.train_config, self.config = kit, pipeline, train, config
         self.directory = None if directory is None else pathlib.Path(directory)
@@ -163,8 +168,8 @@ class Session:
         """
         directory = pathlib.Path(directory)
         pipeline = settings.get("pipeline", Pipeline())
+        meta = journal.read_meta(directory)
         if kit_dir is None:
-            meta = journal.read_meta(directory)
             if meta is None:
                 raise DdjaxError(f"{directory} is not a ddjax session; pass the kit to start one")
             kit_dir = meta["kit"]

@@ -2,12 +2,16 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from ddjax.cli import main
 from ddjax.critic import load_critic
-from ddjax.experiment import ExperimentConfig, load_rater, run_experiment, summarize
+from ddjax.engine import Engine
+from ddjax.experiment import (ExperimentConfig, calibration, load_rater, run_experiment,
+                              summarize)
+from ddjax.sampler import SamplerConfig
 from ddjax.session import SessionConfig
 from ddjax.training import TrainConfig
 from ddjax.users import BUILT_IN, TASTES, SimulatedUser, calibration_audio, make_user
@@ -74,6 +78,43 @@ def test_small_experiment_end_to_end(bundled_kit, tmp_path):
     for name in ("critic_initial.critic", "critic_final.critic"):
         load_critic(tmp_path / name)
     assert (tmp_path / "like_rate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled_kit,
+                                                                        monkeypatch):
+    calls = []
+    sample = Engine.sample
+
+    def spy(self, key, n_chains, config, critic=None):
+        calls.append((config, critic))
+        return sample(self, key, n_chains, config, critic)
+
+    monkeypatch.setattr(Engine, "sample", spy)
+    serving = SessionConfig(n_iters=3, temperature=0.3, seed=1)
+    config = ExperimentConfig(n_ratings=4, n_eval=2, eval_min_iters=2, eval_max_iters=5,
+                              snapshots=(2,), calibration_loops=3)
+    result = run_experiment(bundled_kit, make_user("dense", bundled_kit), config,
+                            session_config=serving, progress=False)
+    phase_two = [(c, critic) for c, critic in calls if c.mode == "until"]
+    want = SamplerConfig("until", 5, 0.3, threshold=0.95, min_iters=2)
+    assert [c for c, _ in phase_two] == [want] * 3  # init, final, after 2: one sampler
+    assert all(c == serving.sampler for c, _ in calls if c.mode == "mh" and c.n_iters)
+    critics = [jax.tree_util.tree_leaves(critic) for _, critic in phase_two]
+    assert not all(np.array_equal(a, b) for a, b in zip(critics[0], critics[1]))
+    assert sorted(b["group"] for b in result["phase2"]) == sorted(
+        ["init"] * 2 + ["final"] * 2 + ["after_2"] * 2)
+    snapshot = result["snapshots"]["2"]
+    liked = [b["liked"] for b in result["phase2"] if b["group"] == "after_2"]
+    assert snapshot["theta_final"] == pytest.approx(np.mean(liked))
+    assert result["calibration"]["n"] == 3
+
+
+def test_calibration_error_is_the_binned_gap():
+    scores = np.array([0.05, 0.05, 0.95, 0.95, 0.55, 0.55])
+    liked = np.array([0, 1, 1, 1, 0, 0], bool)
+    # bins 0, 9, 5: |0.5 - 0.05| * 2/6 + |1 - 0.95| * 2/6 + |0 - 0.55| * 2/6
+    assert calibration(scores, liked)["ece"] == pytest.approx((0.45 + 0.05 + 0.55) / 3)
+    assert calibration(scores, liked)["like_rate"] == pytest.approx(0.5)
 
 
 def test_summary_is_the_papers_table():

@@ -68,6 +68,16 @@ def test_scores_follow_the_loops():
         state_index(final.loop))])
 
 
+def test_until_runs_at_least_min_iters_then_stops_at_the_threshold():
+    always = jnp.full((16,), 0.99, jnp.float32)  # every state is above the threshold
+    never = jnp.full((16,), 0.5, jnp.float32)
+    config = sampler.SamplerConfig("until", n_iters=9, threshold=0.95, min_iters=4)
+    _, _, info = tiny_run(jax.random.key(0), 8, config, always)
+    assert np.all(np.asarray(info.n_iters) == 4) and np.all(np.asarray(info.reached))
+    _, _, info = tiny_run(jax.random.key(0), 8, config, never)
+    assert np.all(np.asarray(info.n_iters) == 9) and not np.any(np.asarray(info.reached))
+
+
 def test_until_stops_each_chain_at_the_threshold():
     threshold = float(np.sort(SCORES)[-2])  # 2 of the 16 states reach it
     config = sampler.SamplerConfig("until", n_iters=4, threshold=threshold)

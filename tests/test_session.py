@@ -8,6 +8,7 @@ import sys
 import time
 import warnings
 
+import jax
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,6 +20,13 @@ from ddjax.training import TrainConfig
 
 FAST = dict(train=TrainConfig(steps_per_rating=2, batch_size=4),
             config=SessionConfig(n_chains=2, n_iters=2, seed=3))
+LEARNERS = {"head": FAST,  # the default: the pretrained Bayesian head
+            "cnn": dict(FAST, config=SessionConfig(n_chains=2, n_iters=2, seed=3,
+                                                    pretrained="none"))}
+
+
+def leaves(critic):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(critic)]
 
 
 def likes_kicks(loop):
@@ -28,10 +36,15 @@ def likes_kicks(loop):
     return any(p.startswith("kick/") for p in loop.sample_paths)
 
 
+@pytest.fixture(scope="module", params=sorted(LEARNERS))
+def settings(request):
+    return LEARNERS[request.param]
+
+
 @pytest.fixture(scope="module")
-def rated(bundled_kit, tmp_path_factory):
+def rated(bundled_kit, tmp_path_factory, settings):
     directory = tmp_path_factory.mktemp("session")
-    with Session(bundled_kit, directory, **FAST) as session:
+    with Session(bundled_kit, directory, **settings) as session:
         rated = session.run(likes_kicks, 6)
         critic = session.critic()
     return directory, rated, critic
@@ -72,31 +85,30 @@ def test_everything_is_on_disk(rated):
         assert (directory / name).is_file()
 
 
-def test_resume_has_the_same_history_and_critic(rated, bundled_kit):
+def test_resume_has_the_same_history_and_critic(rated, bundled_kit, settings):
     directory, rated, critic = rated
-    with Session(bundled_kit, directory, **FAST) as again:
+    with Session(bundled_kit, directory, **settings) as again:
         assert [r.loop_id for r in again.history] == [loop.id for loop, _ in rated]
         assert [r.liked for r in again.history] == [liked for _, liked in rated]
         resumed = again.critic()
-        for a, b in zip(np.asarray(critic["params"]["Dense_1"]["kernel"]),
-                        np.asarray(resumed["params"]["Dense_1"]["kernel"])):
+        for a, b in zip(leaves(critic), leaves(resumed), strict=True):
             np.testing.assert_array_equal(a, b)
         assert again.next_loop().id > max(loop.id for loop, _ in rated)
 
 
-def test_checkpoint_behind_the_log_catches_up(rated, bundled_kit, tmp_path):
+def test_checkpoint_behind_the_log_catches_up(rated, bundled_kit, tmp_path, settings):
     directory, rated, critic = rated
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
     os.remove(copy / "checkpoint.msgpack")  # as if killed before the first checkpoint
-    with Session(bundled_kit, copy, **FAST) as again:
+    with Session(bundled_kit, copy, **settings) as again:
         assert again._n_trained == 6
         caught_up = again.critic()
-    np.testing.assert_allclose(np.asarray(caught_up["params"]["Dense_1"]["kernel"]),
-                               np.asarray(critic["params"]["Dense_1"]["kernel"]), atol=1e-5)
+    for a, b in zip(leaves(caught_up), leaves(critic), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path):
+def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path, settings):
     directory, _, _ = rated
     copy = tmp_path / "torn"
     subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
@@ -104,7 +116,7 @@ def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path):
         f.write(b'{"id": 99, "loop": {"grid": [[1, 0')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Session(bundled_kit, copy, **FAST) as again:
+        with Session(bundled_kit, copy, **settings) as again:
             assert again.n_ratings == 6
             loop = again.next_loop()
             again.rate(loop, True)
@@ -114,7 +126,8 @@ def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path):
     assert len(lines) == 7 and all(json.loads(line) for line in lines)
 
 
-def test_a_failed_resume_changes_no_file_and_says_what_to_do(rated, bundled_kit, tmp_path):
+def test_a_failed_resume_changes_no_file_and_says_what_to_do(rated, bundled_kit, tmp_path,
+                                                            settings):
     directory, _, _ = rated
     copy = tmp_path / "ahead"
     subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
@@ -123,7 +136,7 @@ def test_a_failed_resume_changes_no_file_and_says_what_to_do(rated, bundled_kit,
     (copy / "ratings.jsonl").write_bytes(b"".join(lines[:3]) + b'{"id": 3, "loop": {"gr')
     before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     with pytest.raises(DdjaxError) as err, pytest.warns(SessionWarning, match="torn"):
-        Session(bundled_kit, copy, **FAST)
+        Session(bundled_kit, copy, **settings)
     message = str(err.value)
     assert "move checkpoint.msgpack away to retrain from the log (3 ratings)" in message
     assert "\n" not in message
@@ -131,14 +144,14 @@ def test_a_failed_resume_changes_no_file_and_says_what_to_do(rated, bundled_kit,
     assert after == before  # the torn line is still there: nothing was rewritten
 
 
-def test_a_session_from_another_kit_lists_what_is_missing(rated, tmp_path):
+def test_a_session_from_another_kit_lists_what_is_missing(rated, tmp_path, settings):
     directory, rated, _ = rated
     other = tmp_path / "other_kit"
     other.mkdir()
     for i in range(4):
         sf.write(other / f"s{i}.wav", np.linspace(0.5, 0.0, 300), 44100)
     with pytest.raises(DdjaxError) as err:
-        Session.open(directory, other, **FAST)
+        Session.open(directory, other, **settings)
     used = {p for loop, _ in rated for p in loop.sample_paths}
     assert "missing from the kit" in str(err.value)
     assert all(p in str(err.value) for p in used)

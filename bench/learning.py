@@ -1,0 +1,238 @@
+"""How well the critic learns a taste it was not written for: the paper's protocol over
+the zoo of simulated users (``ddjax.zoo``), at 20, 40 and 80 ratings.
+
+Each run is one ``ddjax experiment`` (``experiment.run_experiment``) with one zoo user,
+one kit and one seed: phase I with ``--ratings`` ratings, then phase II draws ``--eval``
+loops from the initial critic, ``--eval`` from the final one and ``--eval`` from each
+snapshot (after 20 and 40 ratings), all with the same sampler call, and the user rates
+them blind. Then ``--calibration`` random loops measure the final critic's calibration.
+
+Runs append one JSON line each to ``--results`` and a rerun skips the runs already
+there, so the full matrix can span several sittings. The summary prints, per kit and
+half of the zoo and at each point: mean delta theta with a 95% interval (t over runs),
+the share of runs improved and the share with delta >= 0.2, and the calibration.
+
+    python bench/learning.py --quick --json        # 12 held-out users x 2 seeds, paper's kit
+    python bench/learning.py --half both --kits paper,bundled --seeds 3 --json
+
+**The split.** ``zoo.TUNE`` is for tuning defaults; ``zoo.HELD_OUT`` is the result and is
+never tuned on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import pathlib
+import platform
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ddjax import zoo  # noqa: E402
+from ddjax.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from ddjax.kit import bundled_kit, load_kit  # noqa: E402
+from ddjax.prior import default_prior_path  # noqa: E402
+from ddjax.session import SessionConfig  # noqa: E402
+from ddjax.users import calibration_audio  # noqa: E402
+
+KITS = {"paper": ROOT.parent / "shared" / "kits" / "deepdrummer", "bundled": None}
+POINTS = (20, 40, 80)
+QUICK_USERS = 12
+T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+         10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name() -> str:
+    import jax
+    device = jax.devices()[0]
+    return f"{device.platform}:{getattr(device, 'device_kind', device)}"
+
+
+def spread_over_kinds(names: tuple[str, ...], n: int) -> list[str]:
+    """``n`` names taken round-robin over the zoo's kinds, so every kind is covered."""
+    by_kind: dict[str, list[str]] = {}
+    for name in names:
+        by_kind.setdefault(zoo.ZOO[name].kind, []).append(name)
+    picked, depth = [], 0
+    while len(picked) < min(n, len(names)):
+        for kind in zoo.KINDS:
+            if depth < len(by_kind.get(kind, ())) and len(picked) < n:
+                picked.append(by_kind[kind][depth])
+        depth += 1
+    return picked
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval."""
+    x = np.asarray(values, np.float64)
+    if x.size < 2:
+        return float(x.mean()), float("nan")
+    dof = x.size - 1
+    t = T_975[max(k for k in T_975 if k <= dof)]
+    return float(x.mean()), float(t * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def settings_key(session: SessionConfig, experiment: ExperimentConfig) -> str:
+    """Names the settings a run used, so runs of other settings are not mixed up."""
+    prior = session.pretrained or default_prior_path()
+    prior_hash = "none" if session.pretrained == "none" else hashlib.sha256(
+        pathlib.Path(prior).read_bytes()).hexdigest()[:12]
+    text = json.dumps([dataclasses.asdict(session) | {"seed": None, "pretrained": prior_hash},
+                       dataclasses.asdict(experiment) | {"seed": None}], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_one(kit, calibration, kit_name: str, user: str, seed: int, session: SessionConfig,
+            experiment: ExperimentConfig, key: str) -> dict:
+    rater = zoo.make_zoo_user(user, kit, seed=seed, calibration=calibration)
+    start = time.perf_counter()
+    result = run_experiment(kit, rater, dataclasses.replace(experiment, seed=seed),
+                            session_config=dataclasses.replace(session, seed=seed),
+                            label=user, progress=False)
+    seconds = time.perf_counter() - start
+    thetas = {str(n): result["snapshots"][str(n)]["theta_final"] for n in experiment.snapshots}
+    thetas[str(experiment.n_ratings)] = result["theta_final"]
+    return {"settings": key, "kit": kit_name, "user": user, "kind": zoo.ZOO[user].kind,
+            "half": "tune" if user in zoo.TUNE else "held-out", "seed": seed,
+            "theta_init": result["theta_init"], "theta": thetas,
+            "delta": {n: t - result["theta_init"] for n, t in thetas.items()},
+            "phase1_like_rate": result["phase1_like_rate"],
+            "reached": {k[len("reached_"):]: v for k, v in result.items()
+                        if k.startswith("reached_")},
+            "calibration": result.get("calibration"), "seconds": round(seconds, 1),
+            "session": dataclasses.asdict(session) | {"seed": seed}}
+
+
+def summarize(runs: list[dict], points: tuple[int, ...]) -> list[dict]:
+    rows = []
+    groups = sorted({(r["kit"], r["half"]) for r in runs})
+    for kit, half in groups:
+        these = [r for r in runs if r["kit"] == kit and r["half"] == half]
+        for n in points:
+            deltas = [r["delta"][str(n)] for r in these if str(n) in r["delta"]]
+            if not deltas:
+                continue
+            mean, half_width = interval(deltas)
+            rows.append({"kit": kit, "half": half, "ratings": n, "runs": len(deltas),
+                         "users": len({r["user"] for r in these}),
+                         "theta_init": round(float(np.mean([r["theta_init"] for r in these])), 3),
+                         "theta": round(float(np.mean([r["theta"][str(n)] for r in these])), 3),
+                         "delta_mean": round(mean, 3), "delta_ci95": round(half_width, 3),
+                         "share_improved": round(float(np.mean(np.array(deltas) > 0)), 3),
+                         "share_delta_ge_0_2": round(float(np.mean(np.array(deltas) >= 0.2)), 3)})
+        calibrated = [r["calibration"] for r in these if r.get("calibration")]
+        if calibrated:
+            rows.append({"kit": kit, "half": half, "calibration_of": "final critic",
+                         "runs": len(calibrated),
+                         "ece": round(float(np.mean([c["ece"] for c in calibrated])), 3),
+                         "mean_score": round(float(np.mean([c["mean_score"]
+                                                            for c in calibrated])), 3),
+                         "like_rate": round(float(np.mean([c["like_rate"]
+                                                           for c in calibrated])), 3)})
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_USERS} held-out users (every kind) x 2 seeds on the"
+                             " paper's kit")
+    parser.add_argument("--half", choices=("tune", "held-out", "both"), default="held-out")
+    parser.add_argument("--kits", default="paper", help="comma-separated: paper, bundled")
+    parser.add_argument("--users", help="comma-separated zoo users (default: the half's)")
+    parser.add_argument("--max-users", type=int, help="at most this many users per half")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N per user (default 3)")
+    parser.add_argument("--ratings", type=int, default=80)
+    parser.add_argument("--eval", type=int, default=30)
+    parser.add_argument("--calibration", type=int, default=64,
+                        help="random loops for the final critic's calibration (default 64)")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--iters", type=int, help="MH iterations per phase I loop")
+    parser.add_argument("--query", choices=("thompson", "mean"))
+    parser.add_argument("--pretrained", help="none, or a prior file (default: the packaged)")
+    parser.add_argument("--results", type=pathlib.Path, default=ROOT / "bench" / "learning.jsonl",
+                        help="JSON lines of runs, appended and resumed from")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON lines")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        args.kits, args.half, args.seeds = "paper", "held-out", 2
+        args.max_users = args.max_users or QUICK_USERS
+    halves = {"tune": zoo.TUNE, "held-out": zoo.HELD_OUT}
+    names = [n for h in (("tune", "held-out") if args.half == "both" else (args.half,))
+             for n in (spread_over_kinds(halves[h], args.max_users) if args.max_users
+                       else halves[h])]
+    if args.users:
+        names = args.users.split(",")
+    session = SessionConfig()
+    overrides = {"temperature": args.temperature, "n_iters": args.iters,
+                 "query": args.query, "pretrained": args.pretrained}
+    session = dataclasses.replace(session, **{k: v for k, v in overrides.items()
+                                              if v is not None})
+    points = tuple(n for n in POINTS if n < args.ratings) + (args.ratings,)
+    experiment = ExperimentConfig(args.ratings, args.eval, snapshots=points[:-1],
+                                  calibration_loops=args.calibration)
+    key = settings_key(session, experiment)
+
+    done = []
+    if args.results.exists():
+        done = [json.loads(line) for line in args.results.read_text().splitlines()
+                if line.strip()]
+    done = [r for r in done if r["settings"] == key]
+    have = {(r["kit"], r["user"], r["seed"]) for r in done}
+    todo = [(k, u, s) for k in args.kits.split(",") for u in names
+            for s in range(1, args.seeds + 1) if (k, u, s) not in have]
+    kits, calibrations = {}, {}
+    for kit_name in sorted({k for k, _, _ in todo}):
+        folder = KITS[kit_name] or bundled_kit()
+        if not pathlib.Path(folder).is_dir():
+            print(f"skipping the {kit_name} kit: {folder} is not there", file=sys.stderr)
+            continue
+        kits[kit_name] = load_kit(folder, 88200)
+        calibrations[kit_name] = zoo.calibrate(calibration_audio(kits[kit_name]))
+    todo = [t for t in todo if t[0] in kits]
+    wanted = {(k, u, s) for k in args.kits.split(",") for u in names
+              for s in range(1, args.seeds + 1)}
+    for kit_name, user, seed in tqdm(todo, desc="runs", unit="run"):
+        row = run_one(kits[kit_name], calibrations[kit_name], kit_name, user, seed, session,
+                      experiment, key)
+        with open(args.results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        done.append(row)
+    runs = [r for r in done if (r["kit"], r["user"], r["seed"]) in wanted]
+    about = {"settings": key, "session": dataclasses.asdict(session) | {"seed": None},
+             "experiment": dataclasses.asdict(experiment) | {"seed": None},
+             "cpu": cpu_model(), "device": device_name(),
+             "median_run_seconds": float(np.median([r["seconds"] for r in runs])) if runs
+             else None}
+    rows = summarize(runs, points)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        print(json.dumps(about))
+    else:
+        for row in rows:
+            print(row)
+        print(about)
+
+
+if __name__ == "__main__":
+    main()
