@@ -58,9 +58,11 @@ def score_loop_bytes(pipeline) -> int:
     render, features, critic = pipeline.render, pipeline.features, pipeline.critic
     frames = features.n_frames(render.bar_samples)
     stft = 2 * (features.n_fft // 2 + 1) * frames
-    conv_h = (features.n_mfcc - critic.kernel[0]) // critic.stride[0] + 1
-    conv_w = (frames - critic.kernel[1]) // critic.stride[1] + 1
-    conv = max(conv_h, 1) * max(conv_w, 1) * critic.channels
+    conv = features.n_mels * frames  # the head: the inverse DCT's log-mel map
+    if hasattr(critic, "kernel"):  # the CNN: its first convolution's output
+        conv_h = (features.n_mfcc - critic.kernel[0]) // critic.stride[0] + 1
+        conv_w = (frames - critic.kernel[1]) // critic.stride[1] + 1
+        conv = max(conv_h, 1) * max(conv_w, 1) * critic.channels
     return SCORE_COPIES * FLOAT_BYTES * (render.bar_samples + stft + conv)
 
 

@@ -201,3 +201,31 @@ def test_sigkill_loses_no_acknowledged_rating(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) >= len(set(acked))
+
+
+def test_a_sessions_critic_drives_generate_and_rescore(rated, tmp_path):
+    from ddjax.cli import main
+    from ddjax.critic import load_critic, prob_like
+    from ddjax.engine import Pipeline
+    from ddjax.features import mfcc
+    from ddjax.files import read_loop_json
+    from ddjax.kit import load_kit
+    from ddjax.loops import Loop
+    from ddjax.render import critic_view, render_tables
+    directory, _, _ = rated
+    critic = directory / "latest.critic"
+    assert main(["generate", "--critic", str(critic), "--n", "2", "--chains", "2",
+                 "--iters", "2", "--out", str(tmp_path / "loops")]) == 0
+    assert main(["rescore", "--critics", str(critic), "--loops", str(tmp_path / "loops"),
+                 "--out", str(tmp_path / "scores.csv")]) == 0
+    rows = (tmp_path / "scores.csv").read_text().splitlines()[1:]
+    variables, config = load_critic(critic)
+    pipeline = Pipeline(critic=config)
+    kit = load_kit(BUNDLED_KIT, 88200)
+    for row in rows:
+        record = read_loop_json(row.split(",")[1])
+        loop = Loop(np.array(record["grid"], bool)[None],
+                    np.array([kit.index(s) for s in record["samples"]], np.int32)[None])
+        audio = critic_view(render_tables(kit.audio, pipeline.render), loop, pipeline.render)
+        want = float(prob_like(variables, mfcc(audio), config)[0])
+        assert abs(float(row.split(",")[2]) - want) < 1e-5
