@@ -30,6 +30,7 @@ from ddjax.kit import load_kit
 from ddjax.session import Session, SessionConfig
 from ddjax.training import TrainConfig
 from ddjax.users import make_user
+from machine import cpu_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,11 +42,13 @@ def main(argv=None) -> int:
     parser.add_argument("--listen-seconds", type=float, default=2.0)
     parser.add_argument("--user", default="bright")
     parser.add_argument("--kit", type=pathlib.Path, default=REPO / "samples")
+    parser.add_argument("--pretrained", help="none (the paper's CNN) or a prior file"
+                                             " (default: the packaged prior)")
     args = parser.parse_args(argv)
 
     kit = load_kit(args.kit, 88200)
     rater = make_user(args.user, kit)
-    train, config = TrainConfig(), SessionConfig()
+    train, config = TrainConfig(), SessionConfig(pretrained=args.pretrained)
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     waits, versions = [], []
     with tempfile.TemporaryDirectory() as directory, \
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
             versions.append(loop.critic_version)
             assert loop.critic_version >= k - 1  # the rule the docs state
     print_rows(block_rows(waits, {
-        "device": device, "listen_seconds": args.listen_seconds,
+        "device": device, "cpu": cpu_model(), "listen_seconds": args.listen_seconds,
         "critic_seen_ratings": "1..k-1 for the loop shown after rating k",
         "train": dataclasses.asdict(train), "session": dataclasses.asdict(config)}), args.json)
     return 0

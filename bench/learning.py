@@ -22,11 +22,13 @@ never tuned on.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
+import multiprocessing
 import pathlib
-import platform
 import sys
 import time
 
@@ -42,22 +44,13 @@ from ddjax.kit import bundled_kit, load_kit  # noqa: E402
 from ddjax.prior import default_prior_path  # noqa: E402
 from ddjax.session import SessionConfig  # noqa: E402
 from ddjax.users import calibration_audio  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 KITS = {"paper": ROOT.parent / "shared" / "kits" / "deepdrummer", "bundled": None}
 POINTS = (20, 40, 80)
 QUICK_USERS = 12
 T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
          10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name() -> str:
@@ -100,8 +93,16 @@ def settings_key(session: SessionConfig, experiment: ExperimentConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def run_one(kit, calibration, kit_name: str, user: str, seed: int, session: SessionConfig,
+@functools.lru_cache(maxsize=None)
+def kit_and_calibration(kit_name: str):
+    """The kit and the zoo's calibration on it, once per process."""
+    kit = load_kit(KITS[kit_name] or bundled_kit(), 88200)
+    return kit, zoo.calibrate(calibration_audio(kit))
+
+
+def run_one(kit_name: str, user: str, seed: int, session: SessionConfig,
             experiment: ExperimentConfig, key: str) -> dict:
+    kit, calibration = kit_and_calibration(kit_name)
     rater = zoo.make_zoo_user(user, kit, seed=seed, calibration=calibration)
     start = time.perf_counter()
     result = run_experiment(kit, rater, dataclasses.replace(experiment, seed=seed),
@@ -171,6 +172,8 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=pathlib.Path, default=ROOT / "bench" / "learning.jsonl",
                         help="JSON lines of runs, appended and resumed from")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON lines")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, each in its own process (default 1)")
     args = parser.parse_args(argv)
 
     if args.quick:
@@ -200,23 +203,23 @@ def main(argv=None) -> None:
     have = {(r["kit"], r["user"], r["seed"]) for r in done}
     todo = [(k, u, s) for k in args.kits.split(",") for u in names
             for s in range(1, args.seeds + 1) if (k, u, s) not in have]
-    kits, calibrations = {}, {}
-    for kit_name in sorted({k for k, _, _ in todo}):
-        folder = KITS[kit_name] or bundled_kit()
-        if not pathlib.Path(folder).is_dir():
-            print(f"skipping the {kit_name} kit: {folder} is not there", file=sys.stderr)
-            continue
-        kits[kit_name] = load_kit(folder, 88200)
-        calibrations[kit_name] = zoo.calibrate(calibration_audio(kits[kit_name]))
-    todo = [t for t in todo if t[0] in kits]
-    wanted = {(k, u, s) for k in args.kits.split(",") for u in names
-              for s in range(1, args.seeds + 1)}
-    for kit_name, user, seed in tqdm(todo, desc="runs", unit="run"):
-        row = run_one(kits[kit_name], calibrations[kit_name], kit_name, user, seed, session,
-                      experiment, key)
-        with open(args.results, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        done.append(row)
+    present = {k for k in args.kits.split(",")
+               if KITS[k] is None or pathlib.Path(KITS[k]).is_dir()}
+    for kit_name in sorted(set(args.kits.split(",")) - present):
+        print(f"skipping the {kit_name} kit: {KITS[kit_name]} is not there", file=sys.stderr)
+    todo = [t for t in todo if t[0] in present]
+    wanted = {(k, u, s) for k in present for u in names for s in range(1, args.seeds + 1)}
+    jobs = [(kit_name, user, seed, session, experiment, key) for kit_name, user, seed in todo]
+    with tqdm(total=len(jobs), desc="runs", unit="run") as bar, \
+            concurrent.futures.ProcessPoolExecutor(
+                max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one, *job) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            row = future.result()
+            with open(args.results, "a") as f:  # each run is kept as soon as it ends
+                f.write(json.dumps(row) + "\n")
+            done.append(row)
+            bar.update(1)
     runs = [r for r in done if (r["kit"], r["user"], r["seed"]) in wanted]
     about = {"settings": key, "session": dataclasses.asdict(session) | {"seed": None},
              "experiment": dataclasses.asdict(experiment) | {"seed": None},
