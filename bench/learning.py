@@ -151,6 +151,24 @@ def summarize(runs: list[dict], points: tuple[int, ...]) -> list[dict]:
     return rows
 
 
+def markdown(rows: list[dict]) -> str:
+    """The summary as a Markdown table: delta theta with its interval, per point."""
+    lines = ["| kit | half | ratings | runs | theta_init | theta | mean delta (95% CI) |"
+             " improved | delta >= 0.2 |", "|" + " --- |" * 9]
+    for r in rows:
+        if "ratings" in r:
+            lines.append(f"| {r['kit']} | {r['half']} | {r['ratings']} | {r['runs']} |"
+                         f" {r['theta_init']:.2f} | {r['theta']:.2f} |"
+                         f" {r['delta_mean']:+.2f} (±{r['delta_ci95']:.2f}) |"
+                         f" {100 * r['share_improved']:.0f}% |"
+                         f" {100 * r['share_delta_ge_0_2']:.0f}% |")
+    lines += ["", "| kit | half | runs | ECE | mean score | like rate |", "|" + " --- |" * 6]
+    lines += [f"| {r['kit']} | {r['half']} | {r['runs']} | {r['ece']:.2f} |"
+              f" {r['mean_score']:.2f} | {r['like_rate']:.2f} |"
+              for r in rows if "ece" in r]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -172,6 +190,7 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=pathlib.Path, default=ROOT / "bench" / "learning.jsonl",
                         help="JSON lines of runs, appended and resumed from")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON lines")
+    parser.add_argument("--markdown", action="store_true", help="print the summary as a table")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once, each in its own process (default 1)")
     args = parser.parse_args(argv)
@@ -227,7 +246,9 @@ def main(argv=None) -> None:
              "median_run_seconds": float(np.median([r["seconds"] for r in runs])) if runs
              else None}
     rows = summarize(runs, points)
-    if args.json:
+    if args.markdown:
+        print(markdown(rows))
+    elif args.json:
         for row in rows:
             print(json.dumps(row))
         print(json.dumps(about))
