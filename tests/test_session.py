@@ -229,3 +229,19 @@ def test_a_sessions_critic_drives_generate_and_rescore(rated, tmp_path):
         audio = critic_view(render_tables(kit.audio, pipeline.render), loop, pipeline.render)
         want = float(prob_like(variables, mfcc(audio), config)[0])
         assert abs(float(row.split(",")[2]) - want) < 1e-5
+
+
+def test_the_same_seed_gives_the_same_session(bundled_kit):
+    def one_run():
+        with Session(bundled_kit, None, config=SessionConfig(n_iters=5, seed=11)) as session:
+            rated = session.run(lambda loop: bool(loop.grid[:, ::4].sum() > 6), 5)
+            return rated, session.critic()
+
+    (first, critic_a), (second, critic_b) = one_run(), one_run()
+    for (a, liked_a), (b, liked_b) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a.grid, b.grid)
+        np.testing.assert_array_equal(a.samples, b.samples)
+        np.testing.assert_array_equal(a.audio, b.audio)
+        assert a.score == b.score and liked_a == liked_b
+    for x, y in zip(leaves(critic_a), leaves(critic_b), strict=True):
+        np.testing.assert_array_equal(x, y)
