@@ -59,6 +59,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     (w / "malformed.json").write_text("{not json")
     (w / "list.json").write_text("[1, 2, 3]")
     (w / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (w / "bad_prior.json").write_text('{"format": "ddjax-taste-prior", "version": 1}')
     save_critic(w / "ok.critic", _zeros_critic(CriticConfig()), CriticConfig())
     save_critic(w / "mfcc40.critic", _zeros_critic(CriticConfig(n_mfcc=40)),
                 CriticConfig(n_mfcc=40))
@@ -190,6 +191,12 @@ CASES = [
     ("play-kit-missing", "play --kit {world}/nokit --session {world}/new_session", None,
      "does not exist"),
     ("play-seed-text", "play --seed x", None, "invalid int"),
+    ("play-prior-damaged", "play --pretrained {bad_prior_json} --session {world}/p1", None,
+     "damaged prior file"),
+    ("play-prior-missing", "play --pretrained {world}/none.json --session {world}/p2", None,
+     "cannot read the pretrained prior"),
+    ("play-prior-not-json", "play --pretrained {malformed_json} --session {world}/p3", None,
+     "not a ddjax prior file"),
     # experiment
     ("exp-no-source", "experiment --out {adir}", None, "required"),
     ("exp-both-sources", "experiment --rater all --from-sessions {results} --out {adir}",
@@ -205,6 +212,9 @@ CASES = [
     ("exp-sessions-bad-result", "experiment --from-sessions {bad_results} --out {adir}", None,
      "not a result file"),
     ("exp-ratings-zero", "experiment --rater all --ratings 0", None, "positive"),
+    ("exp-prior-damaged",
+     "experiment --rater bright --pretrained {bad_prior_json} --out {world}/e1", None,
+     "damaged prior file"),
     ("exp-rater-unknown", "experiment --rater {world}/none.py:rate --out {adir}", None,
      "none.py"),
     ("exp-disk-full", "experiment --from-sessions {results} --out {adir}",
@@ -224,6 +234,9 @@ CASES = [
     ("serve-remote-host", "serve --session {world}/srv --host 0.0.0.0 --port 0", None,
      "--allow-remote"),
     ("serve-study-ratings-zero", "serve --study --study-ratings 0", None, "positive"),
+    ("serve-prior-damaged",
+     "serve --pretrained {bad_prior_json} --session {world}/srv3 --port 0", None,
+     "damaged prior file"),
     ("serve-kit-missing", "serve --kit {world}/nokit --session {world}/srv2 --port 0", None,
      "does not exist"),
     # rescore
