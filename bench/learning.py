@@ -192,6 +192,8 @@ def main(argv=None) -> None:
                         help="JSON lines of runs, appended and resumed from")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON lines")
     parser.add_argument("--markdown", action="store_true", help="print the summary as a table")
+    parser.add_argument("--no-run", action="store_true",
+                        help="only summarize the runs already in --results")
     parser.add_argument("--jobs", type=int, default=2,
                         help="runs at once, each in its own process (default 2: one run"
                              " keeps about 1.3 of a CPU's cores busy)")
@@ -228,7 +230,7 @@ def main(argv=None) -> None:
                if KITS[k] is None or pathlib.Path(KITS[k]).is_dir()}
     for kit_name in sorted(set(args.kits.split(",")) - present):
         print(f"skipping the {kit_name} kit: {KITS[kit_name]} is not there", file=sys.stderr)
-    todo = [t for t in todo if t[0] in present]
+    todo = [] if args.no_run else [t for t in todo if t[0] in present]
     wanted = {(k, u, s) for k in present for u in names for s in range(1, args.seeds + 1)}
     jobs = [(kit_name, user, seed, session, experiment, key) for kit_name, user, seed in todo]
     with tqdm(total=len(jobs), desc="runs", unit="run") as bar, \
