@@ -6,7 +6,6 @@ stay on disk.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -21,175 +20,20 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddjax import __version__, limits, rescore
-from ddjax.argtypes import (bpm, non_negative_int, port, positive_float, positive_int,
-                            probability)
+from ddjax import limits, rescore
 from ddjax.critic import CriticConfig, init_critic, load_critic
 from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
 from ddjax.errors import DdjaxError
 from ddjax.files import (atomic_write_bytes, check_file_target, check_folder_target,
                          loop_record, os_reason, read_loop_json, write_loop_json, write_wav)
-from ddjax.kit import bundled_kit, load_kit
+from ddjax.kit import load_kit
+from ddjax.parser import BUNDLED_KIT, build_parser
 from ddjax.loops import Loop, LoopConfig
 from ddjax.render import RenderConfig, listening_render
 from ddjax.sampler import SamplerConfig
 
-BUNDLED_KIT = bundled_kit()
 MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _kit_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
-                        help="folder of one-shot samples (default: the bundled samples/)")
-
-
-def _private_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--private", action="store_true",
-                        help=f"make the {what} readable by you only (folders 0700, files"
-                             " 0600); without it, files follow the umask (0644 under 022)")
-
-
-def _pretrained_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pretrained", metavar="FILE|none",
-                        help="the critic's prior: the packaged pretrained prior (default),"
-                             " 'none' for the paper's CNN from scratch, or a prior file made"
-                             " by scripts/make_prior.py; a resumed session keeps its own")
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ddjax", description=(
-        "DeepDrummer in JAX: sample drum loops with a critic and Metropolis-Hastings."))
-    parser.add_argument("--version", action="version", version=f"ddjax {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    gen = commands.add_parser("generate", help="sample loops and write them as WAV + JSON",
-                              description=(
-        "Runs C Metropolis-Hastings chains for M iterations per round, on device, and "
-        "writes each chain's final loop (listening WAV + JSON) until N loops are written."))
-    _kit_arg(gen)
-    gen.add_argument("--critic", type=pathlib.Path, action="append", metavar="FILE_OR_DIR",
-                     help="critic file (default: a freshly initialised critic, as the paper's"
-                          " untrained model); repeat it or name a folder of *.critic files to"
-                          " sample against the ensemble's mean P(like)")
-    gen.add_argument("--vote", action="store_true",
-                     help="target the ensemble's vote (share of critics with f > 0.5)"
-                          " instead of its mean")
-    gen.add_argument("--n", type=positive_int, default=4, help="loops to write (default 4)")
-    gen.add_argument("--chains", type=positive_int, default=16,
-                     help="parallel chains per round (default 16)")
-    gen.add_argument("--iters", type=non_negative_int, default=100,
-                     help="iterations per chain, the maximum with --min-score (default 100)")
-    gen.add_argument("--temperature", type=positive_float, default=1.0,
-                     help="MH temperature s: accept with min(1, (f'/f)^(1/s)) (default 1)")
-    gen.add_argument("--min-score", type=probability,
-                     help="run each chain until the critic's score reaches this, and keep only"
-                          " loops that reach it (the paper's phase II uses 0.95)")
-    gen.add_argument("--climb", type=probability, metavar="TARGET",
-                     help="greedy hill-climbing toward TARGET instead of MH: 1 for the best"
-                          " loops, 0 for the worst")
-    gen.add_argument("--four-on-floor", action="store_true",
-                     help="track 0 is a kick (detected from the audio) on steps 0, 4, 8, 12")
-    gen.add_argument("--bpm", type=bpm, default=120.0,
-                     help=f"tempo, {limits.MIN_BPM:g} to {limits.MAX_BPM:g} (default 120)")
-    gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
-
-    rescore.add_parser(commands)
-
-    ren = commands.add_parser("render", help="re-render a saved loop exactly",
-                              description="Renders a loop's JSON file to its listening WAV.")
-    ren.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
-    _kit_arg(ren)
-    ren.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.wav")
-
-    ply = commands.add_parser("play", help="rate loops in the terminal; the critic learns",
-                              description=(
-        "Plays loops and reads one key each: l like, d dislike, s skip, r replay, e export,"
-        " q quit. Every rating is saved before the next loop; --session on an existing"
-        " folder resumes it."))
-    _kit_arg(ply)
-    ply.add_argument("--session", type=pathlib.Path,
-                     help="session folder (default: a new ddjax-session-<time> folder here)")
-    ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
-    _pretrained_arg(ply)
-    _private_arg(ply, "session folder")
-
-    exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
-                              description=(
-        "Writes a loop's Standard MIDI File (channel 10, General MIDI drum notes from each"
-        " sample's kind, one bar of 16ths) and/or its listening WAV. Without --midi or"
-        " --wav, writes both."))
-    exp.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
-    _kit_arg(exp)
-    exp.add_argument("--midi", action="store_true", help="write LOOP.mid")
-    exp.add_argument("--wav", action="store_true", help="write LOOP.wav")
-    exp.add_argument("--out", type=pathlib.Path, metavar="STEM",
-                     help="output path without suffix (default: beside LOOP.json)")
-
-    run = commands.add_parser("experiment", help="the paper's two-phase protocol with a rater",
-                              description=(
-        "Phase I: --ratings loops drawn by MH from the latest critic, rated and trained on."
-        " Phase II: --eval loops from the initial and from the final critic (each chain"
-        " until f >= 0.95), shuffled and rated blind. Writes result.json, both critics and"
-        " a like-rate plot to --out."))
-    source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--rater", metavar="FILE_OR_MODULE:FUNCTION",
-                        help="a callable taking a Loop and returning True/False/None, a"
-                             " built-in simulated user's name, or 'all' for every built-in"
-                             " user")
-    source.add_argument("--from-sessions", type=pathlib.Path, nargs="+", metavar="DIR",
-                        help="aggregate finished runs instead: every result.json under DIR"
-                             " (experiment outputs, or the study folder of ddjax serve"
-                             " --study); writes summary.json and densities.png to --out")
-    run.add_argument("--ratings", type=positive_int, default=80, help="phase I ratings")
-    run.add_argument("--eval", type=positive_int, default=30, help="phase II loops per critic")
-    run.add_argument("--seed", type=int, default=0, help="first seed")
-    run.add_argument("--seeds", type=positive_int, default=1, help="runs per rater")
-    run.add_argument("--steps-per-rating", type=non_negative_int,
-                     help="with --pretrained none: training steps after each rating"
-                          " (default: TrainConfig's)")
-    _pretrained_arg(run)
-    _kit_arg(run)
-    run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
-                     help="output folder (default: experiment/)")
-    _private_arg(run, "output folder")
-
-    srv = commands.add_parser("serve", help="rate loops in the browser (or run a study)",
-                              description=(
-        "Starts a local web server with the rating page: the loop plays in a loop, Like /"
-        " Dislike (keys L / D or the arrow keys, space plays and pauses), the loop's grid,"
-        " the critic's score, the like rate, and the liked loops to download. With"
-        " --study, runs the paper's two-phase protocol for any number of participants."
-        " Every rating is on disk before the next loop; restarting resumes every session."))
-    srv.add_argument("--kit", type=pathlib.Path, default=None,
-                     help="folder of one-shot samples (default: the session's recorded kit,"
-                          " else the bundled samples/)")
-    srv.add_argument("--session", type=pathlib.Path, default=pathlib.Path("ddjax-session"),
-                     help="session folder, or the study folder with --study; an existing one"
-                          " is resumed (default: ddjax-session/)")
-    srv.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on (default 127.0.0.1, this machine only)")
-    srv.add_argument("--port", type=port, default=8000,
-                     help="port, 1 to 65535 (default 8000; 0 picks a free one)")
-    srv.add_argument("--allow-remote", action="store_true",
-                     help="allow a --host other machines can reach (there is no login)")
-    srv.add_argument("--study", action="store_true",
-                     help="run the paper's study: instructions, phase I, phase II, results")
-    srv.add_argument("--study-ratings", type=positive_int, default=80,
-                     help="phase I ratings per participant (default 80)")
-    srv.add_argument("--study-eval", type=positive_int, default=30,
-                     help="phase II loops per critic (default 30)")
-    srv.add_argument("--seed", type=int, default=0,
-                     help="PRNG seed of a new session (a participant's adds a hash of its id)")
-    _pretrained_arg(srv)
-    _private_arg(srv, "session folder")
-    return parser
 
 
 def _load_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
@@ -460,7 +304,7 @@ def _umask(private: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if jax.config.jax_compilation_cache_dir is None:
         _enable_compilation_cache()
     warnings.showwarning = _one_line_warning
