@@ -251,7 +251,7 @@ class Session:
     def _learn(self, index: int) -> None:
         """Learns rating ``index`` (on the worker), then checkpoints."""
         rating = self.history[index]
-        if int(self._state.count) >= capacity(self._state):
+        if index >= capacity(self._state):  # rows 0..index-1 hold the earlier ratings
             self._state = grow(self._state)
         key = jax.random.fold_in(jax.random.fold_in(self._key, 1), index)
         loop = LoopArrays(jnp.asarray(rating.grid), jnp.asarray(rating.samples, jnp.int32))
@@ -285,7 +285,9 @@ class Session:
                                       critic=critic)
         chain = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, self.config.n_chains))
         loop = jax.tree_util.tree_map(lambda x: x[chain:chain + 1], state.loop)
-        score = float(self.engine.score(loop, critic=self.learner.critic(self._state))[0])
+        score = float(state.score[chain])
+        if self.config.query == "thompson":  # the chain's score is the draw's: show the mean's
+            score = float(self.engine.score(loop, critic=self.learner.critic(self._state))[0])
         audio = self.engine.listen(loop)[0]
         grid, samples = np.asarray(loop.grid[0]), np.asarray(loop.samples[0])
         with self._lock:
