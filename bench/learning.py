@@ -44,20 +44,15 @@ from ddjax.experiment import ExperimentConfig, run_experiment  # noqa: E402
 from ddjax.kit import bundled_kit, load_kit  # noqa: E402
 from ddjax.prior import default_prior_path  # noqa: E402
 from ddjax.session import SessionConfig  # noqa: E402
+from ddjax.training import AUGMENTATIONS, PRECISIONS, TrainConfig  # noqa: E402
 from ddjax.users import calibration_audio  # noqa: E402
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, device_name  # noqa: E402
 
 KITS = {"paper": ROOT.parent / "shared" / "kits" / "deepdrummer", "bundled": None}
 POINTS = (20, 40, 80)
 QUICK_USERS = 12
 T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
          10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
-
-
-def device_name() -> str:
-    import jax
-    device = jax.devices()[0]
-    return f"{device.platform}:{getattr(device, 'device_kind', device)}"
 
 
 def spread_over_kinds(names: tuple[str, ...], n: int) -> list[str]:
@@ -84,13 +79,18 @@ def interval(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / np.sqrt(x.size))
 
 
-def settings_key(session: SessionConfig, experiment: ExperimentConfig) -> str:
-    """Names the settings a run used, so runs of other settings are not mixed up."""
+def settings_key(session: SessionConfig, experiment: ExperimentConfig,
+                 train: TrainConfig = TrainConfig()) -> str:
+    """Names the settings a run used, so runs of other settings are not mixed up (the
+    training settings count for the CNN only: the head does not read them)."""
     prior = session.pretrained or default_prior_path()
     prior_hash = "none" if session.pretrained == "none" else hashlib.sha256(
         pathlib.Path(prior).read_bytes()).hexdigest()[:12]
-    text = json.dumps([dataclasses.asdict(session) | {"seed": None, "pretrained": prior_hash},
-                       dataclasses.asdict(experiment) | {"seed": None}], sort_keys=True)
+    parts = [dataclasses.asdict(session) | {"seed": None, "pretrained": prior_hash},
+             dataclasses.asdict(experiment) | {"seed": None}]
+    if session.pretrained == "none":
+        parts.append(dataclasses.asdict(train))
+    text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -102,13 +102,13 @@ def kit_and_calibration(kit_name: str):
 
 
 def run_one(kit_name: str, user: str, seed: int, session: SessionConfig,
-            experiment: ExperimentConfig, key: str) -> dict:
+            experiment: ExperimentConfig, train: TrainConfig, key: str) -> dict:
     kit, calibration = kit_and_calibration(kit_name)
     rater = zoo.make_zoo_user(user, kit, seed=seed, calibration=calibration)
     start = time.perf_counter()
     result = run_experiment(kit, rater, dataclasses.replace(experiment, seed=seed),
                             session_config=dataclasses.replace(session, seed=seed),
-                            label=user, progress=False)
+                            label=user, progress=False, train=train)
     seconds = time.perf_counter() - start
     thetas = {str(n): result["snapshots"][str(n)]["theta_final"] for n in experiment.snapshots}
     thetas[str(experiment.n_ratings)] = result["theta_final"]
@@ -120,7 +120,8 @@ def run_one(kit_name: str, user: str, seed: int, session: SessionConfig,
             "reached": {k[len("reached_"):]: v for k, v in result.items()
                         if k.startswith("reached_")},
             "calibration": result.get("calibration"), "seconds": round(seconds, 1),
-            "session": dataclasses.asdict(session) | {"seed": seed}}
+            "session": dataclasses.asdict(session) | {"seed": seed},
+            **({"train": dataclasses.asdict(train)} if session.pretrained == "none" else {})}
 
 
 def summarize(runs: list[dict], points: tuple[int, ...]) -> list[dict]:
@@ -188,6 +189,12 @@ def main(argv=None) -> None:
     parser.add_argument("--iters", type=int, help="MH iterations per phase I loop")
     parser.add_argument("--query", choices=("thompson", "mean"))
     parser.add_argument("--pretrained", help="none, or a prior file (default: the packaged)")
+    parser.add_argument("--augmentation", choices=AUGMENTATIONS,
+                        help="with --pretrained none: where the CNN's training augments"
+                             " (default: TrainConfig's)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="with --pretrained none: the CNN's training matmuls"
+                             " (default: TrainConfig's)")
     parser.add_argument("--results", type=pathlib.Path, default=ROOT / "bench" / "learning.jsonl",
                         help="JSON lines of runs, appended and resumed from")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON lines")
@@ -216,7 +223,9 @@ def main(argv=None) -> None:
     points = tuple(n for n in POINTS if n < args.ratings) + (args.ratings,)
     experiment = ExperimentConfig(args.ratings, args.eval, snapshots=points[:-1],
                                   calibration_loops=args.calibration)
-    key = settings_key(session, experiment)
+    train = TrainConfig(**{k: v for k, v in (("augmentation", args.augmentation),
+                                             ("precision", args.precision)) if v is not None})
+    key = settings_key(session, experiment, train)
 
     done = []
     if args.results.exists():
@@ -232,7 +241,8 @@ def main(argv=None) -> None:
         print(f"skipping the {kit_name} kit: {KITS[kit_name]} is not there", file=sys.stderr)
     todo = [] if args.no_run else [t for t in todo if t[0] in present]
     wanted = {(k, u, s) for k in present for u in names for s in range(1, args.seeds + 1)}
-    jobs = [(kit_name, user, seed, session, experiment, key) for kit_name, user, seed in todo]
+    jobs = [(kit_name, user, seed, session, experiment, train, key)
+            for kit_name, user, seed in todo]
     with tqdm(total=len(jobs), desc="runs", unit="run") as bar, \
             concurrent.futures.ProcessPoolExecutor(
                 max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -1,24 +1,76 @@
-"""What the benchmarks ran on, for their JSON lines."""
+"""What the benchmarks ran on, and the machine's own yardstick, for their JSON lines.
+
+Machines change from run to run, so every benchmark measures, in its own process, the
+float32 peak of a large square matmul through XLA (``matmul_peak_gflops``), and the
+bfloat16 peak (bfloat16 inputs, float32 accumulation) where the hardware multiplies
+bfloat16 natively (AVX512-BF16 or AMX on x86, any GPU). A row's ``share_of_peak`` is its
+GFLOP/s over the float32 peak.
+"""
 
 from __future__ import annotations
 
 import os
 import pathlib
 import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from ddjax.hardware import cpu_flags, native_bfloat16
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+PEAK_SIZE = {"cpu": 2048, "gpu": 8192}  # square matmul sizes: minutes on neither
 
 
 def cpu_model() -> str:
     """The CPU's model name, its core count and the vector units it has, in one string."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name = platform.processor() or platform.machine()
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+                break
     except OSError:
         pass
-    units = ", ".join(f for f in FLAGS if f in flags)
+    units = ", ".join(f for f in FLAGS if f in cpu_flags())
     return f"{name}, {os.cpu_count()} cores" + (f" ({units})" if units else "")
+
+
+def device_name() -> str:
+    """``platform:kind`` of JAX's first device, e.g. ``cpu:cpu`` or ``gpu:NVIDIA H200``."""
+    d = jax.devices()[0]
+    return f"{d.platform}:{d.device_kind}"
+
+
+def matmul_peak_gflops(dtype=jnp.float32, size: int | None = None, repeats: int = 7) -> float:
+    """GFLOP/s of one ``size``-square matmul through XLA, median of ``repeats`` after a
+    warm-up; float32 accumulation for any input ``dtype``."""
+    size = size or PEAK_SIZE.get(jax.devices()[0].platform, 2048)
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32).astype(dtype)
+    f = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    jax.block_until_ready(f(a, b))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        times.append(time.perf_counter() - start)
+    return 2.0 * size ** 3 / statistics.median(times) / 1e9
+
+
+def yardstick() -> dict:
+    """The fields every benchmark row carries: device, CPU model and the matmul peaks."""
+    row = {"device": device_name(), "cpu": cpu_model(),
+           "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}
+    row["bf16_peak_gflops"] = (round(matmul_peak_gflops(jnp.bfloat16), 1)
+                               if native_bfloat16() else None)
+    return row
+
+
+def with_share(row: dict, peak: dict) -> dict:
+    """``row`` with ``share_of_peak`` (its ``gflops_per_s`` over the float32 peak) and the
+    yardstick's fields."""
+    share = row["gflops_per_s"] / peak["matmul_peak_gflops"]
+    return {**row, "share_of_peak": round(share, 3), **peak}

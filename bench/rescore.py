@@ -11,7 +11,8 @@ subprocess: ``XLA_FLAGS`` must be set before JAX starts) whose scores are compar
 the 1-device run on the same loops (``max_abs_diff_vs_1_device``; null on the reference
 rows themselves). Each figure is the median of ``--repeats`` timed batches after a
 warm-up (compile) batch. FLOPs per score come from XLA's cost analysis of one critic's
-forward pass plus 1/K of one loop's render and MFCC.
+forward pass plus 1/K of one loop's render and MFCC; ``share_of_peak`` divides GFLOP/s by
+the machine's float32 matmul peak, measured in the same process (``bench/machine.py``).
 
 Usage: python bench/rescore.py [--json] [--kit DIR] [--repeats R] [--critics K ...]
 """
@@ -41,14 +42,12 @@ from ddjax.loops import Loop
 from ddjax.render import critic_view, render_tables
 from ddjax.rescore import Inputs, Item, Scorer, make_layout, random_sources
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from machine import device_name, with_share, yardstick  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARDED_DEVICES = 8
 SHARDED_CRITICS = 8
-
-
-def device_name() -> str:
-    d = jax.devices()[0]
-    return f"{d.platform}:{d.device_kind}"
 
 
 def batch_size(n_critics: int, on_gpu: bool) -> int:
@@ -103,7 +102,7 @@ def measure(kit, n_critics: int, batch: int, repeats: int) -> dict:
         probs.append(np.asarray(scores.probs))
     flops = flops_per_score(kit, pipeline, n_critics)
     rate = batch * n_critics / statistics.median(times)
-    return {"critics": n_critics, "devices": len(jax.local_devices()),
+    return {"bench": "rescore", "critics": n_critics, "devices": len(jax.local_devices()),
             "device": device_name(), "batch": batch, "scores_per_s": round(rate, 1),
             "flops_per_score": int(flops), "gflops_per_s": round(rate * flops / 1e9, 1),
             "probs": np.concatenate(probs)}
@@ -119,11 +118,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     kit = load_kit(args.kit, 88200)
     on_gpu = jax.devices()[0].platform == "gpu"
+    peak = yardstick()
 
     if args.child:  # the 8-device row, in a process started with forced host devices
         row = measure(kit, SHARDED_CRITICS, batch_size(SHARDED_CRITICS, on_gpu), args.repeats)
         np.save(args.child, row.pop("probs"))
-        print(json.dumps(row))
+        print(json.dumps(with_share(row, peak)))
         return 0
 
     rows = []
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         probs = row.pop("probs")
         if n_critics == SHARDED_CRITICS and not on_gpu:
             reference = probs
-        row["max_abs_diff_vs_1_device"] = None
+        row = with_share({**row, "max_abs_diff_vs_1_device": None}, peak)
         rows.append(row)
         emit(row, args.json)
     if reference is not None and len(jax.local_devices()) == 1:
@@ -158,6 +158,7 @@ def emit(row: dict, as_json: bool) -> None:
         diff = row["max_abs_diff_vs_1_device"]
         print(f"K={row['critics']:>3} D={row['devices']} {row['device']:<12}"
               f" {row['scores_per_s']:>10.1f} scores/s {row['gflops_per_s']:>6.1f} GFLOP/s"
+              f" ({row['share_of_peak']:.0%} of peak)"
               + ("" if diff is None else f"  max |diff| vs 1 device {diff:.2e}"), flush=True)
 
 

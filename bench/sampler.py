@@ -9,7 +9,8 @@ A proposal is the whole step: propose, render the critic's view, MFCC, critic, a
 
 Every figure is the median of ``--repeats`` timed runs after a warm-up (compile) run,
 all in one process, so ``vs_sequential`` is a same-run ratio. FLOPs per proposal come
-from XLA's cost analysis of the compiled score function.
+from XLA's cost analysis of the compiled score function; ``share_of_peak`` divides GFLOP/s
+by the machine's float32 matmul peak, measured in the same run (``bench/machine.py``).
 
 Usage: python bench/sampler.py [--json] [--kit DIR] [--repeats R] [--chains C ...]
 """
@@ -34,13 +35,11 @@ from ddjax.kit import load_kit
 from ddjax.loops import propose, random_loop
 from ddjax.sampler import SamplerConfig
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from machine import with_share, yardstick  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROPOSALS_PER_RUN = 2048  # batched runs are sized to about this many proposals
-
-
-def device_name() -> str:
-    d = jax.devices()[0]
-    return f"{d.platform}:{d.device_kind}"
 
 
 def flops_per_proposal(engine: Engine, n: int = CPU_CHUNK) -> float:
@@ -100,16 +99,16 @@ def main(argv=None) -> int:
     on_gpu = jax.devices()[0].platform == "gpu"
     sizes = args.chains or ([1, 16, 256, 4096, 16384] if on_gpu else [1, 16, 256])
 
+    peak = yardstick()
     engine = Engine(load_kit(args.kit, 88200), init_critic(jax.random.key(0)))
-    device = device_name()
     flops = flops_per_proposal(engine)
     rows = []
     seq = sequential(engine, args.sequential_proposals, args.repeats)
-    rows.append({"mode": "sequential", "chains": 1, "device": device,
+    rows.append({"mode": "sequential", "chains": 1,
                  "proposals_per_s": seq, "flops_per_proposal": flops})
     for n_chains in sizes:
         rate, compile_s = batched(engine, n_chains, args.repeats)
-        rows.append({"mode": "batched", "chains": n_chains, "device": device,
+        rows.append({"mode": "batched", "chains": n_chains,
                      "proposals_per_s": rate, "flops_per_proposal": flops,
                      "compile_s": round(compile_s, 2)})
     for row in rows:
@@ -118,12 +117,14 @@ def main(argv=None) -> int:
         for k in ("proposals_per_s", "gflops_per_s", "vs_sequential"):
             row[k] = round(row[k], 2)
         row["flops_per_proposal"] = int(row["flops_per_proposal"])
+        row = with_share({"bench": "sampler", **row}, peak)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
             print(f"{row['mode']:>10} C={row['chains']:>6} {row['proposals_per_s']:>10.1f}"
                   f" proposals/s {row['gflops_per_s']:>7.1f} GFLOP/s"
-                  f" x{row['vs_sequential']:.2f} vs sequential", flush=True)
+                  f" x{row['vs_sequential']:.2f} vs sequential,"
+                  f" {row['share_of_peak']:.0%} of the float32 matmul peak", flush=True)
     return 0
 
 

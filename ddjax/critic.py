@@ -16,14 +16,17 @@ layout, so the network is the paper's in every respect but the arithmetic order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from ddjax import noise
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes
 from ddjax.head import HeadConfig, head_prob_like, init_head
@@ -65,8 +68,48 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
+def _transposed_copy(w: jax.Array) -> jax.Array:
+    """``w.T`` as a new row-major array. XLA folds a plain transpose into the matmul that
+    reads it, and its CPU backend multiplies bfloat16 on the matrix units (AMX) only for
+    a matmul whose operands are both row-major; a gather it does not fold."""
+    k, n = w.shape
+    return w.reshape(-1)[np.arange(k * n).reshape(k, n).T.reshape(-1)].reshape(n, k)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _lowp_matmul(x: jax.Array, w: jax.Array, dtype: str) -> jax.Array:
+    return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _lowp_matmul_fwd(x, w, dtype):
+    x, w = x.astype(dtype), w.astype(dtype)
+    return jnp.dot(x, w, preferred_element_type=jnp.float32), (x, w)
+
+
+def _lowp_matmul_bwd(dtype, residuals, dy):
+    x, w = residuals
+    dy = dy.astype(dtype)
+    dx = jnp.dot(dy, _transposed_copy(w), preferred_element_type=jnp.float32)
+    dw = jnp.dot(x.T, dy, preferred_element_type=jnp.float32)
+    return dx, dw
+
+
+_lowp_matmul.defvjp(_lowp_matmul_fwd, _lowp_matmul_bwd)
+
+
+def _matmul(x: jax.Array, w: jax.Array, dtype: str = "float32") -> jax.Array:
+    """``x @ w`` over the last axis of ``x``, as one 2-D matmul: its gradients are then 2-D
+    matmuls too, where a matmul contracting several axes at once is slow on XLA's CPU.
+
+    ``dtype`` "bfloat16" multiplies in bfloat16 with float32 accumulation and output, in
+    the backward pass too."""
+    x2 = x.reshape(-1, x.shape[-1])
+    y = x2 @ w if dtype == "float32" else _lowp_matmul(x2, w, dtype)
+    return y.reshape(x.shape[:-1] + w.shape[-1:])
+
+
 def strided_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
-                 stride: tuple[int, int]) -> jax.Array:
+                 stride: tuple[int, int], dtype: str = "float32") -> jax.Array:
     """A VALID 2-D convolution, NHWC, computed as matmuls.
 
     Args:
@@ -74,6 +117,7 @@ def strided_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
       kernel: float32[kh, kw, in_channels, out_channels] (``flax.linen.Conv`` layout).
       bias: float32[out_channels].
       stride: (sh, sw); ``kh`` and ``kw`` must be multiples of them for the fast path.
+      dtype: the matmuls' input type, "float32" or "bfloat16" (float32 accumulation).
 
     Returns:
       float32[batch, (height - kh) // sh + 1, (width - kw) // sw + 1, out_channels],
@@ -99,12 +143,28 @@ def strided_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
         # Few input channels: gather the a*b shifted blocks, then one matmul.
         patches = jnp.concatenate(
             [x[:, i:i + out_h, j:j + out_w, :] for i in range(a) for j in range(b)], axis=-1)
-        return patches @ w.reshape(a * b * depth, cout) + bias
+        y = _matmul(patches, w.reshape(a * b * depth, cout), dtype)
+        return y + bias
     # Many input channels: one matmul against all a*b kernel blocks, then shifted sums.
-    y = (x @ w.transpose(2, 0, 1, 3).reshape(depth, a * b * cout)).reshape(
+    y = _matmul(x, w.transpose(2, 0, 1, 3).reshape(depth, a * b * cout), dtype).reshape(
         batch, blocks_h, blocks_w, a, b, cout)
     out = sum(y[:, i:i + out_h, j:j + out_w, i, j, :] for i in range(a) for j in range(b))
     return out + bias
+
+
+class Dropout(nn.Module):
+    """Inverted dropout like ``flax.linen.Dropout``, with the mask from ``ddjax.noise``:
+    drawing it with ``jax.random`` took longer than the critic's forward pass."""
+
+    rate: float
+    deterministic: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.deterministic or self.rate == 0.0:
+            return x
+        keep = noise.keep_mask(self.make_rng("dropout"), x.shape, self.rate)
+        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
 
 class StridedConv(nn.Module):
@@ -113,20 +173,23 @@ class StridedConv(nn.Module):
     features: int
     kernel_size: tuple[int, int]
     strides: tuple[int, int]
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (*self.kernel_size, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return strided_conv(x, kernel, bias, self.strides)
+        return strided_conv(x, kernel, bias, self.strides, self.dtype)
 
 
 class Critic(nn.Module):
     """The paper's critic. Call it on ``float32[..., n_mfcc, n_frames]``; get logits[..., 2]
-    where index 1 is "like"."""
+    where index 1 is "like". ``dtype`` "bfloat16" runs the convolutions' matmuls in
+    bfloat16 with float32 accumulation (the parameters stay float32)."""
 
     config: CriticConfig = CriticConfig()
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
@@ -137,14 +200,14 @@ class Critic(nn.Module):
         def block(x, conv):
             x = nn.leaky_relu(conv(x), c.negative_slope)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-            return nn.Dropout(c.dropout, deterministic=not train)(x)
+            return Dropout(c.dropout, deterministic=not train)(x)
 
         for _ in range(c.n_strided):
-            x = block(x, StridedConv(c.channels, c.kernel, c.stride))
-        x = block(x, StridedConv(c.bottleneck_channels, (1, 1), (1, 1)))
+            x = block(x, StridedConv(c.channels, c.kernel, c.stride, self.dtype))
+        x = block(x, StridedConv(c.bottleneck_channels, (1, 1), (1, 1), self.dtype))
         x = x.reshape(x.shape[0], -1)
         x = nn.leaky_relu(nn.Dense(c.hidden)(x), c.negative_slope)
-        x = nn.Dropout(c.dropout, deterministic=not train)(x)
+        x = Dropout(c.dropout, deterministic=not train)(x)
         logits = nn.Dense(2)(x)
         return logits.reshape(lead + (2,))
 
@@ -167,11 +230,13 @@ def init_critic(key: jax.Array, config: CriticConfig | HeadConfig = CriticConfig
 
 
 def prob_like(variables: dict, features: jax.Array,
-              config: CriticConfig | HeadConfig = CriticConfig()) -> jax.Array:
-    """P(like) in inference mode. features: float32[..., n_mfcc, n_frames] -> float32[...]."""
+              config: CriticConfig | HeadConfig = CriticConfig(),
+              dtype: str = "float32") -> jax.Array:
+    """P(like) in inference mode. features: float32[..., n_mfcc, n_frames] -> float32[...].
+    ``dtype``: the CNN's matmul inputs, "float32" or "bfloat16" (float32 accumulation)."""
     if isinstance(config, HeadConfig):
         return head_prob_like(variables, features, config)
-    logits = Critic(config).apply(variables, features, train=False)
+    logits = Critic(config, dtype=dtype).apply(variables, features, train=False)
     return jax.nn.softmax(logits, axis=-1)[..., 1]
 
 

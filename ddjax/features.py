@@ -129,8 +129,8 @@ def _band_groups(weights: np.ndarray) -> list[tuple[int, int, int, int]]:
     return groups[::-1]
 
 
-def _mfcc_rows(audio: jax.Array, config: FeatureConfig) -> jax.Array:
-    """``mfcc`` of ``float32[n, samples]``: ``float32[n, n_mfcc, frames]``."""
+def _mel_power_rows(audio: jax.Array, config: FeatureConfig) -> jax.Array:
+    """``mel_power`` of ``float32[n, samples]``: ``float32[n, frames, n_mels]``."""
     n_fft, hop = config.n_fft, config.hop_length
     n_samples = audio.shape[-1]
     n_frames = config.n_frames(n_samples)
@@ -150,17 +150,55 @@ def _mfcc_rows(audio: jax.Array, config: FeatureConfig) -> jax.Array:
     power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
     # The mel filters are narrow bands: project each run of bands from its bins only.
     filters = mel_filterbank(config)
-    mel_power = jnp.concatenate(
+    return jnp.concatenate(
         [power[..., first:end] @ jnp.asarray(filters[first:end, a:b], audio.dtype)
          if end > first else jnp.zeros(power.shape[:-1] + (b - a,), audio.dtype)
          for first, end, a, b in _band_groups(filters)], axis=-1)
+
+
+def mfcc_from_mel(mel_power: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array:
+    """The MFCC of a mel power spectrogram: float32[..., frames, n_mels] ->
+    float32[..., n_mfcc, frames] (dB with the ``top_db`` floor below each clip's peak, then
+    the orthonormal DCT)."""
     # max(10 log10(max(p, amin)), peak_db - top_db) = 10 log10(max(p, floor)): the clamp
     # moves before the log, and the dB scale into the DCT.
     peak = jnp.max(mel_power, axis=(-2, -1), keepdims=True)
     floor = jnp.maximum(peak * (10.0 ** (-config.top_db / 10.0)), config.amin)
     log_mel = jnp.log(jnp.maximum(mel_power, floor))
     dct = (10.0 / np.log(10.0)) * dct_matrix(config.n_mels, config.n_mfcc)
-    return jnp.einsum("tm,nfm->ntf", jnp.asarray(dct.T, audio.dtype), log_mel)
+    return jnp.einsum("tm,...fm->...tf", jnp.asarray(dct.T, mel_power.dtype), log_mel)
+
+
+def window_responses(config: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """What a DC offset and white noise add to the mel power, per unit.
+
+    Returns:
+      ``(dc, noise)``, float64[n_mels] each: the mel power of a constant 1 (window energy in
+      bins 0 and 1 of the periodic Hann window's spectrum), and the expected mel power of
+      white noise of variance 1 (the window's energy ``sum(w^2)`` in every bin).
+    """
+    window = periodic_hann(config.n_fft)
+    filters = mel_filterbank(config)
+    dc_bins = np.abs(np.fft.rfft(window)) ** 2
+    return dc_bins @ filters, np.sum(window ** 2) * filters.sum(axis=0)
+
+
+def mel_power(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array:
+    """The mel power spectrogram the MFCC is computed from.
+
+    Args:
+      audio: float32[..., samples] mono audio at ``config.sr``.
+
+    Returns:
+      float32[..., frames, n_mels]; ``mfcc(a) == mfcc_from_mel(mel_power(a))``.
+    """
+    n_samples = audio.shape[-1]
+    shape = (config.n_frames(n_samples), config.n_mels)
+
+    def clips(x):  # x: [..., samples]
+        return _mel_power_rows(x.reshape(-1, n_samples), config).reshape(x.shape[:-1] + shape)
+
+    return in_chunks(clips, audio, audio.ndim - 1)
 
 
 def mfcc(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array:
@@ -178,6 +216,7 @@ def mfcc(audio: jax.Array, config: FeatureConfig = FeatureConfig()) -> jax.Array
     shape = (config.n_mfcc, config.n_frames(n_samples))
 
     def clips(x):  # x: [..., samples]
-        return _mfcc_rows(x.reshape(-1, n_samples), config).reshape(x.shape[:-1] + shape)
+        rows = mfcc_from_mel(_mel_power_rows(x.reshape(-1, n_samples), config), config)
+        return rows.reshape(x.shape[:-1] + shape)
 
     return in_chunks(clips, audio, audio.ndim - 1)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ddjax import loops as loops_lib
 from ddjax.critic import init_critic
-from ddjax.features import mfcc
+from ddjax.features import mel_power, mfcc
 from ddjax.head import HeadConfig, head_inputs, standardized
 from ddjax.loops import Loop
 from ddjax.render import critic_view
@@ -49,8 +49,9 @@ INITIAL_CAPACITY = 128  # rows of rated loops before the first doubling
 
 
 class Rated(NamedTuple):
-    """Rated loops, rows [capacity]: the loop, the rating, and the head's cached inputs
-    (float32[capacity, d]; d = 0 for the CNN, which learns from the audio)."""
+    """Rated loops, rows [capacity]: the loop, the rating, and what the learner caches of
+    each (float32[capacity, d]): the head's descriptors, or the CNN's mel power
+    spectrogram (d = 0 when the CNN augments the audio at every step)."""
 
     loop: Loop
     liked: jax.Array
@@ -201,24 +202,35 @@ def bayes_head(prior_mean: np.ndarray, prior_scale: np.ndarray, pipeline) -> Lea
 
 def paper_cnn(pipeline, train: TrainConfig = TrainConfig()) -> Learner:
     """The paper's learner: its CNN from scratch, ``train.steps_per_rating`` Adam steps on
-    every rating so far after each new one (``ddjax.training.train_steps``)."""
+    every rating so far after each new one (``ddjax.training.train_steps``). With
+    ``train.augmentation == "mel"``, each rated loop's mel power is computed once, when it
+    is rated, and kept in ``data.inputs`` (flattened)."""
+    frames = pipeline.features.n_frames(pipeline.render.bar_samples)
+    mel_shape = (frames, pipeline.features.n_mels) if train.augmentation == "mel" else (0,)
+    n_inputs = int(np.prod(mel_shape))
 
     def init(key, tables, allowed):
         del tables, allowed
         variables = init_critic(key, pipeline.critic)
-        data = empty_data(INITIAL_CAPACITY, pipeline.loops.n_tracks, pipeline.loops.n_steps, 0)
+        data = empty_data(INITIAL_CAPACITY, pipeline.loops.n_tracks, pipeline.loops.n_steps,
+                          n_inputs)
         return LearnerState(init_train_state(variables, train), data, jnp.int32(0))
 
     def remember(state, tables, loop, liked):
-        del tables
-        data = _append(state.data, state.count, loop, liked, jnp.zeros((0,), jnp.float32))
+        inputs = jnp.zeros((0,), jnp.float32)
+        if n_inputs:
+            audio = critic_view(tables, jax.tree_util.tree_map(lambda a: a[None], loop),
+                                pipeline.render)
+            inputs = mel_power(audio, pipeline.features).reshape(-1)
+        data = _append(state.data, state.count, loop, liked, inputs)
         return state._replace(data=data, count=state.count + 1)
 
     def update(key, state, tables, loop, liked):
         data, count = remember(state, tables, loop, liked)[1:]
         model, losses = state.model, jnp.zeros((1,), jnp.float32)
         if train.steps_per_rating:
-            model, losses = train_steps(key, model, Ratings(data.loop, data.liked, count),
+            mel = data.inputs.reshape((-1,) + mel_shape) if n_inputs else None
+            model, losses = train_steps(key, model, Ratings(data.loop, data.liked, count, mel),
                                         tables, n_steps=train.steps_per_rating,
                                         pipeline=pipeline, config=train)
         return LearnerState(model, data, count), losses[-1]

@@ -3,14 +3,30 @@
 As in the paper, training is incremental: after each new rating, ``steps_per_rating``
 minibatch steps run over every loop rated so far, continuing from the current weights.
 Batches are half likes and half dislikes once both exist. The critic trains on the same
-view it scores, the steady-state bar, with audio augmentation: gain x N(1, 0.05), DC
-offset N(0, 0.05), white noise of sigma 0.006, and a circular shift of 0..128 samples.
+view it scores, the steady-state bar, with the original's augmentation: gain x N(1, 0.05),
+DC offset N(0, 0.05), white noise of sigma 0.006, and a circular shift of 0..128 samples.
+
+Where the augmentation happens (``TrainConfig.augmentation``):
+
+- ``"mel"`` (the default): each rated loop's mel power spectrogram is computed once, when
+  it is rated (``Ratings.mel``), and every step augments that: the gain scales the power
+  by g^2 (exact); the DC offset and the noise add their expected power through the
+  analysis window (``features.window_responses``), the noise with a per-bin fluctuation
+  of the right size; the shift moves the frames by whole hops and interpolates the rest.
+  A step then costs the critic's forward and backward pass and little else
+  (``bench/training.py``).
+- ``"audio"``: the original's way, which renders the loops, augments the audio and
+  computes the MFCC again at every step.
 
 The optimizer is the original's Adam with L2 weight decay added to the gradient
 (PyTorch's ``Adam(weight_decay=...)``), lr 5.74e-5, decay 5.9e-6. Every default is the
-original's except ``steps_per_rating``: 16 instead of 40, so that a burst (~1.6 s on a
-2-core CPU) hides behind one bar of listening; the simulated-user table in
-``bench/README.md`` is the evidence that the critic still learns.
+original's except ``steps_per_rating``: 16 instead of 40, so that a burst (0.75 s on a
+2-core CPU with AMX, ``bench/training.py``) hides behind one bar of listening.
+
+Speed (``bench/training.py``): the convolutions' matmuls run in bfloat16 with float32
+accumulation where the CPU has AMX or AVX512-BF16 (``TrainConfig.precision``), dropout
+masks and augmentation noise come from ``ddjax.noise`` rather than Threefry, and every
+matmul of the backward pass is a 2-D one (``critic.strided_conv``).
 """
 
 from __future__ import annotations
@@ -20,13 +36,21 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from ddjax import noise
 from ddjax.critic import Critic
 from ddjax.errors import DdjaxError
-from ddjax.features import mfcc
+from ddjax.hardware import native_bfloat16
+from ddjax.features import (FeatureConfig, mel_filterbank, mfcc, mfcc_from_mel,
+                            window_responses)
 from ddjax.loops import Loop
 from ddjax.render import critic_view
+
+
+AUGMENTATIONS = ("mel", "audio")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +66,11 @@ class TrainConfig:
       dc_std: std of the random DC offset.
       noise_std: std of the added white noise.
       max_shift_samples: largest random circular shift, in samples.
+      augmentation: "mel" (on each rated loop's cached mel power) or "audio" (on the
+        audio, rendered again at every step); see the module docstring.
+      precision: the convolutions' matmuls in training: "float32", "bfloat16" (float32
+        accumulation; the weights stay float32), or "auto": bfloat16 where the device
+        multiplies it natively (``hardware.native_bfloat16``), else float32.
     """
 
     steps_per_rating: int = 16
@@ -52,12 +81,24 @@ class TrainConfig:
     dc_std: float = 0.05
     noise_std: float = 0.006
     max_shift_samples: int = 128
+    augmentation: str = "mel"
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.steps_per_rating < 0 or self.batch_size < 2:
             raise DdjaxError("steps_per_rating must be >= 0 and batch_size >= 2")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise DdjaxError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.augmentation not in AUGMENTATIONS:
+            raise DdjaxError(f"augmentation must be one of {AUGMENTATIONS}")
+        if self.precision not in PRECISIONS:
+            raise DdjaxError(f"precision must be one of {PRECISIONS}")
+
+    def matmul_dtype(self) -> str:
+        """"float32" or "bfloat16", with "auto" resolved for this device."""
+        if self.precision == "auto":
+            return "bfloat16" if native_bfloat16() else "float32"
+        return self.precision
 
 
 class TrainState(NamedTuple):
@@ -74,11 +115,14 @@ class Ratings(NamedTuple):
       loops: ``Loop`` batched over [capacity].
       liked: bool[capacity].
       count: int32 scalar, how many rows are real.
+      mel: float32[capacity, frames, n_mels], the mel power of each loop's critic view
+        (``features.mel_power``); needed for ``augmentation="mel"`` only.
     """
 
     loops: Loop
     liked: jax.Array
     count: jax.Array
+    mel: jax.Array | None = None
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -103,6 +147,43 @@ def augment(key: jax.Array, audio: jax.Array, config: TrainConfig) -> jax.Array:
     return gain * shifted + dc + noise
 
 
+def augment_mel(key: jax.Array, mel: jax.Array, config: TrainConfig,
+                features: FeatureConfig) -> jax.Array:
+    """``augment``'s gain, DC offset, noise and shift, applied to mel power spectrograms.
+
+    Args:
+      key: PRNG key.
+      mel: float32[n, frames, n_mels], the clean clips' ``features.mel_power``.
+      config: the augmentation's sizes.
+      features: the MFCC settings (hop and filterbank).
+
+    Returns:
+      float32[n, frames, n_mels]: g^2 times the shifted power, plus the DC offset's power
+      and the noise's expected power times a positive fluctuation of mean 1 and, in band
+      m, standard deviation ``1 / sqrt(k_m)`` (k_m: the band's effective number of FFT
+      bins). The cross terms between the clip and the DC offset or the noise are left out.
+    """
+    gain_key, dc_key, noise_key, shift_key = jax.random.split(key, 4)
+    n = mel.shape[0]
+    gain = 1.0 + config.gain_std * jax.random.normal(gain_key, (n, 1, 1))
+    dc = config.dc_std * jax.random.normal(dc_key, (n, 1, 1))
+    shifts = jax.random.randint(shift_key, (n,), 0, config.max_shift_samples + 1)
+    whole, part = shifts // features.hop_length, shifts % features.hop_length
+    moved = jax.vmap(lambda m, k: jnp.roll(m, k, axis=0))(mel, whole)
+    frac = (part / features.hop_length)[:, None, None]
+    shifted = (1.0 - frac) * moved + frac * jnp.roll(moved, 1, axis=1)
+    dc_power, noise_power = window_responses(features)
+    filters = mel_filterbank(features)
+    bins = np.square(filters.sum(axis=0)) / np.maximum(np.square(filters).sum(axis=0), 1e-30)
+    # Mean 1, variance 1 / k_m, never negative: a mix of 1 and an exponential, the power of
+    # one FFT bin of white noise (its variance is 1).
+    mix = jnp.asarray(np.sqrt(1.0 / np.maximum(bins, 1.0)), mel.dtype)
+    exponential = -jnp.log(noise.uniform(noise_key, mel.shape))
+    fluctuation = 1.0 + mix * (exponential - 1.0)
+    return (jnp.square(gain) * shifted + jnp.square(dc) * jnp.asarray(dc_power, mel.dtype)
+            + config.noise_std ** 2 * jnp.asarray(noise_power, mel.dtype) * fluctuation)
+
+
 def _balanced_indices(key: jax.Array, ratings: Ratings, batch_size: int) -> jax.Array:
     rows = jnp.arange(ratings.liked.shape[0])
     real = rows < ratings.count
@@ -125,8 +206,9 @@ def train_steps(key: jax.Array, state: TrainState, ratings: Ratings, tables: jax
     Args:
       key: PRNG key.
       state: the critic and optimizer state.
-      ratings: the rated loops so far (``count >= 1``).
-      tables: the kit's render tables.
+      ratings: the rated loops so far (``count >= 1``), with ``mel`` for
+        ``augmentation="mel"``.
+      tables: the kit's render tables (read for ``augmentation="audio"`` only).
       n_steps: steps to run (static).
       pipeline: ``engine.Pipeline`` with the render, feature and critic settings.
       config: training settings.
@@ -134,12 +216,15 @@ def train_steps(key: jax.Array, state: TrainState, ratings: Ratings, tables: jax
     Returns:
       The new state and the loss of each step, float32[n_steps].
     """
-    model = Critic(pipeline.critic)
+    if config.augmentation == "mel" and ratings.mel is None:
+        raise ValueError("augmentation='mel' trains on Ratings.mel; compute it with"
+                         " features.mel_power")
+    model = Critic(pipeline.critic, dtype=config.matmul_dtype())
     optimizer = make_optimizer(config)
 
-    def loss_fn(params, batch_stats, audio, labels, dropout_key):
+    def loss_fn(params, batch_stats, features, labels, dropout_key):
         logits, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats}, mfcc(audio, pipeline.features),
+            {"params": params, "batch_stats": batch_stats}, features,
             train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, updates["batch_stats"]
@@ -147,12 +232,17 @@ def train_steps(key: jax.Array, state: TrainState, ratings: Ratings, tables: jax
     def step(state, step_key):
         pick_key, aug_key, dropout_key = jax.random.split(step_key, 3)
         rows = _balanced_indices(pick_key, ratings, config.batch_size)
-        batch = jax.tree_util.tree_map(lambda x: x[rows], ratings.loops)
-        audio = augment(aug_key, critic_view(tables, batch, pipeline.render), config)
+        if config.augmentation == "mel":
+            mel = augment_mel(aug_key, ratings.mel[rows], config, pipeline.features)
+            features = mfcc_from_mel(mel, pipeline.features)
+        else:
+            batch = jax.tree_util.tree_map(lambda x: x[rows], ratings.loops)
+            audio = augment(aug_key, critic_view(tables, batch, pipeline.render), config)
+            features = mfcc(audio, pipeline.features)
         labels = ratings.liked[rows].astype(jnp.int32)
         params, batch_stats = state.variables["params"], state.variables["batch_stats"]
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, batch_stats, audio, labels, dropout_key)
+            params, batch_stats, features, labels, dropout_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         params = optax.apply_updates(params, updates)
         return TrainState({"params": params, "batch_stats": batch_stats}, opt_state), loss

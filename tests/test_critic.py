@@ -45,6 +45,74 @@ def test_strided_conv_matches_numpy(shape, kernel, stride):
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5 * scale, rtol=0)
 
 
+@pytest.mark.parametrize("shape,kernel,stride", [
+    ((2, 12, 40, 1), (4, 8, 1, 6), (2, 4)),     # few input channels: patches, one matmul
+    ((2, 9, 26, 16), (4, 8, 16, 6), (2, 4)),    # many: one matmul, then shifted sums
+])
+def test_strided_conv_gradients_match_numpy(shape, kernel, stride):
+    """The training path differentiates strided_conv: its gradients against the
+    convolution's adjoint, written as loops over output positions."""
+    rng = np.random.default_rng(1)
+    x, w, b = (rng.standard_normal(s) for s in (shape, kernel, kernel[-1:]))
+    kh, kw, _, _ = kernel
+    sh, sw = stride
+    r = rng.standard_normal(numpy_conv(x, w, b, stride).shape)
+    loss = lambda x, w, b: jnp.sum(strided_conv(x, w, b, stride) * r)
+    gx, gw, gb = jax.grad(loss, argnums=(0, 1, 2))(
+        *(jnp.asarray(a, jnp.float32) for a in (x, w, b)))
+    want_x, want_w = np.zeros_like(x), np.zeros_like(w)
+    for i in range(r.shape[1]):
+        for j in range(r.shape[2]):
+            rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+            want_w += np.einsum("nhwc,no->hwco", x[:, rows, cols, :], r[:, i, j, :])
+            want_x[:, rows, cols, :] += np.einsum("hwco,no->nhwc", w, r[:, i, j, :])
+    np.testing.assert_allclose(np.asarray(gw), want_w, atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(gx), want_x, atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(gb), r.sum(axis=(0, 1, 2)), atol=1e-3, rtol=1e-5)
+
+
+def test_bfloat16_matmuls_stay_close_to_float32():
+    """bfloat16 inputs with float32 accumulation: the critic's scores within 1e-2 of the
+    float32 critic's, and the training gradients within bfloat16's rounding."""
+    rng = np.random.default_rng(2)
+    features = jnp.asarray(rng.normal(0, 40, (64, 60, 442)), jnp.float32)
+    variables = init_critic(jax.random.key(0))
+    variables["params"] = jax.tree_util.tree_map(lambda p: 2.0 * p, variables["params"])
+    f32 = np.asarray(prob_like(variables, features))
+    bf16 = np.asarray(prob_like(variables, features, dtype="bfloat16"))
+    assert np.std(f32) > 0.05  # scores spread out, so the comparison means something
+    assert np.max(np.abs(bf16 - f32)) < 1e-2
+
+    x, w = rng.standard_normal((300, 48)), rng.standard_normal((48, 24))
+    r = rng.standard_normal((300, 24))
+    def grads(dtype):
+        loss = lambda x, w: jnp.sum(strided_conv(x[None, :, None, :], w[None, None], 0.0,
+                                                 (1, 1), dtype)[0, :, 0, :] * r)
+        return jax.grad(loss, argnums=(0, 1))(jnp.asarray(x, jnp.float32),
+                                              jnp.asarray(w, jnp.float32))
+    for want, got in zip(grads("float32"), grads("bfloat16")):
+        want, got = np.asarray(want), np.asarray(got)
+        assert np.max(np.abs(got - want)) < 0.02 * np.max(np.abs(want))
+    np.testing.assert_allclose(np.asarray(grads("float32")[1]), x.T @ r, rtol=1e-4,
+                               atol=1e-3)
+
+
+def test_training_dropout_drops_the_rate_and_rescales():
+    """In training mode each Dropout zeroes about ``rate`` of its inputs and scales the
+    rest by 1 / (1 - rate); in inference it is the identity."""
+    from ddjax.critic import Dropout
+    x = jnp.ones((256, 1024))
+    layer = Dropout(0.167, deterministic=False)
+    y = np.asarray(layer.apply({}, x, rngs={"dropout": jax.random.key(0)}))
+    dropped = np.mean(y == 0)
+    assert abs(dropped - 0.167) < 5 * np.sqrt(0.167 * 0.833 / y.size)
+    np.testing.assert_allclose(y[y != 0], 1 / 0.833, rtol=1e-6)
+    again = np.asarray(layer.apply({}, x, rngs={"dropout": jax.random.key(1)}))
+    assert np.mean((y == 0) & (again == 0)) < 0.167 ** 2 + 0.01  # fresh masks per key
+    np.testing.assert_array_equal(
+        np.asarray(Dropout(0.167, deterministic=True).apply({}, x)), np.asarray(x))
+
+
 def test_parameter_count_is_the_originals():
     variables = init_critic(jax.random.key(0))
     assert abs(count_params(variables) - 291_290) <= 0.01 * 291_290
