@@ -6,11 +6,10 @@ channels, each followed by leaky ReLU, batch norm and dropout; then a dense laye
 units with leaky ReLU and dropout, and a 2-way softmax. 291,290 parameters for a
 (60, 442) MFCC map, exactly the original's count.
 
-Speed. XLA's CPU convolution is slow for these strided kernels, so ``strided_conv`` uses
-space-to-depth: when the kernel is a whole number of strides (4 = 2 x 2 and 8 = 2 x 4),
-the input is cut into stride-sized blocks, and the convolution becomes a 2 x 2 stride-1
-convolution over blocks, i.e. a few matmuls. The parameters keep ``flax.linen.Conv``'s
-layout, so the network is the paper's in every respect but the arithmetic order.
+Speed. The convolutions are matmuls over stride-sized blocks (``ddjax.conv``), and the
+first one writes its output directly in the blocks the second reads. The parameters keep
+``flax.linen.Conv``'s layout, so the network is the paper's in every respect but the
+arithmetic order.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import numpy as np
 from flax import serialization
 
 from ddjax import noise
+from ddjax.conv import conv_from_blocks, conv_into_blocks, strided_conv
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes
 from ddjax.head import HeadConfig, head_prob_like, init_head
@@ -64,94 +64,6 @@ class CriticConfig:
     negative_slope: float = 0.01
 
 
-def _conv_out(size: int, kernel: int, stride: int) -> int:
-    return (size - kernel) // stride + 1
-
-
-def _transposed_copy(w: jax.Array) -> jax.Array:
-    """``w.T`` as a new row-major array. XLA folds a plain transpose into the matmul that
-    reads it, and its CPU backend multiplies bfloat16 on the matrix units (AMX) only for
-    a matmul whose operands are both row-major; a gather it does not fold."""
-    k, n = w.shape
-    return w.reshape(-1)[np.arange(k * n).reshape(k, n).T.reshape(-1)].reshape(n, k)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _lowp_matmul(x: jax.Array, w: jax.Array, dtype: str) -> jax.Array:
-    return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
-
-
-def _lowp_matmul_fwd(x, w, dtype):
-    x, w = x.astype(dtype), w.astype(dtype)
-    return jnp.dot(x, w, preferred_element_type=jnp.float32), (x, w)
-
-
-def _lowp_matmul_bwd(dtype, residuals, dy):
-    x, w = residuals
-    dy = dy.astype(dtype)
-    dx = jnp.dot(dy, _transposed_copy(w), preferred_element_type=jnp.float32)
-    dw = jnp.dot(x.T, dy, preferred_element_type=jnp.float32)
-    return dx, dw
-
-
-_lowp_matmul.defvjp(_lowp_matmul_fwd, _lowp_matmul_bwd)
-
-
-def _matmul(x: jax.Array, w: jax.Array, dtype: str = "float32") -> jax.Array:
-    """``x @ w`` over the last axis of ``x``, as one 2-D matmul: its gradients are then 2-D
-    matmuls too, where a matmul contracting several axes at once is slow on XLA's CPU.
-
-    ``dtype`` "bfloat16" multiplies in bfloat16 with float32 accumulation and output, in
-    the backward pass too."""
-    x2 = x.reshape(-1, x.shape[-1])
-    y = x2 @ w if dtype == "float32" else _lowp_matmul(x2, w, dtype)
-    return y.reshape(x.shape[:-1] + w.shape[-1:])
-
-
-def strided_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array,
-                 stride: tuple[int, int], dtype: str = "float32") -> jax.Array:
-    """A VALID 2-D convolution, NHWC, computed as matmuls.
-
-    Args:
-      x: float32[batch, height, width, in_channels].
-      kernel: float32[kh, kw, in_channels, out_channels] (``flax.linen.Conv`` layout).
-      bias: float32[out_channels].
-      stride: (sh, sw); ``kh`` and ``kw`` must be multiples of them for the fast path.
-      dtype: the matmuls' input type, "float32" or "bfloat16" (float32 accumulation).
-
-    Returns:
-      float32[batch, (height - kh) // sh + 1, (width - kw) // sw + 1, out_channels],
-      equal to ``lax.conv_general_dilated(x, kernel, stride, 'VALID')`` + bias.
-    """
-    kh, kw, cin, cout = kernel.shape
-    sh, sw = stride
-    if kh % sh or kw % sw:
-        y = jax.lax.conv_general_dilated(x, kernel, stride, "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias
-    batch, height, width, _ = x.shape
-    out_h, out_w = _conv_out(height, kh, sh), _conv_out(width, kw, sw)
-    a, b = kh // sh, kw // sw  # kernel size in blocks
-    blocks_h, blocks_w = out_h + a - 1, out_w + b - 1
-    x = x[:, :blocks_h * sh, :blocks_w * sw, :]
-    x = x.reshape(batch, blocks_h, sh, blocks_w, sw, cin).transpose(0, 1, 3, 2, 4, 5)
-    x = x.reshape(batch, blocks_h, blocks_w, sh * sw * cin)
-    w = kernel.reshape(a, sh, b, sw, cin, cout).transpose(0, 2, 1, 3, 4, 5)
-    w = w.reshape(a, b, sh * sw * cin, cout)
-    depth = sh * sw * cin
-    if out_h * out_w * a * b * depth <= blocks_h * blocks_w * a * b * cout:
-        # Few input channels: gather the a*b shifted blocks, then one matmul.
-        patches = jnp.concatenate(
-            [x[:, i:i + out_h, j:j + out_w, :] for i in range(a) for j in range(b)], axis=-1)
-        y = _matmul(patches, w.reshape(a * b * depth, cout), dtype)
-        return y + bias
-    # Many input channels: one matmul against all a*b kernel blocks, then shifted sums.
-    y = _matmul(x, w.transpose(2, 0, 1, 3).reshape(depth, a * b * cout), dtype).reshape(
-        batch, blocks_h, blocks_w, a, b, cout)
-    out = sum(y[:, i:i + out_h, j:j + out_w, i, j, :] for i in range(a) for j in range(b))
-    return out + bias
-
-
 class Dropout(nn.Module):
     """Inverted dropout like ``flax.linen.Dropout``, with the mask from ``ddjax.noise``:
     drawing it with ``jax.random`` took longer than the critic's forward pass."""
@@ -168,18 +80,32 @@ class Dropout(nn.Module):
 
 
 class StridedConv(nn.Module):
-    """``flax.linen.Conv`` (VALID padding) with the ``strided_conv`` arithmetic."""
+    """``flax.linen.Conv`` (VALID padding) with the ``ddjax.conv`` arithmetic.
+
+    ``layout`` "nhwc" takes and returns NHWC arrays; "into_blocks" returns
+    ``conv.conv_into_blocks``' rows for a next convolution of kernel ``next`` and the same
+    stride; "from_blocks" takes the blocked input that ``conv_into_blocks`` gives."""
 
     features: int
     kernel_size: tuple[int, int]
     strides: tuple[int, int]
     dtype: str = "float32"
+    layout: str = "nhwc"
+    next: tuple[int, int] | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array):
+        cin = x.shape[-1]
+        if self.layout == "from_blocks":
+            cin //= self.strides[0] * self.strides[1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (*self.kernel_size, x.shape[-1], self.features))
+                            (*self.kernel_size, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if self.layout == "into_blocks":
+            return conv_into_blocks(x, kernel, bias, self.strides, self.next, self.strides,
+                                    self.dtype)
+        if self.layout == "from_blocks":
+            return conv_from_blocks(x, kernel, bias, self.strides, self.dtype)
         return strided_conv(x, kernel, bias, self.strides, self.dtype)
 
 
@@ -197,14 +123,22 @@ class Critic(nn.Module):
         lead = features.shape[:-2]
         x = features.reshape((-1,) + features.shape[-2:] + (1,))
 
-        def block(x, conv):
-            x = nn.leaky_relu(conv(x), c.negative_slope)
+        def block(x):
+            x = nn.leaky_relu(x, c.negative_slope)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
             return Dropout(c.dropout, deterministic=not train)(x)
 
-        for _ in range(c.n_strided):
-            x = block(x, StridedConv(c.channels, c.kernel, c.stride, self.dtype))
-        x = block(x, StridedConv(c.bottleneck_channels, (1, 1), (1, 1), self.dtype))
+        conv = functools.partial(StridedConv, c.channels, c.kernel, c.stride, self.dtype)
+        first = 0
+        if c.n_strided >= 2 and not (c.kernel[0] % c.stride[0] or c.kernel[1] % c.stride[1]):
+            # The first layer's 0.8 MB a loop is written in the second's blocks: batch norm
+            # sees every position (rows), the second convolution the ones it reads.
+            rows, n_read, shape = conv(layout="into_blocks", next=c.kernel)(x)
+            x = block(conv(layout="from_blocks")(block(rows)[:n_read].reshape(shape)))
+            first = 2
+        for _ in range(first, c.n_strided):
+            x = block(conv()(x))
+        x = block(StridedConv(c.bottleneck_channels, (1, 1), (1, 1), self.dtype)(x))
         x = x.reshape(x.shape[0], -1)
         x = nn.leaky_relu(nn.Dense(c.hidden)(x), c.negative_slope)
         x = Dropout(c.dropout, deterministic=not train)(x)

@@ -26,7 +26,7 @@ original's except ``steps_per_rating``: 16 instead of 40, so that a burst (0.75 
 Speed (``bench/training.py``): the convolutions' matmuls run in bfloat16 with float32
 accumulation where the CPU has AMX or AVX512-BF16 (``TrainConfig.precision``), dropout
 masks and augmentation noise come from ``ddjax.noise`` rather than Threefry, and every
-matmul of the backward pass is a 2-D one (``critic.strided_conv``).
+matmul of the backward pass is a 2-D one (``ddjax.conv``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import serialization
 
+from ddjax.conv import strided_conv
 from ddjax.critic import (CriticConfig, count_params, init_critic, load_critic, prob_like,
-                          save_critic, strided_conv)
+                          save_critic)
 from ddjax.errors import DdjaxError
 
 
@@ -111,6 +112,61 @@ def test_training_dropout_drops_the_rate_and_rescales():
     assert np.mean((y == 0) & (again == 0)) < 0.167 ** 2 + 0.01  # fresh masks per key
     np.testing.assert_array_equal(
         np.asarray(Dropout(0.167, deterministic=True).apply({}, x)), np.asarray(x))
+
+
+def test_conv_into_blocks_is_the_convolution_in_the_next_layers_blocks():
+    from ddjax.conv import conv_into_blocks
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.standard_normal(s) for s in ((2, 13, 41, 1), (4, 8, 1, 5), (5,)))
+    full = numpy_conv(x, w, b, (2, 4))  # [2, 5, 9, 5]: the next conv reads rows < 4, cols < 8
+    rows, n_read, shape = conv_into_blocks(*(jnp.asarray(a, jnp.float32) for a in (x, w, b)),
+                                           (2, 4), (4, 8), (2, 4))
+    rows = np.asarray(rows)
+    assert shape == (2, 2, 2, 2 * 4 * 5) and n_read == 2 * 2 * 2 * 2 * 4
+    blocks = full[:, :4, :8].reshape(2, 2, 2, 2, 4, 5).transpose(0, 1, 3, 2, 4, 5)
+    np.testing.assert_allclose(rows[:n_read].reshape(shape), blocks.reshape(shape), atol=1e-4)
+    edges = np.concatenate([full[:, 4:, :, :].reshape(-1, 5), full[:, :4, 8:].reshape(-1, 5)])
+    np.testing.assert_allclose(rows[n_read:], edges, atol=1e-4)
+
+
+def reference_logits(variables, features, train):
+    """The paper's network with XLA's own convolution and batch norm written out in NumPy:
+    running statistics in inference, the batch's (biased variance) in training."""
+    params, stats = variables["params"], variables["batch_stats"]
+    x = np.asarray(features, np.float64)[..., None]
+    def norm(x, i):
+        bn, st = params[f"BatchNorm_{i}"], stats[f"BatchNorm_{i}"]
+        axes = tuple(range(x.ndim - 1))
+        mean, var = (x.mean(axes), x.var(axes)) if train else (st["mean"], st["var"])
+        return (x - mean) / np.sqrt(np.asarray(var) + 1e-5) * bn["scale"] + bn["bias"]
+    leaky = lambda x: np.where(x >= 0, x, 0.01 * x)
+    for i, stride in enumerate([(2, 4)] * 3 + [(1, 1)]):
+        conv = params[f"StridedConv_{i}"]
+        y = jax.lax.conv_general_dilated(
+            jnp.asarray(x, jnp.float32), conv["kernel"], stride, "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+        x = norm(leaky(np.asarray(y, np.float64) + np.asarray(conv["bias"])), i)
+    x = x.reshape(x.shape[0], -1)
+    x = leaky(x @ np.asarray(params["Dense_0"]["kernel"]) + params["Dense_0"]["bias"])
+    return x @ np.asarray(params["Dense_1"]["kernel"]) + params["Dense_1"]["bias"]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_critic_matches_a_reference_network(train):
+    from ddjax.critic import Critic
+    rng = np.random.default_rng(4)
+    features = jnp.asarray(rng.normal(0, 30, (3, 60, 442)), jnp.float32)
+    config = CriticConfig(dropout=0.0)
+    variables = init_critic(jax.random.key(5), config)
+    variables["batch_stats"] = jax.tree_util.tree_map(
+        lambda s: s + jnp.asarray(rng.uniform(0.2, 0.5, s.shape), jnp.float32),
+        variables["batch_stats"])
+    if train:
+        got, _ = Critic(config).apply(variables, features, train=True, mutable=["batch_stats"])
+    else:
+        got = Critic(config).apply(variables, features)
+    want = reference_logits(jax.device_get(variables), np.asarray(features), train)
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-3 * np.abs(want).max())
 
 
 def test_parameter_count_is_the_originals():
