@@ -67,3 +67,19 @@ def test_frame_count_follows_the_hop():
     config = FeatureConfig()
     assert config.n_frames(88200) == 442
     assert mfcc(jnp.zeros((1000,)), config).shape == (60, 6)
+
+
+def test_mel_power_matches_librosa_and_the_mfcc_is_computed_from_it(bundled_kit):
+    from ddjax.features import mel_power, mfcc_from_mel
+    audio = rendered_bars(bundled_kit, 1, n=2)
+    power = np.asarray(mel_power(jnp.asarray(audio, jnp.float32)))
+    assert power.shape == (2, 442, 128)
+    for clip, got in zip(audio, power):
+        want = librosa.feature.melspectrogram(
+            y=np.asarray(clip, np.float64), sr=44100, n_fft=400, hop_length=200,
+            window="hann", center=True, pad_mode="reflect", power=2.0, n_mels=128, fmin=0.0,
+            fmax=22050.0, htk=True, norm=None).T
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * want.max())
+    for clip, got in zip(audio, np.asarray(mfcc_from_mel(jnp.asarray(power)))):
+        # float32 throughout, on coefficients in the hundreds
+        np.testing.assert_allclose(got, librosa_mfcc(clip), atol=2e-2, rtol=0)
