@@ -42,9 +42,9 @@ import optax
 from ddjax import noise
 from ddjax.critic import Critic
 from ddjax.errors import DdjaxError
-from ddjax.hardware import native_bfloat16
 from ddjax.features import (FeatureConfig, mel_filterbank, mfcc, mfcc_from_mel,
                             window_responses)
+from ddjax.hardware import native_bfloat16
 from ddjax.loops import Loop
 from ddjax.render import critic_view
 
