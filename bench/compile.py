@@ -35,7 +35,6 @@ def _lowered(path: str, kit_dir: pathlib.Path):
     import jax
     import jax.numpy as jnp
 
-    from ddjax import engine as engine_lib
     from ddjax.critic import init_critic
     from ddjax.engine import Engine, Pipeline
     from ddjax.kit import load_kit
@@ -47,9 +46,7 @@ def _lowered(path: str, kit_dir: pathlib.Path):
     kit = load_kit(kit_dir, Pipeline().render.bar_samples)
     if path == "sampler":
         engine = Engine(kit, init_critic(jax.random.key(0)))
-        return engine_lib._sample.lower(
-            jax.random.key(0), engine.params, engine.allowed, n_chains=256,
-            pipeline=engine.pipeline, config=SamplerConfig("mh", n_iters=8), reduction=None)
+        return engine.lower_sample(jax.random.key(0), 256, SamplerConfig("mh", n_iters=8))
     learner, pipeline = make_learner("none" if path == "training" else None, Pipeline())
     tables = render_tables(kit.audio, pipeline.render)
     allowed = jnp.asarray(allowed_samples(pipeline.loops, kit.is_kick))
@@ -59,9 +56,8 @@ def _lowered(path: str, kit_dir: pathlib.Path):
     if path == "training":
         return update
     engine = Engine(kit, learner.critic(state), pipeline)
-    sample = engine_lib._sample.lower(
-        jax.random.key(0), engine.params, engine.allowed, n_chains=1, pipeline=pipeline,
-        config=SamplerConfig("mh", n_iters=100, temperature=0.1), reduction=None)
+    sample = engine.lower_sample(jax.random.key(0), 1,
+                                 SamplerConfig("mh", n_iters=100, temperature=0.1))
     return update, sample
 
 

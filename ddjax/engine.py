@@ -123,6 +123,11 @@ class Engine:
         return _score(self._params(critic), loops, pipeline=self.pipeline,
                       reduction=self.reduction)
 
+    def lower_sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig):
+        """``sample`` lowered for these settings (for compile-time measurements)."""
+        return _sample.lower(key, self.params, self.allowed, n_chains=n_chains,
+                             pipeline=self.pipeline, config=config, reduction=self.reduction)
+
     def lower_score(self, loops: Loop):
         """The score function lowered for ``loops`` (for XLA's cost analysis)."""
         return _score.lower(self.params, loops, pipeline=self.pipeline,

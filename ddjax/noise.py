@@ -49,12 +49,3 @@ def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Ar
     bits = uniform_bits(key, tuple(shape))
     scale = 1.0 / 2 ** 24
     return ((bits >> 8).astype(jnp.float32) * scale + 0.5 * scale).astype(dtype)
-
-
-def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    """Standard normal values, by the Box-Muller transform of two 24-bit uniforms."""
-    bits = uniform_bits(key, (2,) + tuple(shape))
-    scale = 1.0 / 2 ** 24
-    u1 = (bits[0] >> 8).astype(jnp.float32) * scale + 0.5 * scale  # in (0, 1)
-    u2 = (bits[1] >> 8).astype(jnp.float32) * scale
-    return (jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(2.0 * np.pi * u2)).astype(dtype)

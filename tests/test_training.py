@@ -14,6 +14,7 @@ from ddjax.loops import Loop
 from ddjax.render import critic_view, render_tables
 from ddjax.training import (AUGMENTATIONS, Ratings, TrainConfig, augment, init_train_state,
                             train_steps)
+from test_features import librosa_mel
 
 
 def cross_entropy(variables, tables, loops, liked, pipeline):
@@ -86,14 +87,6 @@ def test_optimizer_is_adam_with_coupled_weight_decay():
     g = np.array([0.3, 0.0]) + 0.5 * np.array([2.0, -1.0])
     np.testing.assert_allclose(np.asarray(updates["w"]), -0.1 * g / (np.abs(g) + 1e-8),
                                rtol=1e-5)
-
-
-def librosa_mel(y):
-    import librosa
-    return librosa.feature.melspectrogram(
-        y=np.asarray(y, np.float64), sr=44100, n_fft=400, hop_length=200, window="hann",
-        center=True, pad_mode="reflect", n_mels=128, fmin=0.0, fmax=22050.0, htk=True,
-        norm=None, power=2.0).T  # [frames, bands]
 
 
 def test_mel_augmentation_gain_is_the_gain_of_the_audio():
