@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from ddjax import zoo  # noqa: E402
 from ddjax.experiment import ExperimentConfig, run_experiment  # noqa: E402
 from ddjax.kit import bundled_kit, load_kit  # noqa: E402
+from ddjax.loops import LOOP_PRIORS  # noqa: E402
 from ddjax.prior import default_prior_path  # noqa: E402
 from ddjax.session import SessionConfig  # noqa: E402
 from ddjax.training import AUGMENTATIONS, PRECISIONS, TrainConfig  # noqa: E402
@@ -188,6 +189,8 @@ def main(argv=None) -> None:
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--iters", type=int, help="MH iterations per phase I loop")
     parser.add_argument("--query", choices=("thompson", "mean"))
+    parser.add_argument("--loop-prior", choices=LOOP_PRIORS,
+                        help="the sampler's loop prior (default: the session's, musical)")
     parser.add_argument("--pretrained", help="none, or a prior file (default: the packaged)")
     parser.add_argument("--augmentation", choices=AUGMENTATIONS,
                         help="with --pretrained none: where the CNN's training augments"
@@ -217,7 +220,8 @@ def main(argv=None) -> None:
         names = args.users.split(",")
     session = SessionConfig()
     overrides = {"temperature": args.temperature, "n_iters": args.iters,
-                 "query": args.query, "pretrained": args.pretrained}
+                 "query": args.query, "pretrained": args.pretrained,
+                 "loop_prior": args.loop_prior}
     session = dataclasses.replace(session, **{k: v for k, v in overrides.items()
                                               if v is not None})
     points = tuple(n for n in POINTS if n < args.ratings) + (args.ratings,)

@@ -5,6 +5,11 @@ float32 peak of a large square matmul through XLA (``matmul_peak_gflops``), and 
 bfloat16 peak (bfloat16 inputs, float32 accumulation) where the hardware multiplies
 bfloat16 natively (AVX512-BF16 or AMX on x86, any GPU). A row's ``share_of_peak`` is its
 GFLOP/s over the float32 peak.
+
+Importing this module gives JAX one CPU device per core (``hardware.use_all_cores``), as
+the ``ddjax`` command does, so the benchmarks measure what the command runs. The matmul
+peak is one matmul on the first device, which still uses every core (measured: the same
+peak with one device or two on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from ddjax.hardware import cpu_flags, native_bfloat16
+from ddjax.hardware import cpu_flags, native_bfloat16, use_all_cores
+
+use_all_cores()  # before JAX first uses its backend: benchmarks import this module early
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 PEAK_SIZE = {"cpu": 2048, "gpu": 8192}  # square matmul sizes: minutes on neither
@@ -62,7 +69,7 @@ def matmul_peak_gflops(dtype=jnp.float32, size: int | None = None, repeats: int 
 
 def yardstick() -> dict:
     """The fields every benchmark row carries: device, CPU model and the matmul peaks."""
-    row = {"device": device_name(), "cpu": cpu_model(),
+    row = {"device": device_name(), "devices": jax.device_count(), "cpu": cpu_model(),
            "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}
     row["bf16_peak_gflops"] = (round(matmul_peak_gflops(jnp.bfloat16), 1)
                                if native_bfloat16() else None)

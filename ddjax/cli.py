@@ -22,15 +22,18 @@ from tqdm import tqdm
 
 from ddjax import limits, rescore
 from ddjax.critic import CriticConfig, init_critic, load_critic
+from ddjax.encode import suffix
 from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
 from ddjax.errors import DdjaxError
+from ddjax.export import export_loop, loop_bar_path, track_notes
 from ddjax.files import (atomic_write_bytes, check_file_target, check_folder_target,
-                         loop_record, os_reason, read_loop_json, write_loop_json, write_wav)
+                         loop_record, os_reason, read_loop_json, write_audio, write_loop_json)
+from ddjax.hardware import use_all_cores
 from ddjax.kit import load_kit
 from ddjax.parser import BUNDLED_KIT, build_parser
 from ddjax.loops import Loop, LoopConfig
-from ddjax.render import RenderConfig, listening_render
+from ddjax.render import RenderConfig, listening_render, loop_render
 from ddjax.sampler import SamplerConfig
 
 MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
@@ -67,7 +70,8 @@ def _generate(args) -> int:
     if args.vote and not args.critic:
         raise DdjaxError("--vote needs critics to vote; pass --critic FILE_OR_DIR")
     check_folder_target(args.out, "--out")
-    pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor),
+    pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor,
+                                         prior=args.loop_prior),
                         render=RenderConfig(bpm=args.bpm))
     # A fresh critic hears this tempo's bar; a saved one must have been trained on it.
     critic_config = CriticConfig(
@@ -107,17 +111,21 @@ def _generate(args) -> int:
                 continue
             chosen = jax.tree_util.tree_map(lambda x: x[keep], state.loop)
             audio = engine.listen(chosen)
+            bars = engine.loop_bar(chosen) if args.loop_wav else [None] * len(audio)
             grids, samples = np.asarray(chosen.grid), np.asarray(chosen.samples)
             scores = np.asarray(state.score)[keep]
-            for grid, ids, score, wav in zip(grids, samples, scores, audio):
+            for grid, ids, score, wav, one_bar in zip(grids, samples, scores, audio, bars):
                 stem = args.out / f"loop_{index:04d}"
-                write_wav(stem.with_suffix(".wav"), wav, kit.sr)
+                record = loop_record(grid, [kit.names[i] for i in ids], bpm=args.bpm,
+                                     score=score, seed=args.seed)
+                # The JSON last: no audio is left without its JSON if a write fails.
+                paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
+                                    write_json=False, fmt=args.format)
                 try:
-                    write_loop_json(stem.with_suffix(".json"), loop_record(
-                        grid, [kit.names[i] for i in ids], bpm=args.bpm, score=score,
-                        seed=args.seed))
-                except DdjaxError:  # no WAV without its JSON: the loop is not half-written
-                    stem.with_suffix(".wav").unlink(missing_ok=True)
+                    write_loop_json(stem.with_suffix(".json"), record)
+                except DdjaxError:  # the loop is not half-written
+                    for path in paths:
+                        path.unlink(missing_ok=True)
                     raise
                 index += 1
                 written += 1
@@ -143,8 +151,11 @@ def _render(args) -> int:
     record = read_loop_json(args.loop)
     check_file_target(args.out, "--out")
     render, kit, loop = _saved_loop(record, args.kit)
-    audio = listening_render(kit.audio, loop, render)
-    write_wav(args.out, np.asarray(audio), kit.sr)
+    if args.loop_wav:
+        audio, tempo = loop_render(kit.audio, loop, render), (render.bpm, render.n_steps // 4)
+    else:
+        audio, tempo = listening_render(kit.audio, loop, render), None
+    write_audio(args.out, np.asarray(audio), kit.sr, args.format, tempo=tempo)
     print(f"wrote {args.out}")
     return 0
 
@@ -175,7 +186,7 @@ def _play(args) -> int:
     resuming = (directory / "session.json").exists()
     kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
     session = Session.open(directory, kit_dir, config=SessionConfig(
-        seed=args.seed, pretrained=args.pretrained))
+        seed=args.seed, pretrained=args.pretrained, loop_prior=args.loop_prior))
     if resuming:
         print(f"resumed {directory}: {session.n_ratings} ratings")
     play(session, directory)
@@ -183,24 +194,28 @@ def _play(args) -> int:
 
 
 def _export(args) -> int:
-    from ddjax.export import export_loop, kit_notes, track_notes
+    from ddjax.kinds import kit_notes
     record = read_loop_json(args.loop)
-    both = not (args.midi or args.wav)
+    both = not (args.midi or args.wav or args.loop_wav)
     stem = args.out or args.loop.with_suffix("")
-    suffixes = ([".json"] if args.out is not None else []) + (
-        [".wav"] if args.wav or both else []) + ([".mid"] if args.midi or both else [])
-    for suffix in suffixes:
-        check_file_target(stem.with_suffix(suffix), "--out" if args.out else "LOOP.json")
+    targets = ([stem.with_suffix(".json")] if args.out is not None else []) + (
+        [stem.with_suffix(suffix(args.format))] if args.wav or both else []) + (
+        [loop_bar_path(stem, record["bpm"], args.format)] if args.loop_wav else []) + (
+        [stem.with_suffix(".mid")] if args.midi or both else [])
+    for target in targets:
+        check_file_target(target, "--out" if args.out else "LOOP.json")
     render, kit, loop = _saved_loop(record, args.kit)
-    audio = None
+    audio = bar = notes = None
     if args.wav or both:
         audio = np.asarray(listening_render(kit.audio, loop, render))
-    notes = None
+    if args.loop_wav:
+        bar = np.asarray(loop_render(kit.audio, loop, render))
     if args.midi or both:
         sample_notes = kit_notes(kit)
         notes = track_notes([sample_notes[i] for i in np.asarray(loop.samples)])
     written = export_loop(stem, {**record, "grid": loop.grid.astype(int).tolist()}, audio=audio,
-                          sr=kit.sr, notes=notes, write_json=args.out is not None)
+                          bar=bar, sr=kit.sr, notes=notes, write_json=args.out is not None,
+                          fmt=args.format)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -239,7 +254,8 @@ def _experiment(args) -> int:
             result = experiment.run_experiment(
                 kit, rater, experiment.ExperimentConfig(args.ratings, args.eval, seed=seed),
                 out=out, train=train, label=label,
-                session_config=SessionConfig(seed=seed, pretrained=args.pretrained))
+                session_config=SessionConfig(seed=seed, pretrained=args.pretrained,
+                                             loop_prior=args.loop_prior))
             print(f"{label} seed {seed}: theta_init {result['theta_init']:.2f}, theta_final"
                   f" {result['theta_final']:.2f}, delta {result['delta']:+.2f} -> {out}")
             results.append(result)
@@ -272,7 +288,8 @@ def _serve(args) -> int:
     config = ServeConfig(kit_dir, args.session, study=args.study,
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),
-                         session=SessionConfig(seed=args.seed, pretrained=args.pretrained))
+                         session=SessionConfig(seed=args.seed, pretrained=args.pretrained,
+                                               loop_prior=args.loop_prior))
     serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0
 
@@ -325,5 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The ``ddjax`` command: ``main`` with one JAX CPU device per core."""
+    use_all_cores()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
 
 from ddjax import loops as loops_lib
 from ddjax import sampler
@@ -22,9 +23,11 @@ from ddjax.batching import in_chunks
 from ddjax.ensemble import REDUCTIONS, ensemble_score
 from ddjax.critic import CriticConfig, prob_like
 from ddjax.features import FeatureConfig, mfcc
+from ddjax.kinds import kind_ids, kit_kinds
 from ddjax.kit import Kit
 from ddjax.loops import Loop, LoopConfig
-from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
+from ddjax.render import (RenderConfig, critic_view, listening_render, loop_render,
+                          render_tables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,14 @@ class Pipeline:
     render: RenderConfig = RenderConfig()
     features: FeatureConfig = FeatureConfig()
     critic: CriticConfig = CriticConfig()
+
+
+class LoopSpace(NamedTuple):
+    """What the loop prior and proposal read about the kit: ``allowed``: bool[tracks, kit]
+    (``loops.allowed_samples``); ``kinds``: int32[kit] (``kinds.kind_ids``)."""
+
+    allowed: jax.Array
+    kinds: jax.Array
 
 
 class ScoreParams(NamedTuple):
@@ -60,18 +71,45 @@ def _score_fn(pipeline: Pipeline, reduction: str | None):
     return functools.partial(ensemble_score, pipeline=pipeline, reduction=reduction)
 
 
+def _chains(keys, params, space, *, pipeline, config, reduction):
+    """Chains from the prior, one per key, run to the end: pure, on one device."""
+    pairs = jax.vmap(jax.random.split)(keys)
+    starts = jax.vmap(lambda k: loops_lib.random_loop(k, space.allowed, pipeline.loops))(
+        pairs[:, 0])
+    score_fn = _score_fn(pipeline, reduction)
+    propose_fn = functools.partial(loops_lib.propose, allowed=space.allowed,
+                                   config=pipeline.loops)
+    log_prior_fn = None if pipeline.loops.prior == "uniform" else functools.partial(
+        loops_lib.log_prior, kinds=space.kinds, config=pipeline.loops)
+    state = sampler.init(starts, params, score_fn)
+    return sampler.run(pairs[:, 1], state, params, score_fn=score_fn, propose_fn=propose_fn,
+                       config=config, log_prior_fn=log_prior_fn)
+
+
+def _mesh(n_chains: int) -> Mesh:
+    """The default backend's devices that the chains are split over: all of them, or one
+    per chain when there are fewer chains (``hardware.use_all_cores`` makes one per CPU
+    core)."""
+    devices = jax.devices()
+    return Mesh(np.array(devices[:max(1, min(len(devices), n_chains))]), ("chains",))
+
+
 # Module-level and keyed on hashable settings, so every Engine (one per Session, say)
 # with the same pipeline and shapes shares one compiled program.
-@functools.partial(jax.jit, static_argnames=("n_chains", "pipeline", "config", "reduction"))
-def _sample(key, params, allowed, *, n_chains, pipeline, config, reduction):
-    init_key, run_key = jax.random.split(key)
-    starts = jax.vmap(lambda k: loops_lib.random_loop(k, allowed, pipeline.loops))(
-        jax.random.split(init_key, n_chains))
-    score_fn = _score_fn(pipeline, reduction)
-    propose_fn = functools.partial(loops_lib.propose, allowed=allowed, config=pipeline.loops)
-    state = sampler.init(starts, params, score_fn)
-    return sampler.run(run_key, state, params, score_fn=score_fn, propose_fn=propose_fn,
-                       config=config)
+@functools.partial(jax.jit, static_argnames=("n_chains", "pipeline", "config", "reduction",
+                                             "mesh"))
+def _sample(key, params, space, *, n_chains, pipeline, config, reduction, mesh):
+    # Each device runs its own chains with no communication; a chain's path depends on its
+    # key only (``sampler.chain_keys``), so the loops do not depend on the device count.
+    n_devices = mesh.devices.size
+    per_device = -(-n_chains // n_devices)
+    keys = sampler.chain_keys(key, per_device * n_devices)
+    keys = keys.at[n_chains:].set(keys[n_chains - 1])  # padding repeats the last chain
+    run = jax.shard_map(
+        functools.partial(_chains, pipeline=pipeline, config=config, reduction=reduction),
+        mesh=mesh, in_specs=(P("chains"), P(), P()), out_specs=P("chains"), check_vma=False)
+    out = run(keys, params, space)
+    return jax.tree_util.tree_map(lambda x: x[:n_chains], out)
 
 
 @functools.partial(jax.jit, static_argnames=("pipeline", "reduction"))
@@ -80,6 +118,7 @@ def _score(params, loops, *, pipeline, reduction):
 
 
 _listen = jax.jit(listening_render, static_argnames=("config",))
+_loop_bar = jax.jit(loop_render, static_argnames=("config",))
 
 
 class Engine:
@@ -103,6 +142,7 @@ class Engine:
         self.pipeline = pipeline
         self.reduction = reduction
         self.allowed = jnp.asarray(loops_lib.allowed_samples(pipeline.loops, kit.is_kick))
+        self.space = LoopSpace(self.allowed, jnp.asarray(kind_ids(kit_kinds(kit))))
         self.params = ScoreParams(render_tables(kit.audio, pipeline.render), critic)
 
     def _params(self, critic: dict | None) -> ScoreParams:
@@ -110,13 +150,16 @@ class Engine:
 
     def sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig,
                critic: dict | None = None) -> tuple[sampler.ChainState, sampler.RunInfo]:
-        """Starts ``n_chains`` chains from the prior and runs them; all on device.
+        """Starts ``n_chains`` chains from the prior and runs them; all on device, split
+        over the backend's devices. The result is on the first device.
 
         ``critic`` replaces the engine's critic variables for this call (same shapes, so no
         recompilation): a critic in training, say.
         """
-        return _sample(key, self._params(critic), self.allowed, n_chains=n_chains,
-                       pipeline=self.pipeline, config=config, reduction=self.reduction)
+        out = _sample(key, self._params(critic), self.space, n_chains=n_chains,
+                      pipeline=self.pipeline, config=config, reduction=self.reduction,
+                      mesh=_mesh(n_chains))
+        return jax.device_put(out, jax.devices()[0])
 
     def score(self, loops: Loop, critic: dict | None = None) -> jax.Array:
         """P(like) of a batch of loops (the ensemble's mean or vote with ``reduction``)."""
@@ -125,8 +168,9 @@ class Engine:
 
     def lower_sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig):
         """``sample`` lowered for these settings (for compile-time measurements)."""
-        return _sample.lower(key, self.params, self.allowed, n_chains=n_chains,
-                             pipeline=self.pipeline, config=config, reduction=self.reduction)
+        return _sample.lower(key, self.params, self.space, n_chains=n_chains,
+                             pipeline=self.pipeline, config=config, reduction=self.reduction,
+                             mesh=_mesh(n_chains))
 
     def lower_score(self, loops: Loop):
         """The score function lowered for ``loops`` (for XLA's cost analysis)."""
@@ -136,3 +180,8 @@ class Engine:
     def listen(self, loops: Loop) -> np.ndarray:
         """The listening render of a batch of loops, on the host: float32[batch, samples]."""
         return np.asarray(_listen(self.kit.audio, loops, config=self.pipeline.render))
+
+    def loop_bar(self, loops: Loop) -> np.ndarray:
+        """One seamless bar of each loop (``render.loop_render``), on the host:
+        float32[batch, bar_samples]."""
+        return np.asarray(_loop_bar(self.kit.audio, loops, config=self.pipeline.render))

@@ -5,7 +5,8 @@ This is the impure edge of the pipeline. A loop on disk is a JSON file::
     {"grid": [[0, 1, ...], ...], "samples": ["kick/kick_03.wav", ...], "bpm": 120,
      "score": 0.71, "seed": 0}
 
-with sample paths relative to the kit folder, and a WAV of its listening render.
+with sample paths relative to the kit folder, and an audio file of its listening render
+(``ddjax.encode``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import json
 import os
 import pathlib
 import secrets
-import struct
 from typing import Any, Iterator
 
 import numpy as np
 
 from ddjax import limits
+from ddjax.encode import DEFAULT_FORMAT, audio_bytes
 from ddjax.errors import DdjaxError
-
-WAVE_FORMAT_IEEE_FLOAT = 3
 
 
 def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:
@@ -159,29 +158,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(dir_fd)
 
 
-def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
-    """Mono float audio as a 32-bit float WAV file's bytes (no clipping, exact samples).
-
-    The header is written here, not by libsndfile, whose PEAK chunk holds a timestamp:
-    the same audio always gives the same bytes. Chunks: ``fmt `` (WAVE_FORMAT_IEEE_FLOAT,
-    1 channel, 32 bits), ``fact`` (frames) and ``data`` (little-endian float32).
-    """
-    samples = np.asarray(audio, dtype="<f4")
-    if samples.ndim != 1:
-        raise ValueError(f"wav_bytes takes mono audio, float[samples]; got {samples.shape}")
-    data = samples.tobytes()
-    fmt = struct.pack("<HHIIHHH", WAVE_FORMAT_IEEE_FLOAT, 1, sr, sr * 4, 4, 32, 0)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-            + b"fact" + struct.pack("<II", 4, samples.size)
-            + b"data" + struct.pack("<I", len(data)) + data)
-    if len(body) >= 2**32:
-        raise DdjaxError(f"{samples.size} samples do not fit in one WAV file (4 GiB)")
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:
-    """Writes ``wav_bytes`` atomically to ``path``."""
-    atomic_write_bytes(path, wav_bytes(audio, sr))
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int,
+                fmt: str = DEFAULT_FORMAT, *, tempo: tuple[float, int] | None = None) -> None:
+    """Writes ``encode.audio_bytes`` atomically to ``path``."""
+    atomic_write_bytes(path, audio_bytes(audio, sr, fmt, tempo=tempo))
 
 
 def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 
 import jax
@@ -28,3 +29,19 @@ def native_bfloat16() -> bool:
     if jax.default_backend() != "cpu":
         return True
     return bool(set(BF16_UNITS) & cpu_flags())
+
+
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def use_all_cores() -> None:
+    """Gives JAX one CPU device per core this process may run on, so that independent
+    chains run side by side (``Engine.sample``): XLA's CPU backend runs parts of a program
+    (the FFT, for one) on a single core. Sets ``XLA_FLAGS``, so it takes effect only when
+    called before JAX first uses its backend, and leaves a device count already set there
+    alone. Other backends (GPU, TPU) are not affected."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if DEVICE_COUNT_FLAG in flags:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ["XLA_FLAGS"] = f"{flags} {DEVICE_COUNT_FLAG}={max(1, cores or 1)}".strip()

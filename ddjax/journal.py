@@ -26,7 +26,7 @@ from flax import serialization
 
 from ddjax.critic import kind_of, save_critic
 from ddjax.errors import DdjaxError
-from ddjax.files import atomic_write_bytes, write_wav
+from ddjax.files import atomic_write_bytes, write_audio
 from ddjax.kit import Kit
 
 LOG_NAME = "ratings.jsonl"
@@ -126,7 +126,7 @@ def repair_log(directory: pathlib.Path) -> None:
 
 def append(directory: pathlib.Path, loop, liked: bool, sr: int) -> None:
     """Writes the loop's WAV, then appends its rating to the log and fsyncs it."""
-    write_wav(wav_path(directory, loop.id), loop.audio, sr)
+    write_audio(wav_path(directory, loop.id), loop.audio, sr, "float32")  # exact samples
     entry = {"id": loop.id, "loop": loop.record(), "liked": bool(liked),
              "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
              "critic_version": loop.critic_version}

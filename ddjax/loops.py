@@ -9,6 +9,22 @@ independently with probability ``p_flip`` and every track independently re-draws
 sample uniformly from the samples allowed on that track with probability ``p_swap``.
 A proposal that repeats a sample across tracks is outside the support of the target
 (``is_valid``) and the sampler rejects it, which keeps detailed balance.
+
+The loop prior P(x) (``log_prior``), in the paper's P(x | like) ∝ P(like | x) P(x):
+
+- ``"uniform"``: the paper's generator, every grid and sample choice alike (cells on with
+  ``p_on`` = 0.5 in a random loop).
+- ``"musical"`` (the default): each track's hit density has a Beta hyperprior with mean
+  ``density_mean`` (0.25) and concentration ``density_concentration`` (4, so a track
+  may be sparse or busy), and the grid's prior is that Beta-binomial. Soft roles change
+  the weight, never rule anything out: a loop with a kick that plays is ``kick_weight``
+  times likelier, one whose snare, clap or rim plays beats 2 and 4 ``backbeat_weight``
+  times, and each track that repeats a kind another track already has (three claps) is
+  ``repeat_weight`` times as likely.
+
+The sampler adds the prior's log ratio to the critic's in the acceptance step, so chains
+draw loops in proportion to P(x) f(x)^(1/s). The critic still decides what is liked; the
+prior says what a drum loop usually looks like before any rating.
 """
 
 from __future__ import annotations
@@ -19,10 +35,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import betaln
 
 from ddjax.errors import DdjaxError
+from ddjax.kinds import BACKBEAT_KINDS, KINDS
 
 FOUR_ON_THE_FLOOR_STEPS = (0, 4, 8, 12)
+LOOP_PRIORS = ("musical", "uniform")
 
 
 class Loop(NamedTuple):
@@ -48,6 +67,10 @@ class LoopConfig:
       p_flip: probability that the proposal flips a cell.
       p_swap: probability that the proposal re-draws a track's sample.
       four_on_the_floor: track 0 is a kick hit on steps 0, 4, 8 and 12 and stays so.
+      prior: "musical" or "uniform" (see the module docstring).
+      density_mean, density_concentration: the Beta hyperprior of a track's hit density
+        (musical prior).
+      kick_weight, backbeat_weight, repeat_weight: the soft roles' prior odds (musical).
     """
 
     n_tracks: int = 4
@@ -56,8 +79,22 @@ class LoopConfig:
     p_flip: float = 0.05
     p_swap: float = 0.15
     four_on_the_floor: bool = False
+    prior: str = "musical"
+    density_mean: float = 0.25
+    density_concentration: float = 4.0
+    kick_weight: float = 3.0
+    backbeat_weight: float = 2.0
+    repeat_weight: float = 1.0 / 3.0
 
     def __post_init__(self):
+        if self.prior not in LOOP_PRIORS:
+            raise DdjaxError(f"the loop prior must be one of {', '.join(LOOP_PRIORS)},"
+                             f" got {self.prior!r}")
+        if not 0.0 < self.density_mean < 1.0 or not self.density_concentration > 0.0:
+            raise DdjaxError("the density hyperprior needs a mean in (0, 1) and a positive"
+                             " concentration")
+        if min(self.kick_weight, self.backbeat_weight, self.repeat_weight) <= 0.0:
+            raise DdjaxError("the roles' prior weights must be positive")
         if self.n_tracks < 1 or self.n_steps < 1:
             raise DdjaxError("a loop needs at least one track and one step")
         for name in ("p_on", "p_flip", "p_swap"):
@@ -99,11 +136,18 @@ def _fixed_row(config: LoopConfig) -> np.ndarray:
     return row
 
 
-def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
-    """One loop from the generator's prior.
+def _density_beta(config: LoopConfig) -> tuple[float, float]:
+    return (config.density_mean * config.density_concentration,
+            (1.0 - config.density_mean) * config.density_concentration)
 
-    Cells are on with probability ``p_on``; samples are uniform over the allowed ones,
-    without repeats across tracks.
+
+def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
+    """One loop from the generator: a chain's start.
+
+    Cells are on with probability ``p_on`` (uniform prior), or with each track's density
+    drawn from the Beta hyperprior (musical prior: this is the prior's grid exactly);
+    samples are uniform over the allowed ones, without repeats across tracks. The roles
+    act through the chains' acceptance step only.
 
     Args:
       key: PRNG key.
@@ -114,7 +158,13 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
       A ``Loop`` with ``grid: bool[tracks, steps]`` and ``samples: int32[tracks]``.
     """
     grid_key, sample_key = jax.random.split(key)
-    grid = jax.random.bernoulli(grid_key, config.p_on, (config.n_tracks, config.n_steps))
+    shape = (config.n_tracks, config.n_steps)
+    if config.prior == "uniform":
+        grid = jax.random.bernoulli(grid_key, config.p_on, shape)
+    else:
+        density_key, cell_key = jax.random.split(grid_key)
+        density = jax.random.beta(density_key, *_density_beta(config), (config.n_tracks, 1))
+        grid = jax.random.uniform(cell_key, shape) < density
     if config.four_on_the_floor:
         grid = grid.at[0].set(jnp.asarray(_fixed_row(config)))
     # Uniform without repeats: per track, the arg-max of Gumbel noise over the samples
@@ -157,3 +207,37 @@ def is_valid(loop: Loop) -> jax.Array:
     same = loop.samples[..., :, None] == loop.samples[..., None, :]
     n_tracks = loop.samples.shape[-1]
     return jnp.sum(same, axis=(-2, -1)) == n_tracks
+
+
+def log_prior(loop: Loop, kinds: jax.Array, config: LoopConfig) -> jax.Array:
+    """log P(x) of loops under ``config.prior``, up to a constant.
+
+    Args:
+      loop: ``grid: bool[..., tracks, steps]``, ``samples: int32[..., tracks]``.
+      kinds: int32[kit], each kit sample's kind as an index into ``kinds.KINDS``, -1 where
+        unknown (``kinds.kind_ids``).
+      config: the prior and its settings.
+
+    Returns:
+      float32[...]; 0 under the uniform prior.
+    """
+    if config.prior == "uniform":
+        return jnp.zeros(loop.grid.shape[:-2], jnp.float32)
+    a, b = _density_beta(config)
+    hits = jnp.sum(loop.grid, axis=-1).astype(jnp.float32)  # [..., tracks]
+    n_steps = loop.grid.shape[-1]
+    grid_term = jnp.sum(betaln(a + hits, b + n_steps - hits) - betaln(a, b), axis=-1)
+    kind = kinds[loop.samples]  # [..., tracks]
+    plays = hits > 0
+    has_kick = jnp.any(plays & (kind == KINDS.index("kick")), axis=-1)
+    backbeat = jnp.zeros(loop.grid.shape[:-1], bool)
+    if n_steps % 4 == 0:  # beats 2 and 4
+        is_backbeat_kind = jnp.isin(kind, jnp.array([KINDS.index(k) for k in BACKBEAT_KINDS]))
+        backbeat = (is_backbeat_kind & loop.grid[..., n_steps // 4]
+                    & loop.grid[..., 3 * n_steps // 4])
+    same = (kind[..., :, None] == kind[..., None, :]) & (kind[..., :, None] >= 0)
+    earlier = jnp.tril(jnp.ones(same.shape[-2:], bool), k=-1)  # [t, u]: u < t
+    repeats = jnp.sum(jnp.any(same & earlier, axis=-1), axis=-1)
+    return (grid_term + has_kick * np.log(config.kick_weight)
+            + jnp.any(backbeat, axis=-1) * np.log(config.backbeat_weight)
+            + repeats * np.log(config.repeat_weight)).astype(jnp.float32)

@@ -11,7 +11,9 @@ import pathlib
 from ddjax import __version__, limits, rescore
 from ddjax.argtypes import (bpm, non_negative_int, port, positive_float, positive_int,
                             probability)
+from ddjax.encode import DEFAULT_FORMAT, FORMATS
 from ddjax.kit import bundled_kit
+from ddjax.loops import LOOP_PRIORS
 
 BUNDLED_KIT = bundled_kit()
 
@@ -37,6 +39,25 @@ def _pretrained_arg(parser: argparse.ArgumentParser) -> None:
                         help="the critic's prior: the packaged pretrained prior (default),"
                              " 'none' for the paper's CNN from scratch, or a prior file made"
                              " by scripts/make_prior.py; a resumed session keeps its own")
+
+
+def _audio_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
+                        help="audio file format: pcm24 (default, 24-bit WAV), pcm16, float32"
+                             " (32-bit float WAV) or flac (24-bit); every render peaks at or"
+                             " below -1 dBFS")
+    parser.add_argument("--loop-wav", action="store_true",
+                        help=f"{what} exactly one bar with the tails that ring past it folded"
+                             " onto its start, so it loops in a DAW with no click or gap; the"
+                             " WAV carries the tempo (acid chunk) and its name says it")
+
+
+def _loop_prior_arg(parser: argparse.ArgumentParser, resumed: bool = True) -> None:
+    parser.add_argument("--loop-prior", choices=LOOP_PRIORS, default="musical",
+                        help="what a loop looks like before any rating: 'musical' (default:"
+                             " sparse to busy tracks, a kick, a backbeat, few repeated kinds;"
+                             " soft weights, never rules) or 'uniform' (the paper's generator)"
+                             + ("; a resumed session keeps its own" if resumed else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,17 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
                           " loops, 0 for the worst")
     gen.add_argument("--four-on-floor", action="store_true",
                      help="track 0 is a kick (detected from the audio) on steps 0, 4, 8, 12")
+    _loop_prior_arg(gen, resumed=False)
     gen.add_argument("--bpm", type=bpm, default=120.0,
                      help=f"tempo, {limits.MIN_BPM:g} to {limits.MAX_BPM:g} (default 120)")
     gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    _audio_args(gen, "also write each loop's LOOP_1bar_<bpm>bpm file:")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
 
     rescore.add_parser(commands)
 
     ren = commands.add_parser("render", help="re-render a saved loop exactly",
-                              description="Renders a loop's JSON file to its listening WAV.")
+                              description="Renders a loop's JSON file to its listening"
+                                          " preview (4 bars and a tail) or, with --loop-wav,"
+                                          " to one seamless bar.")
     ren.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
     _kit_arg(ren)
+    _audio_args(ren, "render")
     ren.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.wav")
 
     ply = commands.add_parser("play", help="rate loops in the terminal; the critic learns",
@@ -95,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="session folder (default: a new ddjax-session-<time> folder here)")
     ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
     _pretrained_arg(ply)
+    _loop_prior_arg(ply)
     _private_arg(ply, "session folder")
 
     exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
@@ -105,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
     _kit_arg(exp)
     exp.add_argument("--midi", action="store_true", help="write LOOP.mid")
-    exp.add_argument("--wav", action="store_true", help="write LOOP.wav")
+    exp.add_argument("--wav", action="store_true", help="write LOOP.wav (the preview)")
+    _audio_args(exp, "also write LOOP_1bar_<bpm>bpm.wav:")
     exp.add_argument("--out", type=pathlib.Path, metavar="STEM",
                      help="output path without suffix (default: beside LOOP.json)")
 
@@ -132,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --pretrained none: training steps after each rating"
                           " (default: TrainConfig's)")
     _pretrained_arg(run)
+    _loop_prior_arg(run, resumed=False)
     _kit_arg(run)
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
                      help="output folder (default: experiment/)")
@@ -165,5 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--seed", type=int, default=0,
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
     _pretrained_arg(srv)
+    _loop_prior_arg(srv)
     _private_arg(srv, "session folder")
     return parser

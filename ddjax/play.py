@@ -19,8 +19,9 @@ from typing import IO
 
 import numpy as np
 
-from ddjax.export import export_loop, kit_notes, track_notes
-from ddjax.files import write_wav
+from ddjax.export import export_loop, track_notes
+from ddjax.kinds import kit_notes
+from ddjax.files import write_audio
 from ddjax.session import Loop, Session
 
 KEYS = "l like, d dislike, s skip, r replay, e export, q quit"
@@ -141,7 +142,7 @@ def _rate_loops(session, directory, keys, say, out, player) -> None:
     try:
         while True:
             loop = session.next_loop()
-            write_wav(current, loop.audio, session.kit.sr)
+            write_audio(current, loop.audio, session.kit.sr, "float32")
             say(_status(session, loop))
             message = player.play(current, loop.audio, session.kit.sr)
             if message:

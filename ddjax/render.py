@@ -7,6 +7,14 @@ Two views of a loop, both batched over any leading axes:
   circular convolution of the bar's onsets with each track's sample.
 - ``listening_render``: ``repeats`` bars followed by a ``tail_seconds`` tail, as played
   to the person.
+- ``loop_render``: the critic's bar from the kit's audio: one bar that loops in a DAW.
+
+Levels. Every hit is mixed at ``volume``, then each loop gets one linear gain,
+``min(1, PEAK / p)`` (``loop_gain``), where p is the loop's own peak over its first bar,
+its steady-state bar and its tails. Every view is made of those three, so no render of a
+loop peaks above -1 dBFS (``PEAK``), and each stays an exact linear function of the
+samples up to that one gain. There is no limiter or compressor, and the critic hears the
+audio at the gain that is exported.
 
 Step ``j`` of bar ``b`` starts at sample ``b * bar_samples + int(j * sr * 60 / bpm / 4)``,
 and every hit is mixed at ``volume``. For tempi whose bar is a whole number of samples
@@ -17,9 +25,9 @@ repeats exactly, and later bars may start one sample earlier than that formula s
 
 Fast path. At most tempi the step offsets repeat every ``p`` steps (p = 2 at 120 BPM: an
 even step starts on a multiple of 11025 samples, an odd one 5512 samples later). The
-bar then splits into ``16 / p`` blocks, and placing a sample on the steps of one phase
-is a circulant ``(blocks x blocks)`` matrix of the grid applied to the sample cut into
-blocks, rolled by the phase's offset: one small matmul per loop instead of a gather per
+bar then splits into ``n = 16 / p`` blocks, and placing a sample on the steps of one
+phase is a Toeplitz ``(2n x n)`` matrix of the grid applied to the sample cut into
+blocks, shifted by the phase's offset: one small matmul per loop instead of a gather per
 hit. ``render_tables`` cuts the kit into blocks once. On CPU, loops go through a few at
 a time (``ddjax.batching``) so that their blocks stay in cache.
 """
@@ -39,6 +47,7 @@ from ddjax.errors import DdjaxError
 from ddjax.loops import Loop
 
 MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
+PEAK = 10.0 ** (-1.0 / 20.0)  # -1 dBFS: no render of a loop peaks above it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,16 +136,18 @@ def render_tables(kit_audio: jax.Array, config: RenderConfig) -> jax.Array:
                           layout.block_samples)
 
 
-def _circulant_index(period: int, n_blocks: int) -> np.ndarray:
-    # Output block j takes phase q of input block i from step period * ((j - i) % n) + q.
-    j = np.arange(n_blocks)[:, None, None]
-    q = np.arange(period)[None, :, None]
+def _toeplitz_index(period: int, n_blocks: int) -> np.ndarray:
+    # Output block j (of 2n) takes phase q of input block i from step period * (j - i) + q
+    # when 0 <= j - i < n; other entries read the zero appended after the last step.
+    j = np.arange(2 * n_blocks)[None, :, None]
+    q = np.arange(period)[:, None, None]
     i = np.arange(n_blocks)[None, None, :]
-    return (period * ((j - i) % n_blocks) + q).reshape(n_blocks, period * n_blocks)
+    lag = j - i
+    return np.where((lag >= 0) & (lag < n_blocks), period * lag + q, period * n_blocks)
 
 
 def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
-    """One bar's hits, unwrapped: float32[..., 2 * bar_samples]."""
+    """One bar's hits, unwrapped, at ``volume``: float32[..., 2 * bar_samples]."""
     bar = config.bar_samples
     sample_len = kit_audio.shape[-1]
     track_audio = kit_audio[loop.samples]  # [..., tracks, samples]
@@ -148,39 +159,51 @@ def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     return out
 
 
-def _roll_sum(y: jax.Array, offsets: np.ndarray) -> jax.Array:
-    """``sum_q roll(y[..., q, :], offsets[q])`` over the phase axis ``-2``."""
-    bar = y.shape[-1]
-    out = y[..., 0, :]
-    for q in range(1, y.shape[-2]):
-        off = int(offsets[q]) % bar
-        out = out + jnp.concatenate([y[..., q, bar - off:], y[..., q, :bar - off]], axis=-1)
-    return out
+def _one_bar_blocks(tables: jax.Array, loop: Loop, config: RenderConfig,
+                    layout: _Blocks) -> jax.Array:
+    """``_one_bar`` by the block path, for loops batched over [...].
 
-
-def _view_blocks(tables: jax.Array, loop: Loop, config: RenderConfig,
-                 layout: _Blocks) -> jax.Array:
-    """``critic_view`` by the block path, for loops batched over [...].
-
-    Phase q of a sample is phase 0 rolled by ``step_offsets[q]``, and the roll commutes
+    Phase q of a sample is phase 0 shifted by ``step_offsets[q]``, and the shift commutes
     with the sum over tracks and blocks: one matmul per loop gives every phase's sum of
-    unshifted blocks; then roll each phase into place and add.
+    unshifted blocks; then shift each phase into place and add. A sample is at most one
+    bar long, so the last of the 2n output blocks is empty before the shift, and a shift
+    by less than a block never wraps anything but zeros.
     """
     lead = loop.grid.shape[:-2]
     n_tracks = loop.grid.shape[-2]
     period, n_blocks = layout.period, config.n_steps // layout.period
     gains = loop.grid.astype(tables.dtype) * config.volume
-    index = _circulant_index(period, n_blocks).reshape(n_blocks, period, n_blocks)
-    circulant = gains[..., index.transpose(1, 0, 2)]  # [..., t, q, j, i]
-    circulant = jnp.moveaxis(circulant, -4, -2).reshape(
-        lead + (period * n_blocks, n_tracks * n_blocks))  # [..., (q j), (t i)]
+    gains = jnp.concatenate([gains, jnp.zeros(gains.shape[:-1] + (1,), gains.dtype)], -1)
+    toeplitz = gains[..., _toeplitz_index(period, n_blocks)]  # [..., t, q, j, i]
+    toeplitz = jnp.moveaxis(toeplitz, -4, -2).reshape(
+        lead + (2 * period * n_blocks, n_tracks * n_blocks))  # [..., (q j), (t i)]
     blocks = tables[loop.samples].reshape(lead + (n_tracks * n_blocks, layout.block_samples))
-    phases = jnp.matmul(circulant, blocks, precision=jax.lax.Precision.HIGHEST)
-    return _roll_sum(phases.reshape(lead + (period, config.bar_samples)), config.step_offsets)
+    phases = jnp.matmul(toeplitz, blocks, precision=jax.lax.Precision.HIGHEST)
+    phases = phases.reshape(lead + (period, 2 * config.bar_samples))
+    out = phases[..., 0, :]
+    for q in range(1, period):
+        out = out + jnp.roll(phases[..., q, :], int(config.step_offsets[q]), axis=-1)
+    return out
+
+
+def loop_gain(unwrapped: jax.Array, bar: int) -> jax.Array:
+    """The one gain of each loop: ``min(1, PEAK / p)``, where p is the largest absolute
+    sample of the loop's first bar, of its steady-state bar (the bar plus the tails that
+    wrap around) and of its tails after the last bar. Every render is made of these three,
+    so none peaks above ``PEAK`` (-1 dBFS). float32[...] for ``unwrapped`` [..., 2 bar]."""
+    first, tails = unwrapped[..., :bar], unwrapped[..., bar:]
+    peak = jnp.maximum(jnp.max(jnp.abs(first + tails), axis=-1),
+                       jnp.max(jnp.abs(unwrapped), axis=-1))
+    return jnp.minimum(1.0, PEAK / jnp.maximum(peak, 1e-30))
+
+
+def _steady_bar(unwrapped: jax.Array, bar: int) -> jax.Array:
+    gain = loop_gain(unwrapped, bar)
+    return gain[..., None] * (unwrapped[..., :bar] + unwrapped[..., bar:])
 
 
 def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
-    """The steady-state bar the critic hears.
+    """The steady-state bar the critic hears, at the loop's gain (``loop_gain``).
 
     Args:
       tables: from ``render_tables``.
@@ -193,16 +216,15 @@ def critic_view(tables: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     bar = config.bar_samples
     layout = _block_layout(config)
     if layout is None:
-        unwrapped = _one_bar(tables, loop, config)
-        return unwrapped[..., :bar] + unwrapped[..., bar:]
+        return _steady_bar(_one_bar(tables, loop, config), bar)
     # Memory bound: a batched gather of every loop's blocks spills to DRAM, so go through
     # small chunks of loops whose blocks and partial sums stay in cache.
-    return in_chunks(lambda l: _view_blocks(tables, l, config, layout), loop,
-                     loop.grid.ndim - 2)
+    return in_chunks(lambda l: _steady_bar(_one_bar_blocks(tables, l, config, layout), bar),
+                     loop, loop.grid.ndim - 2)
 
 
 def listening_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
-    """The loop as played: ``repeats`` bars and a tail.
+    """The loop as played: ``repeats`` bars and a tail, at the loop's gain (``loop_gain``).
 
     Args:
       kit_audio: float32[kit, samples] from ``Kit.audio``, each at most one bar.
@@ -218,5 +240,15 @@ def listening_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> 
                     kit_audio.dtype)
     for repeat in range(config.repeats):
         out = out.at[..., repeat * bar:(repeat + 2) * bar].add(one_bar)
-    return out[..., :total]
+    return loop_gain(one_bar, bar)[..., None] * out[..., :total]
 
+
+def loop_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
+    """Exactly one bar that loops seamlessly: the steady-state bar (the tails that ring
+    past the bar's end folded onto its start), at the loop's gain. It is what the critic
+    hears (``critic_view``), from the kit's audio instead of its tables.
+
+    Returns:
+      float32[..., bar_samples].
+    """
+    return _steady_bar(_one_bar(kit_audio, loop, config), config.bar_samples)

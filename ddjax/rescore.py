@@ -13,7 +13,8 @@ Scale-out. On one host the batch is split over every local device with a
 default, replicates them). Across hosts (``jax.distributed``), batch ``b`` belongs to
 process ``b % num_processes``, and each process writes its own CSV shard. A batch's
 inputs are fixed by its position in the input stream, so rows, their order and their
-scores do not depend on the number of devices or hosts.
+scores do not depend on the number of devices or hosts (the scores up to float rounding:
+the CSV is byte-identical for the same number of devices).
 
 Resume. After each batch the CSV is flushed and fsynced, then ``FILE.csv.progress``
 records the batches done and the CSV's length in bytes. ``--resume`` truncates the CSV
@@ -54,7 +55,7 @@ from ddjax.ensemble import Ensemble, EnsembleStats, critic_probs, ensemble_stats
 from ddjax.errors import DdjaxError
 from ddjax.features import mfcc
 from ddjax.files import (atomic_write_bytes, check_file_target, check_loop_record, loop_record,
-                         read_loop_json, write_loop_json, write_wav)
+                         read_loop_json, write_audio, write_loop_json)
 from ddjax.kit import AUDIO_EXTENSIONS, Kit, bundled_kit, load_kit
 from ddjax.loops import Loop, LoopConfig, allowed_samples, random_loop
 from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
@@ -668,12 +669,12 @@ def export_ranked(ranked: Sequence[Ranked], label: str, folder: pathlib.Path,
         extra = {"id": row.id, "source": row.source, "rank": wanted[row.id],
                  "vote": row.vote, "std": row.std}
         if item.audio is not None:
-            write_wav(stem.with_suffix(".wav"), item.audio, inputs.kit.sr)
+            write_audio(stem.with_suffix(".wav"), item.audio, inputs.kit.sr)
             text = json.dumps({"score": row.mean, **extra}, indent=1) + "\n"
             atomic_write_bytes(stem.with_suffix(".json"), text.encode())
             continue
         loop = Loop(jnp.asarray(item.grid)[None], jnp.asarray(item.samples)[None])
-        write_wav(stem.with_suffix(".wav"), np.asarray(listen(inputs.kit.audio, loop))[0],
+        write_audio(stem.with_suffix(".wav"), np.asarray(listen(inputs.kit.audio, loop))[0],
                   inputs.kit.sr)
         write_loop_json(stem.with_suffix(".json"), {
             **loop_record(item.grid, list(item.names), bpm=render.bpm, score=row.mean),

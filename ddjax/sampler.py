@@ -1,21 +1,27 @@
 """Sampler stage: many Markov chains over loops, all on device.
 
 Shaped like BlackJAX: the state and diagnostics are NamedTuples, a step is a pure
-``step(key, state, score_params) -> (state, info)`` on a batch of chains, and a whole run
+``step(keys, state, score_params) -> (state, info)`` on a batch of chains, and a whole run
 of ``n_iters`` iterations is one ``lax.scan`` (or ``lax.while_loop`` for "until") inside
 one jit, with no host round-trip per iteration.
+
+Each chain draws its random numbers from its own key (``chain_keys``), folded with the
+iteration number, so a chain's path does not depend on which other chains run beside it:
+the chains can be split across devices and give the same loops.
 
 A score function ``score_fn(score_params, loops) -> float32[chains]`` in (0, 1] is the
 target: the critic, an ensemble, or any function of loops. Modes:
 
 - ``"mh"``: Metropolis-Hastings at temperature s. A candidate from the symmetric proposal
-  is accepted with probability ``min(1, (f(x') / f(x)) ** (1 / s))``, so chains draw loops
-  in proportion to ``f ** (1 / s)`` (the paper's P(x | like) at s = 1).
+  is accepted with probability ``min(1, (P(x') / P(x)) (f(x') / f(x)) ** (1 / s))``, so
+  chains draw loops in proportion to ``P(x) f(x) ** (1 / s)``, where P is the loop prior
+  (``log_prior_fn``; uniform when None): the paper's P(x | like) at s = 1.
 - ``"until"``: the same chains, each stopped as soon as ``f >= threshold`` once it has run
   ``min_iters`` iterations, or after ``n_iters`` (the paper's phase II: at least 100, then
   until f >= 0.95, at most 500); ``reached`` says which got there.
 - ``"climb"``: greedy hill-climbing toward ``target``: a candidate is accepted when its
-  score is at least as close to the target (1.0: the best loops, 0.0: the worst).
+  score is at least as close to the target (1.0: the best loops, 0.0: the worst). The
+  prior plays no part.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ddjax.loops import Loop, is_valid
 
 ScoreFn = Callable[[object, Loop], jax.Array]
 ProposeFn = Callable[[jax.Array, Loop], Loop]
+LogPriorFn = Callable[[Loop], jax.Array]
 MODES = ("mh", "until", "climb")
 _TINY = 1e-30
 
@@ -100,12 +107,18 @@ def init(loops: Loop, score_params, score_fn: ScoreFn) -> ChainState:
     return ChainState(loop=loops, score=score_fn(score_params, loops))
 
 
-def _candidates(key, state, score_params, score_fn, propose_fn):
-    propose_key, accept_key = jax.random.split(key)
-    n_chains = state.score.shape[0]
-    candidate = jax.vmap(propose_fn)(jax.random.split(propose_key, n_chains), state.loop)
+def chain_keys(key: jax.Array, n_chains: int, first: int = 0) -> jax.Array:
+    """The keys of chains ``first`` to ``first + n_chains - 1`` of a run seeded by ``key``:
+    chain i's key is ``fold_in(key, i)``, whatever the number of chains."""
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(n_chains))
+
+
+def _candidates(keys, state, score_params, score_fn, propose_fn):
+    pairs = jax.vmap(jax.random.split)(keys)
+    propose_keys, accept_keys = pairs[:, 0], pairs[:, 1]
+    candidate = jax.vmap(propose_fn)(propose_keys, state.loop)
     candidate_score = score_fn(score_params, candidate)
-    log_u = jnp.log(jax.random.uniform(accept_key, (n_chains,), minval=_TINY))
+    log_u = jnp.log(jax.vmap(lambda k: jax.random.uniform(k, minval=_TINY))(accept_keys))
     return candidate, candidate_score, log_u
 
 
@@ -116,38 +129,45 @@ def _select(accept, state, candidate, candidate_score):
     return ChainState(loop, jnp.where(accept, candidate_score, state.score))
 
 
-def mh_step(key, state: ChainState, score_params, *, score_fn: ScoreFn,
-            propose_fn: ProposeFn, temperature: float) -> tuple[ChainState, StepInfo]:
-    """One Metropolis-Hastings step of every chain."""
-    candidate, candidate_score, log_u = _candidates(key, state, score_params, score_fn,
+def mh_step(keys, state: ChainState, score_params, *, score_fn: ScoreFn,
+            propose_fn: ProposeFn, temperature: float,
+            log_prior_fn: LogPriorFn | None = None) -> tuple[ChainState, StepInfo]:
+    """One Metropolis-Hastings step of every chain; ``keys``: one key per chain."""
+    candidate, candidate_score, log_u = _candidates(keys, state, score_params, score_fn,
                                                     propose_fn)
     log_ratio = (jnp.log(jnp.maximum(candidate_score, _TINY))
                  - jnp.log(jnp.maximum(state.score, _TINY))) / temperature
+    if log_prior_fn is not None:
+        log_ratio = log_ratio + log_prior_fn(candidate) - log_prior_fn(state.loop)
     accept = (log_u < log_ratio) & is_valid(candidate)
     return _select(accept, state, candidate, candidate_score), StepInfo(accept, candidate_score)
 
 
-def climb_step(key, state: ChainState, score_params, *, score_fn: ScoreFn,
+def climb_step(keys, state: ChainState, score_params, *, score_fn: ScoreFn,
                propose_fn: ProposeFn, target: float) -> tuple[ChainState, StepInfo]:
-    """One greedy step of every chain toward ``target``."""
-    candidate, candidate_score, _ = _candidates(key, state, score_params, score_fn,
+    """One greedy step of every chain toward ``target``; ``keys``: one key per chain."""
+    candidate, candidate_score, _ = _candidates(keys, state, score_params, score_fn,
                                                 propose_fn)
     closer = jnp.abs(candidate_score - target) <= jnp.abs(state.score - target)
     accept = closer & is_valid(candidate)
     return _select(accept, state, candidate, candidate_score), StepInfo(accept, candidate_score)
 
 
-def run(key: jax.Array, state: ChainState, score_params, *, score_fn: ScoreFn,
-        propose_fn: ProposeFn, config: SamplerConfig) -> tuple[ChainState, RunInfo]:
+def run(keys: jax.Array, state: ChainState, score_params, *, score_fn: ScoreFn,
+        propose_fn: ProposeFn, config: SamplerConfig,
+        log_prior_fn: LogPriorFn | None = None) -> tuple[ChainState, RunInfo]:
     """Runs every chain for ``config.n_iters`` iterations (or until the threshold).
 
     Args:
-      key: PRNG key; the same key and inputs give the same loops on the same device.
+      keys: one PRNG key per chain (``chain_keys``); the same keys and inputs give the
+        same loops on the same device.
       state: from ``init``, batched over chains.
       score_params: pytree passed to ``score_fn`` (kit tables, critic variables, ...).
       score_fn: ``(score_params, loops[chains]) -> float32[chains]`` in (0, 1].
       propose_fn: ``(key, loop) -> loop`` for one chain; symmetric.
       config: the mode and its settings.
+      log_prior_fn: ``loops[chains] -> float32[chains]``, log P(x) up to a constant, for
+        "mh" and "until"; None for the uniform prior.
 
     Returns:
       The final states and per-chain diagnostics. Pure: jit it, settings bound.
@@ -158,12 +178,14 @@ def run(key: jax.Array, state: ChainState, score_params, *, score_fn: ScoreFn,
                                        propose_fn=propose_fn, target=config.target)
     else:
         step = lambda k, s: mh_step(k, s, score_params, score_fn=score_fn,
-                                    propose_fn=propose_fn, temperature=config.temperature)
+                                    propose_fn=propose_fn, temperature=config.temperature,
+                                    log_prior_fn=log_prior_fn)
+    at = lambda it: jax.vmap(jax.random.fold_in, (0, None))(keys, it)  # every chain's keys
     if config.mode != "until":
-        def body(carry, step_key):
-            new_state, info = step(step_key, carry)
+        def body(carry, it):
+            new_state, info = step(at(it), carry)
             return new_state, info.is_accepted
-        state, accepted = jax.lax.scan(body, state, jax.random.split(key, config.n_iters))
+        state, accepted = jax.lax.scan(body, state, jnp.arange(config.n_iters))
         n_iters = jnp.full((n_chains,), config.n_iters, jnp.int32)
         rate = jnp.sum(accepted, axis=0) / jnp.maximum(config.n_iters, 1)
         if config.mode == "climb":
@@ -178,7 +200,7 @@ def run(key: jax.Array, state: ChainState, score_params, *, score_fn: ScoreFn,
 
     def body(carry):
         it, state, n_accepted, n_iters, done = carry
-        new_state, info = step(jax.random.fold_in(key, it), state)
+        new_state, info = step(at(it), state)
         keep = lambda new, old: jnp.where(
             done.reshape(done.shape + (1,) * (new.ndim - 1)), old, new)
         state = jax.tree_util.tree_map(keep, new_state, state)

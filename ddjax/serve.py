@@ -51,7 +51,7 @@ from starlette.routing import Route
 from ddjax.engine import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig
-from ddjax.export import kit_kinds, kit_notes
+from ddjax.kinds import kit_kinds, kit_notes
 from ddjax.kit import Kit, load_kit
 from ddjax.session import Session, SessionConfig
 from ddjax.study import KEY_PATTERN, Desk, Study
@@ -62,7 +62,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAIN = "main"
 PARTICIPANTS_DIR = "participants"
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
-MEDIA = {"wav": "audio/wav", "mid": "audio/midi", "json": "application/json"}
+MEDIA = {"wav": "audio/wav", "bar": "audio/wav", "mid": "audio/midi",
+         "json": "application/json"}
 
 
 class HttpError(Exception):

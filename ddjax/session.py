@@ -44,7 +44,7 @@ from ddjax.journal import (CHECKPOINT_NAME, CRITIC_NAME, INITIAL_CRITIC_NAME, LO
                            META_NAME, Rating, SessionWarning)
 from ddjax.kit import Kit, load_kit
 from ddjax.learner import capacity, grow
-from ddjax.loops import Loop as LoopArrays
+from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays
 from ddjax.prior import make_learner
 from ddjax.sampler import SamplerConfig
 from ddjax.training import TrainConfig
@@ -70,6 +70,8 @@ class SessionConfig:
       query: "thompson" or "mean": which critic a loop's chain targets (see above).
       pretrained: None for the packaged prior, "none" for the paper's CNN from scratch,
         or a prior file (``ddjax.prior``).
+      loop_prior: "musical" or "uniform" (the paper's generator): P(x) in the chains'
+        target (``ddjax.loops``); it replaces the pipeline's.
     """
 
     n_chains: int = 1
@@ -78,8 +80,12 @@ class SessionConfig:
     seed: int = 0
     query: str = "thompson"
     pretrained: str | None = None
+    loop_prior: str = "musical"
 
     def __post_init__(self):
+        if self.loop_prior not in LOOP_PRIORS:
+            raise DdjaxError(f"the loop prior must be one of {', '.join(LOOP_PRIORS)},"
+                             f" got {self.loop_prior!r}")
         if self.query not in QUERIES:
             raise DdjaxError(f"query must be one of {', '.join(QUERIES)}, got {self.query!r}")
 
@@ -134,9 +140,14 @@ class Session:
                  config: SessionConfig = SessionConfig()):
         meta = None if directory is None else journal.read_meta(pathlib.Path(directory))
         if meta is not None:  # resuming: learn with what the session learned with
-            # Sessions from before the pretrained prior had the paper's CNN.
-            config = dataclasses.replace(
-                config, pretrained=meta.get("session", {}).get("pretrained", "none"))
+            # Sessions from before the pretrained prior had the paper's CNN, and from before
+            # the loop prior the paper's generator.
+            recorded = meta.get("session", {})
+            config = dataclasses.replace(config,
+                                         pretrained=recorded.get("pretrained", "none"),
+                                         loop_prior=recorded.get("loop_prior", "uniform"))
+        pipeline = dataclasses.replace(
+            pipeline, loops=dataclasses.replace(pipeline.loops, prior=config.loop_prior))
         self.learner, pipeline = make_learner(config.pretrained, pipeline, train)
         self.kit, self.pipeline, self.train_config, self.config = kit, pipeline, train, config
         self.directory = None if directory is None else pathlib.Path(directory)

@@ -40,11 +40,13 @@ import zipfile
 import numpy as np
 import soundfile as sf
 
+from ddjax.encode import audio_bytes
 from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
-from ddjax.export import midi_bytes, track_notes
-from ddjax.files import atomic_write_bytes, loop_json, loop_record, wav_bytes, write_wav
+from ddjax.export import loop_bar_path, midi_bytes, track_notes
+from ddjax.files import atomic_write_bytes, loop_json, loop_record, write_audio
 from ddjax.kit import Kit
+from ddjax.loops import Loop as LoopArrays
 from ddjax.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
                            SessionConfig)
 from ddjax.training import TrainConfig
@@ -98,7 +100,7 @@ def playback_wav(audio: np.ndarray | pathlib.Path, session: Session) -> bytes:
     frames = PLAYBACK_BARS * session.pipeline.render.bar_samples
     if isinstance(audio, pathlib.Path):
         audio, _ = sf.read(audio, frames=frames, dtype="float32")
-    return wav_bytes(audio[:frames], session.kit.sr)
+    return audio_bytes(audio[:frames], session.kit.sr, "float32")
 
 
 def _append_line(path: pathlib.Path, entry: dict) -> None:
@@ -117,7 +119,7 @@ class Desk:
 
     Args:
       session: an on-disk session.
-      notes: the General MIDI note of every kit sample (``export.kit_notes``).
+      notes: the General MIDI note of every kit sample (``kinds.kit_notes``).
       phase: the phase name items carry.
       total: ratings in the phase, or None.
       blind: hide scores and the liked list (a study's phase I).
@@ -177,14 +179,21 @@ class Desk:
                 "likes": likes, "liked": [] if self.blind else self.liked()}
 
     def download(self, key: str, kind: str) -> tuple[bytes, str]:
-        """A rated loop as ``wav``, ``mid`` or ``json``: the bytes and a file name."""
+        """A rated loop as ``wav`` (the preview, 24-bit), ``bar`` (one seamless bar, 24-bit,
+        with its tempo), ``mid`` or ``json``: the bytes and a file name."""
         rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
         if rating is None:
             raise KeyError(key)
         kit, bpm = self.session.kit, self.session.pipeline.render.bpm
         name = f"loop_{rating.loop_id:05d}"
         if kind == "wav":
-            return self.session.wav_path(rating.loop_id).read_bytes(), f"{name}.wav"
+            audio, _ = sf.read(self.session.wav_path(rating.loop_id), dtype="float32")
+            return audio_bytes(audio, kit.sr), f"{name}.wav"
+        if kind == "bar":
+            loop = LoopArrays(np.asarray(rating.grid)[None], np.asarray(rating.samples)[None])
+            bar = self.session.engine.loop_bar(loop)[0]
+            return (audio_bytes(bar, kit.sr, tempo=(bpm, rating.grid.shape[-1] // 4)),
+                    loop_bar_path(name, bpm).name)
         if kind == "mid":
             notes = track_notes([self.notes[i] for i in rating.samples])
             return midi_bytes(rating.grid, notes, bpm), f"{name}.mid"
@@ -236,7 +245,7 @@ class Study:
              session_config: SessionConfig = SessionConfig(),
              train: TrainConfig = TrainConfig()) -> "Study":
         """Opens (resumes) or starts the participant in ``directory``, on ``kit`` and its
-        General MIDI ``notes`` (``export.kit_notes``).
+        General MIDI ``notes`` (``kinds.kit_notes``).
 
         A new participant is recorded with ``config``; an existing one keeps the sizes
         and seed it started with.
@@ -354,7 +363,7 @@ class Study:
             folder = self.directory / PHASE2_DIR
             items = []
             for index, (group, loop) in enumerate(pool):
-                write_wav(folder / f"e{index}.wav", loop.audio, session.kit.sr)
+                write_audio(folder / f"e{index}.wav", loop.audio, session.kit.sr, "float32")
                 items.append({"key": f"e{index}", "group": group, "score": loop.score,
                               "loop": loop.record()})
             # The pool exists once items.json does; WAVs first, so it never points at none.

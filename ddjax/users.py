@@ -111,8 +111,9 @@ class SimulatedUser:
 
 def calibration_audio(kit: Kit, render: RenderConfig = RenderConfig(),
                       n: int = CALIBRATION_LOOPS, seed: int = 12345) -> np.ndarray:
-    """Listening renders of ``n`` random loops from the generator's prior."""
-    config = LoopConfig()
+    """Listening renders of ``n`` random loops from the paper's generator (the uniform loop
+    prior: users are defined the same whatever prior the sampler uses)."""
+    config = LoopConfig(prior="uniform")
     allowed = jax.numpy.asarray(allowed_samples(config, kit.is_kick))
     loops = jax.vmap(lambda k: random_loop(k, allowed, config))(
         jax.random.split(jax.random.key(seed), n))

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from conftest import BUNDLED_KIT
 from ddjax.cli import main
-from test_render import numpy_render
+from test_render import MINUS_1_DBFS, numpy_gain, numpy_render
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,35 @@ def test_generated_wav_is_the_numpy_render_of_its_json(generated, bundled_kit):
     ids = [bundled_kit.names.index(s) for s in record["samples"]]
     ref, bar = numpy_render(np.asarray(bundled_kit.audio), np.array(record["grid"], bool), ids,
                             120.0, bars=4)
+    gain = numpy_gain(np.asarray(bundled_kit.audio), np.array(record["grid"], bool), ids, 120.0)
     audio, _ = sf.read(str(generated / "loop_0001.wav"), dtype="float32")
-    np.testing.assert_allclose(audio, ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+    assert sf.info(str(generated / "loop_0001.wav")).subtype == "PCM_24"
+    np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+    assert np.abs(audio).max() <= MINUS_1_DBFS + 2.0 ** -23
+
+
+def test_loop_wav_is_one_seamless_bar_in_the_format_asked(generated, bundled_kit, tmp_path):
+    """The 1-bar file is bar 2 of the numpy render (bar 1 with the tails that wrap into it),
+    at the loop's gain, in FLAC or 16-bit WAV as asked; the preview keeps its 4 bars."""
+    record = json.loads((generated / "loop_0002.json").read_text())
+    ids = [bundled_kit.names.index(s) for s in record["samples"]]
+    kit_audio, grid = np.asarray(bundled_kit.audio), np.array(record["grid"], bool)
+    ref, bar = numpy_render(kit_audio, grid, ids, 120.0, bars=2)
+    gain = numpy_gain(kit_audio, grid, ids, 120.0)
+    shutil.copy(generated / "loop_0002.json", tmp_path / "x.json")
+    assert main(["export", str(tmp_path / "x.json"), "--loop-wav", "--wav",
+                 "--format", "flac"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.flac", "x.json",
+                                                         "x_1bar_120bpm.flac"]
+    one_bar, sr = sf.read(str(tmp_path / "x_1bar_120bpm.flac"), dtype="float32")
+    assert sr == 44100 and one_bar.shape == (bar,)
+    np.testing.assert_allclose(one_bar, gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+    assert sf.info(str(tmp_path / "x.flac")).frames == 4 * bar + 44100
+    assert main(["render", str(tmp_path / "x.json"), "--loop-wav", "--format", "pcm16",
+                 "--out", str(tmp_path / "bar16.wav")]) == 0
+    assert sf.info(str(tmp_path / "bar16.wav")).subtype == "PCM_16"
+    again, _ = sf.read(str(tmp_path / "bar16.wav"), dtype="float32")
+    np.testing.assert_allclose(again, one_bar, atol=2.0 ** -15)
 
 
 def test_render_reproduces_a_saved_loop_exactly(generated, tmp_path):

@@ -116,7 +116,7 @@ def test_climbing_the_ensemble_mean_moves_every_chain_toward_the_goal(target, cr
         starts = jax.vmap(lambda k: random_loop(k, allowed, pipeline.loops))(
             jax.random.split(key, 6))
         state = sampler.init(starts, params, score_fn)
-        final, _ = sampler.run(key, state, params, score_fn=score_fn, propose_fn=propose_fn,
+        final, _ = sampler.run(sampler.chain_keys(key, 6), state, params, score_fn=score_fn, propose_fn=propose_fn,
                                config=config)
         return state, final
 

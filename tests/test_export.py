@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ddjax.cli import main
-from ddjax.export import GM_NOTES, kind_from_name, kit_notes, track_notes, write_midi
+from ddjax.export import track_notes, write_midi
+from ddjax.kinds import GM_NOTES, kind_from_name, kit_notes
 
 
 def test_midi_round_trips_with_notes_at_sixteenth_notes(tmp_path):
@@ -37,7 +38,8 @@ def test_midi_round_trips_with_notes_at_sixteenth_notes(tmp_path):
     ("Vermona_Clap_02.wav", "clap"), ("808/clean/tomlo.wav", "tom"),
     ("SR-88_Cymbal_Distorted.wav", "crash"), ("cowbell/cowbell_01.wav", "cowbell"),
     ("shaker/shaker_02.wav", "shaker"), ("ride/ride_01.wav", "ride"), ("rim/rim_02.wav", "rim"),
-    ("drumhits/Zapp.wav", None)])
+    ("drumhits/Zapp.wav", "fx"), ("harsh/harsh_03.wav", "fx"), ("drumhits/FX_Hat.wav", "fx"),
+    ("drumhits/Perc03.wav", None)])
 def test_kinds_from_names(name, kind):
     assert kind_from_name(name) == kind
 
@@ -50,7 +52,10 @@ def test_bundled_kit_notes_follow_the_kinds(bundled_kit):
             assert note == GM_NOTES[folder], name
         elif folder == "tom":
             assert note in (41, 43, 45, 47, 48, 50)
-    assert track_notes([None, 38, None, None]) == [36, 38, 42, 39]
+        else:  # noise and effects: their own note, never a kick's or a hat's
+            assert folder == "harsh" and note == GM_NOTES["fx"] == 71, name
+    # Unknown kinds get a percussion note per track: never a kick (36) or a hat (42, 46).
+    assert track_notes([None, 38, None, None]) == [60, 38, 62, 63]
 
 
 def test_export_command_writes_midi_and_wav(tmp_path, bundled_kit):

@@ -16,7 +16,8 @@ from ddjax.cli import main
 from ddjax.critic import CriticConfig, init_critic, save_critic
 from ddjax.errors import DdjaxError
 from ddjax.export import midi_bytes
-from ddjax.files import atomic_write_bytes, loop_json, loop_record, wav_bytes, write_wav
+from ddjax.encode import audio_bytes, wav_bytes
+from ddjax.files import atomic_write_bytes, loop_json, loop_record, write_audio
 
 
 @pytest.fixture
@@ -89,9 +90,9 @@ def test_private_makes_the_output_folder_and_its_files_owner_only(tmp_path, umas
 
 def test_a_float_wav_has_the_same_bytes_at_any_time_and_reads_back_exactly(tmp_path):
     audio = (np.random.default_rng(0).standard_normal(44100) * 1.5).astype(np.float32)
-    write_wav(tmp_path / "a.wav", audio, 44100)
+    write_audio(tmp_path / "a.wav", audio, 44100, "float32")
     time.sleep(1.1)  # libsndfile's PEAK chunk would hold a new timestamp now
-    write_wav(tmp_path / "b.wav", audio, 44100)
+    write_audio(tmp_path / "b.wav", audio, 44100, "float32")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
     back, sr = sf.read(tmp_path / "a.wav", dtype="float32")
     info = sf.info(tmp_path / "a.wav")
@@ -100,7 +101,7 @@ def test_a_float_wav_has_the_same_bytes_at_any_time_and_reads_back_exactly(tmp_p
 
 
 def test_the_wav_header_is_the_riff_float_layout():
-    data = wav_bytes(np.array([0.25, -1.5], np.float32), 48000)
+    data = wav_bytes(np.array([0.25, -1.5], np.float32), 48000, "float32")
     assert data[:4] == b"RIFF" and struct.unpack("<I", data[4:8])[0] == len(data) - 8
     assert data[8:16] == b"WAVEfmt "
     fmt_tag, channels, sr, byte_rate, align, bits = struct.unpack("<HHIIHH", data[20:36])
@@ -120,6 +121,32 @@ def test_critic_json_and_midi_files_are_byte_identical_across_runs(tmp_path):
     assert loop_json(record) == loop_json(json.loads(loop_json(record)))
     assert midi_bytes(grid, [36, 38, 42, 39], 120) == midi_bytes(grid.copy(), [36, 38, 42, 39],
                                                                  120.0)
+
+
+@pytest.mark.parametrize("fmt,subtype,bits", [("pcm24", "PCM_24", 24), ("pcm16", "PCM_16", 16),
+                                              ("flac", "PCM_24", 24)])
+def test_pcm_files_hold_the_nearest_step_of_every_sample(fmt, subtype, bits):
+    """Against a plain rounding of the samples to integers, read back by libsndfile."""
+    rng = np.random.default_rng(1)
+    audio = rng.uniform(-0.9, 0.9, 5000).astype(np.float32)
+    audio[:4] = [0.0, 0.5, -0.5, 10 ** (-1 / 20)]
+    data = audio_bytes(audio, 44100, fmt)
+    assert data == audio_bytes(audio.copy(), 44100, fmt)  # the same bytes every time
+    info = sf.info(io.BytesIO(data))
+    assert info.subtype == subtype and info.samplerate == 44100 and info.channels == 1
+    assert info.format == ("FLAC" if fmt == "flac" else "WAV")
+    back, _ = sf.read(io.BytesIO(data), dtype="int32")
+    want = [int(round(float(x) * 2 ** (bits - 1))) << (32 - bits) for x in audio]
+    assert back.tolist() == want
+
+
+def test_a_tempo_goes_into_an_acid_chunk_a_daw_reads():
+    data = wav_bytes(np.zeros(100, np.float32), 44100, tempo=(96.5, 4))
+    at = data.index(b"acid")
+    assert struct.unpack("<I", data[at + 4:at + 8])[0] == 24
+    flags, root, _, _, beats, den, num, bpm = struct.unpack("<IHHfIHHf", data[at + 8:at + 32])
+    assert (flags & 0x01, beats, num, den, bpm) == (0, 4, 4, 4, 96.5)  # a loop, not a one-shot
+    assert sf.read(io.BytesIO(data))[0].size == 100  # still a WAV that readers open
 
 
 def test_wav_bytes_take_mono_audio_only():

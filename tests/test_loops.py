@@ -1,12 +1,17 @@
 """The generator's prior and proposal."""
 
+import itertools
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ddjax.errors import DdjaxError
-from ddjax.loops import LoopConfig, allowed_samples, is_valid, propose, random_loop
+from ddjax.kinds import KINDS
+from ddjax.loops import (Loop, LoopConfig, allowed_samples, is_valid, log_prior, propose,
+                         random_loop)
 
 
 def batch_random(key, allowed, config, n):
@@ -14,7 +19,7 @@ def batch_random(key, allowed, config, n):
 
 
 def test_random_loops_have_distinct_samples_and_half_the_cells_on():
-    config = LoopConfig()
+    config = LoopConfig(prior="uniform")
     allowed = jnp.asarray(allowed_samples(config, np.zeros(6, bool)))
     loops = batch_random(jax.random.key(0), allowed, config, 4000)
     samples = np.asarray(loops.samples)
@@ -66,3 +71,64 @@ def test_impossible_spaces_are_clear_errors():
         allowed_samples(LoopConfig(), np.zeros(3, bool))
     with pytest.raises(DdjaxError, match="p_flip"):
         LoopConfig(p_flip=1.5)
+
+
+def reference_log_prior(grid, samples, kinds, config):
+    """The musical prior, one loop at a time in plain Python (math.lgamma)."""
+    a = config.density_mean * config.density_concentration
+    b = (1 - config.density_mean) * config.density_concentration
+    lbeta = lambda x, y: math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+    n = len(grid[0])
+    total = 0.0
+    for row in grid:
+        k = sum(row)
+        total += lbeta(a + k, b + n - k) - lbeta(a, b)
+    names = [KINDS[kinds[s]] if kinds[s] >= 0 else None for s in samples]
+    if any(name == "kick" and sum(row) > 0 for name, row in zip(names, grid)):
+        total += math.log(config.kick_weight)
+    if n % 4 == 0 and any(name in ("snare", "clap", "rim") and row[n // 4] and row[3 * n // 4]
+                          for name, row in zip(names, grid)):
+        total += math.log(config.backbeat_weight)
+    seen = []
+    for name in names:
+        if name is not None and name in seen:
+            total += math.log(config.repeat_weight)
+        seen.append(name)
+    return total
+
+
+def test_the_musical_prior_against_a_plain_python_reference():
+    config = LoopConfig(n_tracks=3, n_steps=8)
+    kinds = np.array([KINDS.index(k) for k in ("kick", "snare", "clap", "clap")] + [-1, -1],
+                     np.int32)
+    rng = np.random.default_rng(0)
+    grids = rng.random((300, 3, 8)) < rng.uniform(0.05, 0.9, (300, 3, 1))
+    grids[:100, :, [2, 6]] = True  # backbeats
+    samples = np.stack([rng.choice(6, 3, replace=False) for _ in range(300)]).astype(np.int32)
+    got = np.asarray(log_prior(Loop(jnp.asarray(grids), jnp.asarray(samples)),
+                               jnp.asarray(kinds), config))
+    want = [reference_log_prior(g.tolist(), s.tolist(), kinds, config)
+            for g, s in zip(grids, samples)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert np.ptp(want) > 5  # the prior is far from flat on these loops
+    uniform = log_prior(Loop(jnp.asarray(grids), jnp.asarray(samples)), jnp.asarray(kinds),
+                        LoopConfig(n_tracks=3, n_steps=8, prior="uniform"))
+    np.testing.assert_array_equal(np.asarray(uniform), 0.0)
+
+
+def test_musical_starts_draw_each_track_density_from_the_hyperprior():
+    """Rows of a random loop follow the Beta-binomial: counts of hits per track against
+    the exact probabilities."""
+    config = LoopConfig()
+    allowed = jnp.asarray(allowed_samples(config, np.zeros(6, bool)))
+    loops = batch_random(jax.random.key(3), allowed, config, 5000)
+    hits = np.asarray(loops.grid).sum(axis=-1).ravel()  # 20,000 rows of 16 steps
+    a = config.density_mean * config.density_concentration
+    b = config.density_concentration - a
+    lbeta = lambda x, y: math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+    exact = np.array([math.comb(16, k) * math.exp(lbeta(a + k, b + 16 - k) - lbeta(a, b))
+                      for k in range(17)])
+    assert abs(exact.sum() - 1) < 1e-9
+    seen = np.bincount(hits, minlength=17) / hits.size
+    assert 0.5 * np.abs(seen - exact).sum() < 0.02
+    assert abs(np.median(np.asarray(loops.grid).mean(axis=(-2, -1))) - 0.25) < 0.05

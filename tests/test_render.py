@@ -1,11 +1,15 @@
-"""Both views of a loop against a plain NumPy loop over bars, tracks and steps."""
+"""Every view of a loop against a plain NumPy loop over bars, tracks and steps, and one
+gain per loop computed from that NumPy mix's own peak."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ddjax.loops import Loop
-from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
+from ddjax.render import (RenderConfig, critic_view, listening_render, loop_render,
+                          render_tables)
+
+MINUS_1_DBFS = 10 ** (-1 / 20)
 
 
 def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5):
@@ -26,6 +30,14 @@ def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5):
     return out, bar
 
 
+def numpy_gain(kit_audio, grid, samples, bpm):
+    """min(1, -1 dBFS / peak) over the first bar, the tails past it and their sum."""
+    one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1)
+    first, tails = one[:bar], one[bar:]
+    peak = max(np.abs(first).max(), np.abs(tails).max(), np.abs(first + tails).max())
+    return min(1.0, MINUS_1_DBFS / peak)
+
+
 def random_loops(rng, n_kit, n):
     grid = rng.random((n, 4, 16)) < 0.5
     samples = np.stack([rng.choice(n_kit, 4, replace=False) for _ in range(n)])
@@ -43,13 +55,20 @@ def test_views_match_a_numpy_loop_on_the_bundled_kit(bundled_kit, bpm):
     loop = Loop(jnp.asarray(grid), jnp.asarray(samples))
     critic = np.asarray(critic_view(render_tables(bundled_kit.audio, config), loop, config))
     listening = np.asarray(listening_render(bundled_kit.audio, loop, config))
+    one_bar = np.asarray(loop_render(bundled_kit.audio, loop, config))
+    gains = []
     for i in range(3):
         ref, bar = numpy_render(audio, grid[i], samples[i], bpm, bars=4)
-        assert critic.shape[-1] == bar
-        np.testing.assert_allclose(critic[i], ref[bar:2 * bar], atol=1e-5, rtol=0)
+        gains.append(numpy_gain(audio, grid[i], samples[i], bpm))
+        assert critic.shape[-1] == bar == one_bar.shape[-1]
+        np.testing.assert_allclose(critic[i], gains[i] * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(one_bar[i], gains[i] * ref[bar:2 * bar], atol=1e-5, rtol=0)
         total = 4 * bar + 44100
         assert listening.shape[-1] == total
-        np.testing.assert_allclose(listening[i], ref[:total], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(listening[i], gains[i] * ref[:total], atol=1e-5, rtol=0)
+    assert min(gains) < 0.9  # these loops are loud: the gain is at work
+    for audio_out in (critic, listening, one_bar):
+        assert np.abs(audio_out).max() <= MINUS_1_DBFS + 1e-6
 
 
 def test_views_match_a_numpy_loop_on_the_paper_kit(shared_kit):
@@ -58,8 +77,11 @@ def test_views_match_a_numpy_loop_on_the_paper_kit(shared_kit):
     grid = np.ones((1, 4, 16), bool)
     loop = Loop(jnp.asarray(grid), jnp.asarray(longest[None].astype(np.int32)))
     critic = np.asarray(critic_view(render_tables(shared_kit.audio, config), loop, config))
-    ref, bar = numpy_render(np.asarray(shared_kit.audio), grid[0], longest, 120.0, bars=3)
-    np.testing.assert_allclose(critic[0], ref[bar:2 * bar], atol=1e-5, rtol=0)
+    audio = np.asarray(shared_kit.audio)
+    ref, bar = numpy_render(audio, grid[0], longest, 120.0, bars=3)
+    gain = numpy_gain(audio, grid[0], longest, 120.0)
+    assert gain < 0.5
+    np.testing.assert_allclose(critic[0], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
 
 
 def test_odd_tempo_is_a_periodic_loop():
@@ -82,5 +104,9 @@ def test_odd_tempo_is_a_periodic_loop():
                     if grid[i, t, j]:
                         start = b * bar + int(j * step)
                         ref[start:start + 30000] += 0.5 * kit[samples[i, t]]
-        np.testing.assert_allclose(listening[i], ref[:3 * bar], atol=1e-5, rtol=0)
-        np.testing.assert_allclose(critic[i], ref[bar:2 * bar], atol=1e-5, rtol=0)
+        first, tails = ref[:bar], ref[bar:2 * bar] - ref[:bar]  # bar 2 = bar 1 + tails
+        peak = max(np.abs(first).max(), np.abs(tails).max(), np.abs(first + tails).max())
+        gain = min(1.0, MINUS_1_DBFS / peak)
+        assert gain < 0.5  # unit-variance noise, many hits
+        np.testing.assert_allclose(listening[i], gain * ref[:3 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(critic[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)

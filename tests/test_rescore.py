@@ -213,8 +213,13 @@ def test_killed_run_resumes_to_an_identical_csv(critic_dir, tmp_path):
 
     out = tmp_path / "killed.csv"
     progress = tmp_path / "killed.csv.progress"
+    # The command gives JAX one CPU device per core; this process has its own count, and
+    # scores are equal across counts only up to float rounding: match it, for equal bytes.
+    env = {**os.environ,
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.device_count()}"}
     child = subprocess.Popen([sys.executable, "-m", "ddjax.cli", *args, "--out", str(out)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                             env=env)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and child.poll() is None:

@@ -2,6 +2,12 @@
 
 import functools
 import itertools
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import chex
 import jax
@@ -13,7 +19,8 @@ from ddjax import sampler
 from ddjax.critic import init_critic
 from ddjax import engine as engine_lib
 from ddjax.engine import Engine
-from ddjax.loops import Loop, LoopConfig, propose, random_loop
+from ddjax.kinds import KINDS
+from ddjax.loops import Loop, LoopConfig, log_prior, propose, random_loop
 
 # 1 track x 3 steps x 2 samples: 16 states, each with a known score.
 TINY = LoopConfig(n_tracks=1, n_steps=3, p_flip=0.3, p_swap=0.5)
@@ -36,8 +43,8 @@ def tiny_run(key, n_chains, config, table=jnp.asarray(SCORES)):
         jax.random.split(init_key, n_chains))
     propose_fn = functools.partial(propose, allowed=ALLOWED, config=TINY)
     state = sampler.init(starts, table, tiny_score)
-    final, info = sampler.run(run_key, state, table, score_fn=tiny_score,
-                              propose_fn=propose_fn, config=config)
+    final, info = sampler.run(sampler.chain_keys(run_key, n_chains), state, table,
+                              score_fn=tiny_score, propose_fn=propose_fn, config=config)
     return state, final, info
 
 
@@ -149,3 +156,96 @@ def test_all_state_space_is_reachable_by_enumeration():
     for g, s in zip(np.asarray(moved.grid), np.asarray(moved.samples)):
         seen.add((int(s[0]),) + tuple(int(v) for v in g[0]))
     assert seen == {(s,) + bits for s in (0, 1) for bits in itertools.product((0, 1), repeat=3)}
+
+
+def test_a_chain_does_not_depend_on_the_chains_beside_it():
+    """Chains 4-7 run on their own give the same paths as inside a run of chains 0-7."""
+    config = sampler.SamplerConfig("until", n_iters=40, threshold=0.9, min_iters=5)
+    key = jax.random.key(11)
+    starts = jax.vmap(lambda k: random_loop(k, ALLOWED, TINY))(
+        jax.random.split(jax.random.key(12), 8))
+    propose_fn = functools.partial(propose, allowed=ALLOWED, config=TINY)
+    table = jnp.asarray(SCORES)
+
+    def run(keys, loops):
+        state = sampler.init(loops, table, tiny_score)
+        return sampler.run(keys, state, table, score_fn=tiny_score, propose_fn=propose_fn,
+                           config=config)
+
+    together = run(sampler.chain_keys(key, 8), starts)
+    alone = run(sampler.chain_keys(key, 4, first=4),
+                jax.tree_util.tree_map(lambda x: x[4:], starts))
+    chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda x: x[4:], together), alone)
+    # The keys are fold_in(key, i), whatever the number of chains.
+    np.testing.assert_array_equal(
+        jax.random.key_data(sampler.chain_keys(key, 3)),
+        np.stack([jax.random.key_data(jax.random.fold_in(key, i)) for i in range(3)]))
+
+
+SPLIT_RUN = """
+import json, sys, jax, numpy as np
+from ddjax.hardware import use_all_cores
+use_all_cores()
+from ddjax.critic import init_critic
+from ddjax.engine import Engine
+from ddjax.kit import load_kit
+from ddjax.sampler import SamplerConfig
+engine = Engine(load_kit(sys.argv[1], 88200), init_critic(jax.random.key(0)))
+state, info = engine.sample(jax.random.key(7), 5, SamplerConfig("mh", n_iters=4))
+print(json.dumps({"devices": jax.device_count(), "grid": np.asarray(state.loop.grid).tolist(),
+                  "samples": np.asarray(state.loop.samples).tolist(),
+                  "score": np.asarray(state.score).tolist()}))
+"""
+
+
+def test_chains_split_over_cpu_devices_give_the_same_loops(engine):
+    """``use_all_cores`` gives one CPU device per core, and the engine's chains, split over
+    them (5 chains on 2 cores: 3 + 3 with one padding chain), are the chains a single
+    device runs."""
+    kit_dir = str(pathlib.Path(__file__).resolve().parents[1] / "samples")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", SPLIT_RUN, kit_dir], env=env,
+                         capture_output=True, text=True, check=True)
+    split = json.loads(out.stdout.splitlines()[-1])
+    assert split["devices"] == len(os.sched_getaffinity(0))
+    state, _ = engine.sample(jax.random.key(7), 5, sampler.SamplerConfig("mh", n_iters=4))
+    np.testing.assert_array_equal(split["grid"], np.asarray(state.loop.grid))
+    np.testing.assert_array_equal(split["samples"], np.asarray(state.loop.samples))
+    np.testing.assert_allclose(split["score"], np.asarray(state.score), atol=1e-5)
+
+
+def test_mh_draws_in_proportion_to_prior_times_score():
+    """With the musical prior, chains visit each of 32 loops (1 track x 4 steps x a kick or
+    a snare) in proportion to P(x) f(x), enumerated exactly with a plain Python prior."""
+    from test_loops import reference_log_prior
+
+    space = LoopConfig(n_tracks=1, n_steps=4, p_flip=0.3, p_swap=0.5)
+    kinds = np.array([KINDS.index("kick"), KINDS.index("snare")], np.int32)
+    scores = np.random.default_rng(1).uniform(0.05, 1.0, 32).astype(np.float32)
+    index = lambda loop: loop.samples[..., 0] * 16 + jnp.sum(
+        loop.grid[..., 0, :] * jnp.array([8, 4, 2, 1]), axis=-1)
+    score_fn = lambda table, loops: table[index(loops)]
+    config = sampler.SamplerConfig("mh", n_iters=80)
+
+    @jax.jit
+    def run(key):
+        init_key, run_key = jax.random.split(key)
+        starts = jax.vmap(lambda k: random_loop(k, ALLOWED, space))(
+            jax.random.split(init_key, 20000))
+        table = jnp.asarray(scores)
+        state = sampler.init(starts, table, score_fn)
+        final, _ = sampler.run(
+            sampler.chain_keys(run_key, 20000), state, table, score_fn=score_fn,
+            propose_fn=functools.partial(propose, allowed=ALLOWED, config=space),
+            config=config,
+            log_prior_fn=functools.partial(log_prior, kinds=jnp.asarray(kinds), config=space))
+        return index(final.loop)
+
+    visits = np.bincount(np.asarray(run(jax.random.key(5))), minlength=32) / 20000
+    weights = np.array([
+        math.exp(reference_log_prior([[(i >> (3 - s)) & 1 for s in range(4)]], [i // 16],
+                                     kinds, space)) * scores[i] for i in range(32)])
+    exact = weights / weights.sum()
+    assert 0.5 * np.abs(visits - exact).sum() < 0.03
+    # Sanity of the yardstick: the score alone (the uniform prior) is far from the target.
+    assert 0.5 * np.abs(scores / scores.sum() - exact).sum() > 0.1

@@ -3,6 +3,7 @@
 import concurrent.futures
 import io
 import json
+import struct
 import threading
 import time
 import zipfile
@@ -100,10 +101,21 @@ def test_downloads_of_a_rated_loop(free):
     assert record["grid"] == entry["loop"]["grid"] and record["samples"] == entry["loop"]["samples"]
     wav = client.get(base + ".wav?download=1")
     assert wav.headers["content-disposition"].endswith('.wav"')
-    assert wav.content == (directory / "wav" / f"loop_{entry['id']:05d}.wav").read_bytes()
-    played, sr = sf.read(io.BytesIO(client.get(base + ".wav").content))  # what the page plays
     rendered, _ = sf.read(directory / "wav" / f"loop_{entry['id']:05d}.wav")
+    downloaded, sr = sf.read(io.BytesIO(wav.content))
+    assert sf.info(io.BytesIO(wav.content)).subtype == "PCM_24"
+    np.testing.assert_allclose(downloaded, rendered, atol=2.0 ** -23)
+    assert np.abs(rendered).max() <= 10 ** (-1 / 20) + 1e-6  # -1 dBFS at most
+    played, sr = sf.read(io.BytesIO(client.get(base + ".wav").content))  # what the page plays
     np.testing.assert_array_equal(played, rendered[: 2 * 2 * sr])
+    # The one-bar loop is the preview's second bar (bar 1 plus the tails that wrap into it),
+    # and carries its tempo in an acid chunk.
+    bar = client.get(base + ".bar")
+    assert bar.headers["content-disposition"].endswith('_1bar_120bpm.wav"')
+    one_bar, _ = sf.read(io.BytesIO(bar.content))
+    np.testing.assert_allclose(one_bar, rendered[2 * sr:4 * sr], atol=2.0 ** -23 + 1e-6)
+    acid = bar.content.index(b"acid")
+    assert struct.unpack("<f", bar.content[acid + 28:acid + 32])[0] == 120.0
     midi = mido.MidiFile(file=io.BytesIO(client.get(base + ".mid").content))
     steps, now = set(), 0
     for message in midi.tracks[0]:

@@ -237,11 +237,13 @@ function drawLiked(liked) {
       setState("replaying");
     });
     li.append(title, names, play);
-    for (const [kind, label] of [["wav?download=1", "WAV"], ["mid", "MIDI"], ["json", "JSON"]]) {
+    for (const [kind, label, name] of [["wav?download=1", "WAV", "wav"],
+                                       ["bar", "1-bar loop", "bar"],
+                                       ["mid", "MIDI", "midi"], ["json", "JSON", "json"]]) {
       const link = document.createElement("a");
       link.href = `${base}.${kind}`;
       link.textContent = label;
-      link.className = `download-${label.toLowerCase()}`;
+      link.className = `download-${name}`;
       link.setAttribute("download", "");
       li.append(link);
     }
