@@ -44,6 +44,21 @@ def bpm(text: str) -> float:
     return value
 
 
+def swing(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= limits.MAX_SWING:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 to {limits.MAX_SWING:g} (percent), got {text}")
+    return value
+
+
+def tracks(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= limits.MAX_TRACKS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {limits.MAX_TRACKS} tracks, got {text}")
+    return value
+
+
 def port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= limits.MAX_PORT:

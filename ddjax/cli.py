@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddjax import limits, rescore
-from ddjax.critic import CriticConfig, init_critic, load_critic
+from ddjax.critic import init_critic, load_critic
 from ddjax.encode import suffix
 from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
@@ -32,7 +32,7 @@ from ddjax.files import (atomic_write_bytes, check_file_target, check_folder_tar
 from ddjax.hardware import use_all_cores
 from ddjax.kit import load_kit
 from ddjax.parser import BUNDLED_KIT, build_parser
-from ddjax.loops import Loop, LoopConfig
+from ddjax.loops import Loop
 from ddjax.render import RenderConfig, listening_render, loop_render
 from ddjax.sampler import SamplerConfig
 
@@ -70,12 +70,16 @@ def _generate(args) -> int:
     if args.vote and not args.critic:
         raise DdjaxError("--vote needs critics to vote; pass --critic FILE_OR_DIR")
     check_folder_target(args.out, "--out")
-    pipeline = Pipeline(loops=LoopConfig(four_on_the_floor=args.four_on_floor,
-                                         prior=args.loop_prior),
-                        render=RenderConfig(bpm=args.bpm))
+    origin = None if args.start_from is None else read_loop_json(args.start_from)
+    if origin is not None:  # variations keep their loop's tempo and size
+        args.bpm = float(origin["bpm"]) if args.bpm is None else args.bpm
+        args.tracks = origin["grid"].shape[0] if args.tracks is None else args.tracks
+        args.swing = origin.get("swing", 0.0) if args.swing is None else args.swing
+    pipeline = Pipeline.sized(args.bpm, args.tracks, args.swing or 0.0,
+                              four_on_the_floor=args.four_on_floor, prior=args.loop_prior)
+    args.bpm = pipeline.render.bpm
     # A fresh critic hears this tempo's bar; a saved one must have been trained on it.
-    critic_config = CriticConfig(
-        n_frames=pipeline.features.n_frames(pipeline.render.bar_samples))
+    critic_config = pipeline.critic
     reduction = None
     if args.critic and (args.vote or len(args.critic) > 1 or args.critic[0].is_dir()):
         ensemble = load_ensemble(args.critic, pipeline)
@@ -89,6 +93,10 @@ def _generate(args) -> int:
     if not args.critic:
         variables = init_critic(jax.random.key(args.seed), critic_config)
     engine = Engine(kit, variables, pipeline, reduction=reduction)
+    start = None
+    if origin is not None:
+        start = engine.check_start(Loop(
+            origin["grid"], np.array([kit.index(name) for name in origin["samples"]])))
     if args.min_score is not None:
         config = SamplerConfig("until", args.iters, args.temperature, threshold=args.min_score)
     elif args.climb is not None:
@@ -104,7 +112,8 @@ def _generate(args) -> int:
     key = jax.random.key(args.seed)
     with tqdm(total=args.n, unit="loop", desc="generate", disable=None) as bar:
         while written < args.n and rounds < max_rounds:
-            state, info = engine.sample(jax.random.fold_in(key, rounds), args.chains, config)
+            state, info = engine.sample(jax.random.fold_in(key, rounds), args.chains, config,
+                                        start=start)
             rounds += 1
             keep = np.nonzero(np.asarray(info.reached))[0][: args.n - written]
             if keep.size == 0:
@@ -117,7 +126,8 @@ def _generate(args) -> int:
             for grid, ids, score, wav, one_bar in zip(grids, samples, scores, audio, bars):
                 stem = args.out / f"loop_{index:04d}"
                 record = loop_record(grid, [kit.names[i] for i in ids], bpm=args.bpm,
-                                     score=score, seed=args.seed)
+                                     score=score, seed=args.seed,
+                                     swing=pipeline.render.swing)
                 # The JSON last: no audio is left without its JSON if a write fails.
                 paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
                                     write_json=False, fmt=args.format)
@@ -141,7 +151,8 @@ def _generate(args) -> int:
 def _saved_loop(record: dict, kit_dir: pathlib.Path):
     """A checked loop record's render settings, the kit and the loop on it."""
     grid = record["grid"]
-    render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1])
+    render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1],
+                          swing=record.get("swing", 0.0))
     kit = _load_kit(kit_dir, render, grid.shape[0])
     ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
     return render, kit, Loop(grid=grid, samples=ids)
@@ -158,6 +169,18 @@ def _render(args) -> int:
     write_audio(args.out, np.asarray(audio), kit.sr, args.format, tempo=tempo)
     print(f"wrote {args.out}")
     return 0
+
+
+def _session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
+    """The pipeline at ``--bpm`` and ``--tracks``; where a flag is absent, what the session
+    in ``directory`` records, else the defaults (a flag that contradicts a session's record
+    is the session's error)."""
+    from ddjax.journal import read_meta
+    from ddjax.session import recorded_sizes
+    meta = None if directory is None else read_meta(directory)
+    bpm, tracks = (None, None) if meta is None else recorded_sizes(meta)
+    return Pipeline.sized(bpm if args.bpm is None else args.bpm,
+                          tracks if args.tracks is None else args.tracks)
 
 
 def _check_session_folder(directory: pathlib.Path, private: bool) -> None:
@@ -185,8 +208,9 @@ def _play(args) -> int:
     _check_session_folder(directory, args.private)
     resuming = (directory / "session.json").exists()
     kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
-    session = Session.open(directory, kit_dir, config=SessionConfig(
-        seed=args.seed, pretrained=args.pretrained, loop_prior=args.loop_prior))
+    session = Session.open(directory, kit_dir, pipeline=_session_pipeline(args, directory),
+                           config=SessionConfig(seed=args.seed, pretrained=args.pretrained,
+                                                loop_prior=args.loop_prior))
     if resuming:
         print(f"resumed {directory}: {session.n_ratings} ratings")
     play(session, directory)
@@ -239,21 +263,21 @@ def _experiment(args) -> int:
                   f" ({result['path']})")
         _write_summary(experiment, results, args.out)
         return 0
-    render = RenderConfig()
-    kit = _load_kit(args.kit, render, LoopConfig().n_tracks)
+    pipeline = _session_pipeline(args, None)
+    kit = _load_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
     train = TrainConfig() if args.steps_per_rating is None else TrainConfig(
         steps_per_rating=args.steps_per_rating)
     specs = list(users.BUILT_IN) if args.rater == "all" else [args.rater]
     results = []
     for spec in specs:
         for seed in range(args.seed, args.seed + args.seeds):
-            rater = experiment.load_rater(spec, kit, seed=seed)
+            rater = experiment.load_rater(spec, kit, seed=seed, pipeline=pipeline)
             label = spec if len(specs) > 1 or ":" not in spec else spec.rpartition(":")[2]
             out = args.out if len(specs) == 1 and args.seeds == 1 else (
                 args.out / label.replace("/", "_") / f"seed_{seed}")
             result = experiment.run_experiment(
                 kit, rater, experiment.ExperimentConfig(args.ratings, args.eval, seed=seed),
-                out=out, train=train, label=label,
+                out=out, train=train, label=label, pipeline=pipeline,
                 session_config=SessionConfig(seed=seed, pretrained=args.pretrained,
                                              loop_prior=args.loop_prior))
             print(f"{label} seed {seed}: theta_init {result['theta_init']:.2f}, theta_final"
@@ -289,7 +313,8 @@ def _serve(args) -> int:
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),
                          session=SessionConfig(seed=args.seed, pretrained=args.pretrained,
-                                               loop_prior=args.loop_prior))
+                                               loop_prior=args.loop_prior),
+                         pipeline=_session_pipeline(args, None if args.study else args.session))
     serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0
 

@@ -21,6 +21,7 @@ from ddjax import loops as loops_lib
 from ddjax import sampler
 from ddjax.batching import in_chunks
 from ddjax.ensemble import REDUCTIONS, ensemble_score
+from ddjax.errors import DdjaxError
 from ddjax.critic import CriticConfig, prob_like
 from ddjax.features import FeatureConfig, mfcc
 from ddjax.kinds import kind_ids, kit_kinds
@@ -38,6 +39,18 @@ class Pipeline:
     render: RenderConfig = RenderConfig()
     features: FeatureConfig = FeatureConfig()
     critic: CriticConfig = CriticConfig()
+
+    @classmethod
+    def sized(cls, bpm: float | None = None, n_tracks: int | None = None,
+              swing: float = 0.0, **loops) -> "Pipeline":
+        """The default pipeline at ``bpm`` (120 when None) and ``swing`` (percent), with
+        ``n_tracks`` (4 when None) and other ``LoopConfig`` settings, its critic fitted to
+        that tempo's bar."""
+        render = RenderConfig(bpm=120.0 if bpm is None else bpm, swing=swing)
+        features = FeatureConfig()
+        return cls(loops=LoopConfig(n_tracks=4 if n_tracks is None else n_tracks, **loops),
+                   render=render, features=features,
+                   critic=CriticConfig(n_frames=features.n_frames(render.bar_samples)))
 
 
 class LoopSpace(NamedTuple):
@@ -71,11 +84,16 @@ def _score_fn(pipeline: Pipeline, reduction: str | None):
     return functools.partial(ensemble_score, pipeline=pipeline, reduction=reduction)
 
 
-def _chains(keys, params, space, *, pipeline, config, reduction):
-    """Chains from the prior, one per key, run to the end: pure, on one device."""
+def _chains(keys, params, space, start, *, pipeline, config, reduction):
+    """Chains, one per key, from ``start`` (one loop) or from the prior (None), run to the
+    end: pure, on one device."""
     pairs = jax.vmap(jax.random.split)(keys)
-    starts = jax.vmap(lambda k: loops_lib.random_loop(k, space.allowed, pipeline.loops))(
-        pairs[:, 0])
+    if start is None:
+        starts = jax.vmap(lambda k: loops_lib.random_loop(k, space.allowed, pipeline.loops))(
+            pairs[:, 0])
+    else:
+        starts = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, keys.shape + x.shape), start)
     score_fn = _score_fn(pipeline, reduction)
     propose_fn = functools.partial(loops_lib.propose, allowed=space.allowed,
                                    config=pipeline.loops)
@@ -98,7 +116,7 @@ def _mesh(n_chains: int) -> Mesh:
 # with the same pipeline and shapes shares one compiled program.
 @functools.partial(jax.jit, static_argnames=("n_chains", "pipeline", "config", "reduction",
                                              "mesh"))
-def _sample(key, params, space, *, n_chains, pipeline, config, reduction, mesh):
+def _sample(key, params, space, start, *, n_chains, pipeline, config, reduction, mesh):
     # Each device runs its own chains with no communication; a chain's path depends on its
     # key only (``sampler.chain_keys``), so the loops do not depend on the device count.
     n_devices = mesh.devices.size
@@ -107,8 +125,9 @@ def _sample(key, params, space, *, n_chains, pipeline, config, reduction, mesh):
     keys = keys.at[n_chains:].set(keys[n_chains - 1])  # padding repeats the last chain
     run = jax.shard_map(
         functools.partial(_chains, pipeline=pipeline, config=config, reduction=reduction),
-        mesh=mesh, in_specs=(P("chains"), P(), P()), out_specs=P("chains"), check_vma=False)
-    out = run(keys, params, space)
+        mesh=mesh, in_specs=(P("chains"), P(), P(), P()), out_specs=P("chains"),
+        check_vma=False)
+    out = run(keys, params, space, start)
     return jax.tree_util.tree_map(lambda x: x[:n_chains], out)
 
 
@@ -149,17 +168,44 @@ class Engine:
         return self.params if critic is None else self.params._replace(critic=critic)
 
     def sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig,
-               critic: dict | None = None) -> tuple[sampler.ChainState, sampler.RunInfo]:
+               critic: dict | None = None, start: Loop | None = None
+               ) -> tuple[sampler.ChainState, sampler.RunInfo]:
         """Starts ``n_chains`` chains from the prior and runs them; all on device, split
         over the backend's devices. The result is on the first device.
 
         ``critic`` replaces the engine's critic variables for this call (same shapes, so no
-        recompilation): a critic in training, say.
+        recompilation): a critic in training, say. ``start`` (one loop: ``grid``
+        bool[tracks, steps], ``samples`` int32[tracks], no sample twice) starts every chain
+        from it instead of from the prior: variations on a loop ("more like this").
         """
-        out = _sample(key, self._params(critic), self.space, n_chains=n_chains,
+        if start is not None:
+            start = self.check_start(start)
+        out = _sample(key, self._params(critic), self.space, start, n_chains=n_chains,
                       pipeline=self.pipeline, config=config, reduction=self.reduction,
                       mesh=_mesh(n_chains))
         return jax.device_put(out, jax.devices()[0])
+
+    def check_start(self, start: Loop) -> Loop:
+        """``start`` as device arrays, or a DdjaxError naming what does not fit this
+        engine's loop space (its shape, a sample used twice, a sample a track may not use,
+        the four-on-the-floor row)."""
+        config = self.pipeline.loops
+        grid = np.asarray(start.grid, bool)
+        samples = np.asarray(start.samples, np.int32)
+        if (grid.shape != (config.n_tracks, config.n_steps)
+                or samples.shape != (config.n_tracks,)):
+            raise DdjaxError(f"the loop to start from has a {grid.shape[0]}x{grid.shape[-1]}"
+                             f" grid; this engine's loops are {config.n_tracks} tracks x"
+                             f" {config.n_steps} steps")
+        if len(set(samples.tolist())) != samples.size:
+            raise DdjaxError("the loop to start from uses a sample on two tracks")
+        allowed = np.asarray(self.allowed)
+        if not allowed[np.arange(samples.size), samples].all() or (
+                config.four_on_the_floor
+                and not np.array_equal(grid[0], loops_lib.fixed_row(config))):
+            raise DdjaxError("the loop to start from breaks --four-on-floor (track 0: a kick"
+                             " on steps 0, 4, 8 and 12 only)")
+        return Loop(jnp.asarray(grid), jnp.asarray(samples))
 
     def score(self, loops: Loop, critic: dict | None = None) -> jax.Array:
         """P(like) of a batch of loops (the ensemble's mean or vote with ``reduction``)."""
@@ -168,7 +214,7 @@ class Engine:
 
     def lower_sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig):
         """``sample`` lowered for these settings (for compile-time measurements)."""
-        return _sample.lower(key, self.params, self.space, n_chains=n_chains,
+        return _sample.lower(key, self.params, self.space, None, n_chains=n_chains,
                              pipeline=self.pipeline, config=config, reduction=self.reduction,
                              mesh=_mesh(n_chains))
 

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from ddjax.engine import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes
 from ddjax.kit import Kit
@@ -76,10 +77,13 @@ class ExperimentConfig:
                                    threshold=self.eval_threshold)
 
 
-def load_rater(spec: str, kit: Kit, seed: int = 0) -> Callable[[Loop], bool | None]:
-    """A rater from ``FILE.py:FUNCTION``, ``MODULE:FUNCTION`` or a built-in user's name."""
+def load_rater(spec: str, kit: Kit, seed: int = 0, pipeline: Pipeline = Pipeline()
+               ) -> Callable[[Loop], bool | None]:
+    """A rater from ``FILE.py:FUNCTION``, ``MODULE:FUNCTION`` or a built-in user's name (a
+    built-in user is calibrated on loops of ``pipeline``'s size and tempo)."""
     if spec in users_lib.BUILT_IN:
-        return users_lib.make_user(spec, kit, seed=seed)
+        return users_lib.make_user(spec, kit, seed=seed, render=pipeline.render,
+                                   n_tracks=pipeline.loops.n_tracks)
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
         raise DdjaxError(f"--rater {spec!r}: give FILE.py:FUNCTION, MODULE:FUNCTION or one of"
@@ -164,12 +168,13 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
                    config: ExperimentConfig = ExperimentConfig(), *,
                    out: pathlib.Path | None = None, train: TrainConfig = TrainConfig(),
                    session_config: SessionConfig | None = None, label: str = "",
-                   progress: bool | None = None) -> dict:
+                   progress: bool | None = None, pipeline: Pipeline = Pipeline()) -> dict:
     """Runs both phases and returns the result (also written to ``out``/result.json)."""
     session_config = session_config or SessionConfig(seed=config.seed)
     session_dir = None if out is None else out / "session"
     history, snapshots = [], {}
-    with Session(kit, session_dir, train=train, config=session_config) as session:
+    with Session(kit, session_dir, pipeline=pipeline, train=train,
+                 config=session_config) as session:
         bar = tqdm(total=config.n_ratings, desc=f"phase I {label}".strip(), unit="rating",
                    disable=None if progress is None else not progress)
         while len(history) < config.n_ratings:

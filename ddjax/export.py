@@ -29,19 +29,22 @@ def track_notes(sample_notes: list[int | None]) -> list[int]:
             for t, n in enumerate(sample_notes)]
 
 
-def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float) -> bytes:
+def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.0) -> bytes:
     """One bar of the grid as a type-0 Standard MIDI File on channel 10.
 
     Args:
       grid: bool[tracks, steps], 16th-note steps.
       notes: the GM drum note of each track.
       bpm: tempo in quarter notes per minute.
+      swing: percent (``RenderConfig.swing``): odd steps start ``swing / 200`` of a step
+        late, rounded to the nearest of the 120 ticks of a step.
     """
     ticks_per_step = TICKS_PER_BEAT // 4
+    late = int(round(swing / 200.0 * ticks_per_step))
     events = []  # (tick, order, message): note-offs before note-ons at the same tick
     for track, note in enumerate(notes):
         for step in np.nonzero(np.asarray(grid[track]))[0]:
-            start = int(step) * ticks_per_step
+            start = int(step) * ticks_per_step + late * (int(step) % 2)
             events.append((start, 1, mido.Message("note_on", channel=9, note=note,
                                                   velocity=VELOCITY)))
             events.append((start + ticks_per_step // 2, 0,
@@ -63,9 +66,10 @@ def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float) -> bytes:
     return buffer.getvalue()
 
 
-def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm: float) -> None:
+def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm: float,
+               swing: float = 0.0) -> None:
     """``midi_bytes`` written atomically to ``path`` (a .mid file)."""
-    atomic_write_bytes(path, midi_bytes(grid, notes, bpm))
+    atomic_write_bytes(path, midi_bytes(grid, notes, bpm, swing))
 
 
 def loop_bar_path(stem: str | os.PathLike, bpm: float, fmt: str = DEFAULT_FORMAT
@@ -96,5 +100,6 @@ def export_loop(stem: str | os.PathLike, record: dict, *, audio: np.ndarray | No
         write_audio(written[-1], bar, sr, fmt, tempo=(bpm, len(record["grid"][0]) // 4))
     if notes is not None:
         written.append(stem.with_suffix(".mid"))
-        write_midi(written[-1], np.array(record["grid"], bool), notes, bpm)
+        write_midi(written[-1], np.array(record["grid"], bool), notes, bpm,
+                   record.get("swing", 0.0))
     return written

@@ -164,14 +164,21 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int,
     atomic_write_bytes(path, audio_bytes(audio, sr, fmt, tempo=tempo))
 
 
+def _number(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else float(x)
+
+
 def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
-                score: float | None = None, seed: int | None = None) -> dict[str, Any]:
-    """The JSON object for one loop."""
+                score: float | None = None, seed: int | None = None,
+                swing: float = 0.0) -> dict[str, Any]:
+    """The JSON object for one loop (``swing`` only where it is not 0)."""
     record: dict[str, Any] = {
         "grid": np.asarray(grid).astype(int).tolist(),
         "samples": list(sample_names),
-        "bpm": int(bpm) if float(bpm).is_integer() else float(bpm),
+        "bpm": _number(bpm),
     }
+    if swing:
+        record["swing"] = _number(swing)
     if score is not None:
         record["score"] = float(score)
     if seed is not None:
@@ -236,5 +243,10 @@ def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not limits.MIN_BPM <= bpm <= limits.MAX_BPM:
         raise DdjaxError(f"{path}: 'bpm' is {bpm}; it must be {limits.MIN_BPM:g} to"
                          f" {limits.MAX_BPM:g}")
+    swing = record.get("swing", 0)
+    if isinstance(swing, bool) or not isinstance(swing, (int, float)) or not (
+            0 <= swing <= limits.MAX_SWING):
+        raise DdjaxError(f"{path}: 'swing' is {swing!r}; it must be a percent, 0 to"
+                         f" {limits.MAX_SWING:g}")
     return {**record, "grid": np.array(grid, dtype=bool), "samples": samples,
-            "bpm": float(bpm)}
+            "bpm": float(bpm), **({"swing": float(swing)} if swing else {})}

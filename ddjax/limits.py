@@ -29,6 +29,7 @@ from ddjax.errors import DdjaxError
 MAX_TRACKS = 8
 MAX_STEPS = 64
 MIN_BPM, MAX_BPM = 60.0, 200.0
+MAX_SWING = 75.0  # percent
 MAX_PORT = 65535
 MEMORY_SHARE = 0.5  # of a device's memory, for one command's arrays
 FLOAT_BYTES = 4

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betaln
 
+from ddjax import limits
 from ddjax.errors import DdjaxError
 from ddjax.kinds import BACKBEAT_KINDS, KINDS
 
@@ -95,8 +96,9 @@ class LoopConfig:
                              " concentration")
         if min(self.kick_weight, self.backbeat_weight, self.repeat_weight) <= 0.0:
             raise DdjaxError("the roles' prior weights must be positive")
-        if self.n_tracks < 1 or self.n_steps < 1:
-            raise DdjaxError("a loop needs at least one track and one step")
+        if not 1 <= self.n_tracks <= limits.MAX_TRACKS or self.n_steps < 1:
+            raise DdjaxError(f"a loop has 1 to {limits.MAX_TRACKS} tracks and at least one"
+                             f" step, not {self.n_tracks} x {self.n_steps}")
         for name in ("p_on", "p_flip", "p_swap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DdjaxError(f"{name} must be a probability in [0, 1]")
@@ -130,7 +132,8 @@ def allowed_samples(config: LoopConfig, is_kick: np.ndarray) -> np.ndarray:
     return allowed
 
 
-def _fixed_row(config: LoopConfig) -> np.ndarray:
+def fixed_row(config: LoopConfig) -> np.ndarray:
+    """Track 0's row under four-on-the-floor: bool[n_steps]."""
     row = np.zeros(config.n_steps, dtype=bool)
     row[list(FOUR_ON_THE_FLOOR_STEPS)] = True
     return row
@@ -166,7 +169,7 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
         density = jax.random.beta(density_key, *_density_beta(config), (config.n_tracks, 1))
         grid = jax.random.uniform(cell_key, shape) < density
     if config.four_on_the_floor:
-        grid = grid.at[0].set(jnp.asarray(_fixed_row(config)))
+        grid = grid.at[0].set(jnp.asarray(fixed_row(config)))
     # Uniform without repeats: per track, the arg-max of Gumbel noise over the samples
     # still free; tracks are filled in order.
     gumbel = jax.random.gumbel(sample_key, allowed.shape)

@@ -10,7 +10,7 @@ import pathlib
 
 from ddjax import __version__, limits, rescore
 from ddjax.argtypes import (bpm, non_negative_int, port, positive_float, positive_int,
-                            probability)
+                            probability, swing, tracks)
 from ddjax.encode import DEFAULT_FORMAT, FORMATS
 from ddjax.kit import bundled_kit
 from ddjax.loops import LOOP_PRIORS
@@ -50,6 +50,15 @@ def _audio_args(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"{what} exactly one bar with the tails that ring past it folded"
                              " onto its start, so it loops in a DAW with no click or gap; the"
                              " WAV carries the tempo (acid chunk) and its name says it")
+
+
+def _size_args(parser: argparse.ArgumentParser, resumed: bool = False) -> None:
+    keeps = "; a resumed session keeps its own" if resumed else ""
+    parser.add_argument("--bpm", type=bpm,
+                        help=f"tempo, {limits.MIN_BPM:g} to {limits.MAX_BPM:g} (default 120"
+                             f"{keeps})")
+    parser.add_argument("--tracks", type=tracks,
+                        help=f"tracks a loop has, 1 to {limits.MAX_TRACKS} (default 4{keeps})")
 
 
 def _loop_prior_arg(parser: argparse.ArgumentParser, resumed: bool = True) -> None:
@@ -94,8 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--four-on-floor", action="store_true",
                      help="track 0 is a kick (detected from the audio) on steps 0, 4, 8, 12")
     _loop_prior_arg(gen, resumed=False)
-    gen.add_argument("--bpm", type=bpm, default=120.0,
-                     help=f"tempo, {limits.MIN_BPM:g} to {limits.MAX_BPM:g} (default 120)")
+    gen.add_argument("--bpm", type=bpm,
+                     help=f"tempo, {limits.MIN_BPM:g} to {limits.MAX_BPM:g} (default 120, or"
+                          " the --from loop's)")
+    gen.add_argument("--tracks", type=tracks,
+                     help=f"tracks a loop has, 1 to {limits.MAX_TRACKS} (default 4, or the"
+                          " --from loop's)")
+    gen.add_argument("--swing", type=swing, metavar="PERCENT",
+                     help=f"0 to {limits.MAX_SWING:g}: every off-beat 16th starts PERCENT/200"
+                          " of a 16th late, in the audio and the MIDI (66.7 is a triplet"
+                          " shuffle; default 0, or the --from loop's)")
+    gen.add_argument("--from", dest="start_from", type=pathlib.Path, metavar="LOOP.json",
+                     help="more like this: every chain starts from this loop (its samples"
+                          " must be in --kit) instead of from the prior")
     gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     _audio_args(gen, "also write each loop's LOOP_1bar_<bpm>bpm file:")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
@@ -122,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
     _pretrained_arg(ply)
     _loop_prior_arg(ply)
+    _size_args(ply, resumed=True)
     _private_arg(ply, "session folder")
 
     exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
@@ -161,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                           " (default: TrainConfig's)")
     _pretrained_arg(run)
     _loop_prior_arg(run, resumed=False)
+    _size_args(run)
     _kit_arg(run)
     run.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiment"),
                      help="output folder (default: experiment/)")
@@ -195,5 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
     _pretrained_arg(srv)
     _loop_prior_arg(srv)
+    _size_args(srv, resumed=True)
     _private_arg(srv, "session folder")
     return parser

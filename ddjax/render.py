@@ -16,8 +16,9 @@ loop peaks above -1 dBFS (``PEAK``), and each stays an exact linear function of 
 samples up to that one gain. There is no limiter or compressor, and the critic hears the
 audio at the gain that is exported.
 
-Step ``j`` of bar ``b`` starts at sample ``b * bar_samples + int(j * sr * 60 / bpm / 4)``,
-and every hit is mixed at ``volume``. For tempi whose bar is a whole number of samples
+Step ``j`` of bar ``b`` starts at sample ``b * bar_samples + int(j * sr * 60 / bpm / 4)``
+(with ``swing``, odd steps ``swing / 200`` of a step later: ``int((j + d) * sr * 60 / bpm /
+4)``), and every hit is mixed at ``volume``. For tempi whose bar is a whole number of samples
 (all the usual ones at 44.1 kHz: 90, 96, 100, 105, 112, 120, 125, 126, 140, 150, 160,
 175 BPM...) that is exactly ``int(k * sr * 60 / bpm / 4)`` for the k-th step counted from
 the start of the render; otherwise the bar is rounded to whole samples so that the loop
@@ -61,6 +62,8 @@ class RenderConfig:
       repeats: bars in the listening render.
       tail_seconds: silence-and-tails after the last bar of the listening render.
       n_steps: steps per bar.
+      swing: 0 to 75 (percent): every off-beat 16th (odd step) starts ``swing / 200`` of a
+        16th late: 0 is straight, 66.7 puts it on the 8th-note triplet (a 2:1 shuffle).
     """
 
     sr: int = 44100
@@ -69,8 +72,11 @@ class RenderConfig:
     repeats: int = 4
     tail_seconds: float = 1.0
     n_steps: int = 16
+    swing: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.swing <= limits.MAX_SWING:
+            raise DdjaxError(f"swing must be 0 to {limits.MAX_SWING:g}%, got {self.swing:g}")
         if not (limits.MIN_BPM <= self.bpm <= limits.MAX_BPM):
             raise DdjaxError(f"bpm must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g},"
                              f" got {self.bpm:g}")
@@ -89,8 +95,11 @@ class RenderConfig:
 
     @property
     def step_offsets(self) -> np.ndarray:
-        """int[n_steps]: start of each step within its bar, in samples."""
-        return np.array([int(j * self.step_samples) for j in range(self.n_steps)], np.int64)
+        """int[n_steps]: start of each step within its bar, in samples: ``int((j + d) *
+        step_samples)``, where d is ``swing / 200`` on odd steps and 0 on even ones."""
+        late = self.swing / 200.0
+        return np.array([int((j + late * (j % 2)) * self.step_samples)
+                         for j in range(self.n_steps)], np.int64)
 
     @property
     def listening_samples(self) -> int:

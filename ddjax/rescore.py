@@ -49,7 +49,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from ddjax import limits
-from ddjax.argtypes import bpm, non_negative_int, positive_int
+from ddjax.argtypes import bpm, non_negative_int, positive_int, tracks
 from ddjax.engine import Pipeline
 from ddjax.ensemble import Ensemble, EnsembleStats, critic_probs, ensemble_stats, load_ensemble
 from ddjax.errors import DdjaxError
@@ -57,8 +57,8 @@ from ddjax.features import mfcc
 from ddjax.files import (atomic_write_bytes, check_file_target, check_loop_record, loop_record,
                          read_loop_json, write_audio, write_loop_json)
 from ddjax.kit import AUDIO_EXTENSIONS, Kit, bundled_kit, load_kit
-from ddjax.loops import Loop, LoopConfig, allowed_samples, random_loop
-from ddjax.render import RenderConfig, critic_view, listening_render, render_tables
+from ddjax.loops import Loop, allowed_samples, random_loop
+from ddjax.render import critic_view, listening_render, render_tables
 
 BUNDLED_KIT = bundled_kit()
 LOOP_SUFFIXES = (".json", ".jsonl")
@@ -266,6 +266,10 @@ class Inputs:
                         f"skipped loops of {record['grid'].shape[0]} tracks x"
                         f" {record['grid'].shape[1]} steps (first: {where}); this run scores"
                         f" {shape[0]} x {shape[1]}")
+        if record.get("swing", 0.0) != render.swing:
+            raise _Skip(("swing", record.get("swing", 0.0)),
+                        f"skipped loops with {record.get('swing', 0.0):g}% swing (first:"
+                        f" {where}); this run renders straight 16ths")
         if record["bpm"] != render.bpm:
             raise _Skip(("bpm", record["bpm"]),
                         f"skipped loops at {record['bpm']:g} BPM (first: {where}); this run"
@@ -705,6 +709,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                      help="folder of one-shot samples (default: the bundled samples/)")
     cmd.add_argument("--bpm", type=bpm, default=120.0,
                      help="tempo to render at; loops at other tempi are skipped (default 120)")
+    cmd.add_argument("--tracks", type=tracks, default=4,
+                     help=f"tracks a loop has, 1 to {limits.MAX_TRACKS}: --generate makes"
+                          " them, loop files of another size are skipped (default 4)")
     cmd.add_argument("--batch", type=positive_int, default=64,
                      help="inputs per batch, split over the devices (default 64)")
     cmd.add_argument("--top", type=non_negative_int, default=0, metavar="K",
@@ -750,7 +757,7 @@ def run(args) -> int:
                            per_critic=args.per_critic, seed=args.seed,
                            process_id=process_id, num_processes=num_processes)
     check_file_target(shard_path(args.out, process_id, num_processes), "--out")
-    pipeline = Pipeline(loops=LoopConfig(), render=RenderConfig(bpm=args.bpm))
+    pipeline = Pipeline.sized(args.bpm, args.tracks)
     ensemble = load_ensemble(args.critics, pipeline)
     pipeline = dataclasses.replace(pipeline, critic=ensemble.config)
     n_devices = len(jax.local_devices())

@@ -83,6 +83,8 @@ class ServeConfig:
       experiment: the study's sizes; its seed is the first participant's.
       session: sampling settings.
       train: training settings.
+      pipeline: the tempo and loop size (``Pipeline.sized``) of new sessions; a resumed one
+        must match it.
     """
 
     kit_dir: pathlib.Path | None
@@ -91,6 +93,7 @@ class ServeConfig:
     experiment: ExperimentConfig = ExperimentConfig()
     session: SessionConfig = SessionConfig()
     train: TrainConfig = TrainConfig()
+    pipeline: Pipeline = Pipeline()
 
 
 class Desks:
@@ -151,7 +154,7 @@ class Desks:
         try:
             study = Study.open(self.root / sid, self.kit, self.notes,
                                dataclasses.replace(c.experiment, seed=seed), sid,
-                               session_config=c.session, train=c.train)
+                               session_config=c.session, train=c.train, pipeline=c.pipeline)
         except DdjaxError as err:
             raise HttpError(409, f"participant {sid}: {err}") from None
         with self._lock:
@@ -321,13 +324,13 @@ def open_desks(config: ServeConfig) -> Desks:
     if config.study:
         if config.kit_dir is None:
             raise DdjaxError("a study needs --kit")
-        render, loops = Pipeline().render, Pipeline().loops
+        render, loops = config.pipeline.render, config.pipeline.loops
         kit = load_kit(config.kit_dir, render.bar_samples, sr=render.sr,
                        min_samples=loops.n_tracks)
         config.directory.mkdir(parents=True, exist_ok=True)
         return Desks(config, kit)
     session = Session.open(config.directory, config.kit_dir, train=config.train,
-                           config=config.session)
+                           config=config.session, pipeline=config.pipeline)
     return Desks(config, session.kit, session)
 
 

@@ -95,6 +95,21 @@ class SessionConfig:
         return SamplerConfig("mh", self.n_iters, self.temperature)
 
 
+def recorded_sizes(meta: dict) -> tuple[float, int]:
+    """(bpm, tracks) a session's ``session.json`` records; older sessions: 120 and 4."""
+    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4))
+
+
+def check_sizes(directory, meta: dict, pipeline: Pipeline) -> None:
+    """A DdjaxError unless ``pipeline`` has the tempo and track count the session in
+    ``directory`` was made with."""
+    bpm, tracks = recorded_sizes(meta)
+    if (pipeline.render.bpm, pipeline.loops.n_tracks) != (bpm, tracks):
+        raise DdjaxError(f"the session in {directory} was made at {bpm:g} BPM with {tracks}"
+                         f" tracks, not {pipeline.render.bpm:g} BPM with"
+                         f" {pipeline.loops.n_tracks}; drop --bpm and --tracks to resume it")
+
+
 @dataclasses.dataclass(frozen=True)
 class Loop:
     """A loop as the person meets it.
@@ -108,6 +123,7 @@ class Loop:
       score: the proposing critic's P(like).
       critic_version: how many ratings that critic had trained on.
       bpm: tempo.
+      swing: percent (``RenderConfig.swing``).
     """
 
     id: int
@@ -118,10 +134,12 @@ class Loop:
     score: float
     critic_version: int
     bpm: float
+    swing: float = 0.0
 
     def record(self) -> dict:
         """The loop's JSON object (``files.loop_record``)."""
-        return loop_record(self.grid, list(self.sample_paths), bpm=self.bpm, score=self.score)
+        return loop_record(self.grid, list(self.sample_paths), bpm=self.bpm, score=self.score,
+                           swing=self.swing)
 
 
 class Session:
@@ -140,6 +158,7 @@ class Session:
                  config: SessionConfig = SessionConfig()):
         meta = None if directory is None else journal.read_meta(pathlib.Path(directory))
         if meta is not None:  # resuming: learn with what the session learned with
+            check_sizes(directory, meta, pipeline)
             # Sessions from before the pretrained prior had the paper's CNN, and from before
             # the loop prior the paper's generator.
             recorded = meta.get("session", {})
@@ -199,6 +218,15 @@ class Session:
             self._warm = None
         self._prepared = self._worker.submit(self._candidate)
         return candidate
+
+    def more_like(self, loop_id: int) -> None:
+        """Makes the next loop a variation on the rated loop ``loop_id``: its chain starts
+        from that loop instead of from the prior ("more like this")."""
+        rating = next((r for r in self.history if r.loop_id == loop_id), None)
+        if rating is None:
+            raise DdjaxError(f"no rated loop {loop_id} in this session")
+        start = self.engine.check_start(LoopArrays(rating.grid, rating.samples))
+        self._prepared = self._worker.submit(self._candidate, start)
 
     def rate(self, loop: Loop, liked: bool) -> None:
         """Records a rating on disk (fsync'ed), then learns from it in the background."""
@@ -283,8 +311,9 @@ class Session:
         jax.block_until_ready(self.learner.update(jax.random.key(0), self._state,
                                                   self._tables, loop, jnp.bool_(True)))
 
-    def _candidate(self) -> Loop:
-        """Samples one loop from the current critic (runs on the worker)."""
+    def _candidate(self, start: LoopArrays | None = None) -> Loop:
+        """Samples one loop from the current critic, from the prior or from ``start``
+        (runs on the worker)."""
         key = jax.random.fold_in(jax.random.fold_in(self._key, 2), self._n_candidates)
         self._n_candidates += 1
         version = self._n_trained
@@ -293,7 +322,7 @@ class Session:
         else:
             critic = self.learner.critic(self._state)
         state, _ = self.engine.sample(key, self.config.n_chains, self.config.sampler,
-                                      critic=critic)
+                                      critic=critic, start=start)
         chain = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, self.config.n_chains))
         loop = jax.tree_util.tree_map(lambda x: x[chain:chain + 1], state.loop)
         score = float(state.score[chain])
@@ -306,7 +335,7 @@ class Session:
             self._next_id += 1
         return Loop(loop_id, audio, grid, samples,
                     tuple(self.kit.names[i] for i in samples), score, version,
-                    self.pipeline.render.bpm)
+                    self.pipeline.render.bpm, self.pipeline.render.swing)
 
     # -- the disk ------------------------------------------------------------------------
 
@@ -322,7 +351,8 @@ class Session:
         journal.create(d, {"kit": str(self.kit.root), "seed": self.config.seed,
                            "session": dataclasses.asdict(self.config),
                            "train": dataclasses.asdict(self.train_config),
-                           "bpm": self.pipeline.render.bpm})
+                           "bpm": self.pipeline.render.bpm,
+                           "tracks": self.pipeline.loops.n_tracks})
         journal.repair_log(d)
         self.history = history
         self._next_id = max((r.loop_id for r in history), default=-1) + 1

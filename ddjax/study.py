@@ -41,6 +41,7 @@ import numpy as np
 import soundfile as sf
 
 from ddjax.encode import audio_bytes
+from ddjax.engine import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
 from ddjax.export import loop_bar_path, midi_bytes, track_notes
@@ -184,7 +185,8 @@ class Desk:
         rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
         if rating is None:
             raise KeyError(key)
-        kit, bpm = self.session.kit, self.session.pipeline.render.bpm
+        kit, render = self.session.kit, self.session.pipeline.render
+        bpm = render.bpm
         name = f"loop_{rating.loop_id:05d}"
         if kind == "wav":
             audio, _ = sf.read(self.session.wav_path(rating.loop_id), dtype="float32")
@@ -196,8 +198,9 @@ class Desk:
                     loop_bar_path(name, bpm).name)
         if kind == "mid":
             notes = track_notes([self.notes[i] for i in rating.samples])
-            return midi_bytes(rating.grid, notes, bpm), f"{name}.mid"
-        record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm)
+            return midi_bytes(rating.grid, notes, bpm, render.swing), f"{name}.mid"
+        record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm,
+                             swing=render.swing)
         return loop_json(record).encode(), f"{name}.json"
 
     def audio(self, key: str) -> bytes:
@@ -243,7 +246,8 @@ class Study:
     def open(cls, directory: str | os.PathLike, kit: Kit, notes: list[int | None],
              config: ExperimentConfig, participant: str, *,
              session_config: SessionConfig = SessionConfig(),
-             train: TrainConfig = TrainConfig()) -> "Study":
+             train: TrainConfig = TrainConfig(), pipeline: Pipeline = Pipeline()
+             ) -> "Study":
         """Opens (resumes) or starts the participant in ``directory``, on ``kit`` and its
         General MIDI ``notes`` (``kinds.kit_notes``).
 
@@ -259,7 +263,7 @@ class Study:
             meta = {"participant": participant, "created": _now(),
                     "config": dataclasses.asdict(config)}
             atomic_write_bytes(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
-        session = Session(kit, directory / "session", train=train,
+        session = Session(kit, directory / "session", pipeline=pipeline, train=train,
                           config=dataclasses.replace(session_config, seed=config.seed))
         return cls(directory, session, notes, config, participant)
 

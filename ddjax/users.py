@@ -110,10 +110,12 @@ class SimulatedUser:
 
 
 def calibration_audio(kit: Kit, render: RenderConfig = RenderConfig(),
-                      n: int = CALIBRATION_LOOPS, seed: int = 12345) -> np.ndarray:
-    """Listening renders of ``n`` random loops from the paper's generator (the uniform loop
-    prior: users are defined the same whatever prior the sampler uses)."""
-    config = LoopConfig(prior="uniform")
+                      n: int = CALIBRATION_LOOPS, seed: int = 12345,
+                      n_tracks: int = 4) -> np.ndarray:
+    """Listening renders of ``n`` random loops of ``n_tracks`` tracks from the paper's
+    generator (the uniform loop prior: users are defined the same whatever prior the
+    sampler uses)."""
+    config = LoopConfig(prior="uniform", n_tracks=n_tracks)
     allowed = jax.numpy.asarray(allowed_samples(config, kit.is_kick))
     loops = jax.vmap(lambda k: random_loop(k, allowed, config))(
         jax.random.split(jax.random.key(seed), n))
@@ -121,7 +123,7 @@ def calibration_audio(kit: Kit, render: RenderConfig = RenderConfig(),
 
 
 def make_user(name: str, kit: Kit, *, seed: int = 0, render: RenderConfig = RenderConfig(),
-              audio: np.ndarray | None = None) -> SimulatedUser:
+              audio: np.ndarray | None = None, n_tracks: int = 4) -> SimulatedUser:
     """A built-in user (``BUILT_IN``), calibrated to like ~35% of random loops of ``kit``.
 
     Args:
@@ -130,12 +132,13 @@ def make_user(name: str, kit: Kit, *, seed: int = 0, render: RenderConfig = Rend
       seed: seeds the noisy flips.
       render: render settings.
       audio: precomputed ``calibration_audio(kit)``, to share between users.
+      n_tracks: tracks of the calibration loops (without ``audio``).
     """
     taste, _, noisy = name.partition("-")
     if taste not in TASTES or noisy not in ("", "noisy"):
         raise KeyError(name)
     if audio is None:
-        audio = calibration_audio(kit, render)
+        audio = calibration_audio(kit, render, n_tracks=n_tracks)
     user = SimulatedUser(taste, 0.0, render=render)
     values = np.array([user.value(a) for a in audio])
     threshold = float(np.quantile(values, 1.0 - LIKE_SHARE))

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 
+import mido
 import numpy as np
 import pytest
 import soundfile as sf
@@ -126,3 +127,77 @@ def test_every_command_has_help():
     for argv in (["--help"], ["generate", "--help"], ["render", "--help"]):
         done = subprocess.run(["ddjax", *argv], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "usage: ddjax" in done.stdout
+
+
+def test_generate_from_a_loop_keeps_its_tempo_and_starts_every_chain_there(tmp_path, capsys):
+    origin = tmp_path / "origin.json"
+    grid = np.zeros((4, 16), int)
+    grid[0, ::4] = grid[1, 4::8] = grid[2, ::2] = 1
+    samples = ["kick/kick_01.wav", "snare/snare_02.wav", "closed_hat/closed_hat_03.wav",
+               "clap/clap_01.wav"]
+    origin.write_text(json.dumps({"grid": grid.tolist(), "samples": samples, "bpm": 100}))
+    out = tmp_path / "variations"
+    assert main(["generate", "--from", str(origin), "--iters", "0", "--n", "2", "--chains",
+                 "2", "--out", str(out)]) == 0
+    for stem in ("loop_0000", "loop_0001"):
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert record["grid"] == grid.tolist() and record["samples"] == samples
+        assert record["bpm"] == 100
+        assert sf.info(str(out / f"{stem}.wav")).frames == 4 * 105840 + 44100  # 100 BPM bars
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"grid": grid.tolist(), "samples": samples[:3] + samples[:1]}))
+    assert "two tracks" in error_of(capsys, ["generate", "--from", str(foreign), "--out",
+                                             str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "play", "serve", "experiment", "rescore"])
+def test_tempo_and_size_out_of_range_are_one_line_errors(capsys, tmp_path, command):
+    extra = {"generate": ["--out", str(tmp_path)], "experiment": ["--rater", "all"],
+             "rescore": ["--critics", "x.critic", "--generate", "1", "--out", "x.csv"]}
+    for flags, words in ((["--bpm", "59"], "60 to 200"), (["--bpm", "201"], "60 to 200"),
+                         (["--tracks", "0"], "1 to 8"), (["--tracks", "9"], "1 to 8")):
+        assert words in error_of(capsys, [command, *flags, *extra.get(command, [])])
+    assert not any(tmp_path.iterdir())
+
+
+def test_generate_makes_loops_of_the_tracks_and_tempo_asked(tmp_path, capsys):
+    out = tmp_path / "six"
+    assert main(["generate", "--tracks", "6", "--bpm", "140", "--n", "2", "--chains", "2",
+                 "--iters", "2", "--out", str(out)]) == 0
+    for stem in ("loop_0000", "loop_0001"):
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert np.array(record["grid"]).shape == (6, 16) and len(set(record["samples"])) == 6
+        assert record["bpm"] == 140
+        assert sf.info(str(out / f"{stem}.wav")).frames == 4 * 75600 + 44100  # 140 BPM bars
+
+
+def test_swung_loops_keep_their_swing_in_json_render_and_midi(tmp_path, capsys, bundled_kit):
+    out = tmp_path / "swung"
+    assert main(["generate", "--swing", "60", "--n", "1", "--chains", "1", "--iters", "2",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "loop_0000.json").read_text())
+    assert record["swing"] == 60
+    ids = [bundled_kit.names.index(s) for s in record["samples"]]
+    grid = np.array(record["grid"], bool)
+    ref, bar = numpy_render(np.asarray(bundled_kit.audio), grid, ids, 120.0, bars=4, swing=60)
+    gain = numpy_gain(np.asarray(bundled_kit.audio), grid, ids, 120.0, swing=60)
+    audio, _ = sf.read(str(out / "loop_0000.wav"), dtype="float32")
+    np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+    assert main(["render", str(out / "loop_0000.json"), "--format", "float32", "--out",
+                 str(tmp_path / "again.wav")]) == 0
+    again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
+    np.testing.assert_allclose(again, audio, atol=2.0 ** -23)
+    assert main(["export", str(out / "loop_0000.json"), "--midi"]) == 0
+    midi = mido.MidiFile(str(out / "loop_0000.mid"))
+    now, odd = 0, set()
+    for message in midi.tracks[0]:
+        now += message.time
+        if message.type == "note_on" and now % 120:
+            odd.add(now % 120)
+    assert odd == ({36} if grid[:, 1::2].any() else set())  # 60/200 of 120 ticks late
+    record["swing"] = 80
+    (tmp_path / "too.json").write_text(json.dumps(record))
+    assert "0 to 75" in error_of(capsys, ["render", str(tmp_path / "too.json"), "--out",
+                                          str(tmp_path / "x.wav")])
+    assert "0 to 75" in error_of(capsys, ["generate", "--swing", "76", "--out", str(tmp_path)])

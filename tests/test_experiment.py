@@ -85,9 +85,9 @@ def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled
     calls = []
     sample = Engine.sample
 
-    def spy(self, key, n_chains, config, critic=None):
+    def spy(self, key, n_chains, config, critic=None, start=None):
         calls.append((config, critic))
-        return sample(self, key, n_chains, config, critic)
+        return sample(self, key, n_chains, config, critic, start)
 
     monkeypatch.setattr(Engine, "sample", spy)
     serving = SessionConfig(n_iters=3, temperature=0.3, seed=1)

@@ -1,5 +1,6 @@
 """Exports: MIDI that round-trips through mido with the right notes and times."""
 
+import io
 import json
 
 import mido
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from ddjax.cli import main
-from ddjax.export import track_notes, write_midi
+from ddjax.export import midi_bytes, track_notes, write_midi
 from ddjax.kinds import GM_NOTES, kind_from_name, kit_notes
 
 
@@ -71,3 +72,20 @@ def test_export_command_writes_midi_and_wav(tmp_path, bundled_kit):
     assert sorted(set(notes)) == [36, 38, 42, 56] and len(notes) == 4 + 4 + 16 + 1
     assert main(["export", str(loop), "--wav", "--out", str(tmp_path / "x" / "copy")]) == 0
     assert (tmp_path / "x" / "copy.wav").is_file() and (tmp_path / "x" / "copy.json").is_file()
+
+
+def test_midi_swing_moves_the_off_beats_by_the_same_share_of_a_step():
+    """Note times from mido: even steps on the 120-tick grid, odd steps swing/200 of a step
+    (120 ticks) later, rounded; at 66.7% that is the triplet's 40 ticks."""
+    grid = np.zeros((2, 16), bool)
+    grid[0, ::2] = grid[1, 1::2] = True
+    for swing, late in ((0.0, 0), (50.0, 30), (66.7, 40), (75.0, 45)):
+        midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 42], 120, swing)))
+        now, onsets = 0, []
+        for message in midi.tracks[0]:
+            now += message.time
+            if message.type == "note_on":
+                onsets.append((message.note, now))
+        assert sorted(onsets) == sorted([(36, 120 * j) for j in range(0, 16, 2)]
+                                        + [(42, 120 * j + late) for j in range(1, 16, 2)])
+        assert midi.length == pytest.approx(2.0)  # still one bar at 120 BPM

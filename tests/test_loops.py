@@ -1,6 +1,5 @@
 """The generator's prior and proposal."""
 
-import itertools
 import math
 
 import jax

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ddjax.errors import DdjaxError
 from ddjax.loops import Loop
 from ddjax.render import (RenderConfig, critic_view, listening_render, loop_render,
                           render_tables)
@@ -12,10 +13,10 @@ from ddjax.render import (RenderConfig, critic_view, listening_render, loop_rend
 MINUS_1_DBFS = 10 ** (-1 / 20)
 
 
-def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5):
+def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, swing=0.0):
     """Every hit of `bars` bars placed one by one; step k of bar b starts at
     b * bar + int(j * sr * 60 / bpm / 4), which at these tempi is int(k * sr * 60 / bpm / 4)
-    for k counted from the start."""
+    for k counted from the start; with swing, odd steps start swing/200 of a step later."""
     step = sr * 60.0 / bpm / 4.0
     bar = int(round(16 * step))
     assert bar == 16 * step  # tempi with whole-sample bars: the issue's formula exactly
@@ -25,14 +26,14 @@ def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5):
             clip = kit_audio[samples[track]].astype(np.float64)
             for j in range(grid.shape[1]):
                 if grid[track, j]:
-                    start = int((16 * b + j) * step)
+                    start = int((16 * b + j + (j % 2) * swing / 200) * step)
                     out[start:start + clip.size] += volume * clip
     return out, bar
 
 
-def numpy_gain(kit_audio, grid, samples, bpm):
+def numpy_gain(kit_audio, grid, samples, bpm, swing=0.0):
     """min(1, -1 dBFS / peak) over the first bar, the tails past it and their sum."""
-    one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1)
+    one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1, swing=swing)
     first, tails = one[:bar], one[bar:]
     peak = max(np.abs(first).max(), np.abs(tails).max(), np.abs(first + tails).max())
     return min(1.0, MINUS_1_DBFS / peak)
@@ -110,3 +111,32 @@ def test_odd_tempo_is_a_periodic_loop():
         assert gain < 0.5  # unit-variance noise, many hits
         np.testing.assert_allclose(listening[i], gain * ref[:3 * bar], atol=1e-5, rtol=0)
         np.testing.assert_allclose(critic[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("swing,bpm", [(54.0, 120.0), (66.7, 100.0), (75.0, 120.0)])
+def test_swing_moves_the_off_beats_in_every_view(bundled_kit, swing, bpm):
+    """Against the NumPy loop with off-beat 16ths swing/200 of a step late: the critic's bar,
+    the preview and the 1-bar loop, to 1e-5."""
+    config = RenderConfig(bpm=bpm, swing=swing)
+    audio = np.asarray(bundled_kit.audio)
+    grid, samples = random_loops(np.random.default_rng(7), len(bundled_kit), 2)
+    grid[:, :, 15] = True  # the last off-beat, swung, wraps its tail around the bar
+    loop = Loop(jnp.asarray(grid), jnp.asarray(samples))
+    critic = np.asarray(critic_view(render_tables(bundled_kit.audio, config), loop, config))
+    listening = np.asarray(listening_render(bundled_kit.audio, loop, config))
+    one_bar = np.asarray(loop_render(bundled_kit.audio, loop, config))
+    straight = np.asarray(critic_view(render_tables(bundled_kit.audio, RenderConfig(bpm=bpm)),
+                                      loop, RenderConfig(bpm=bpm)))
+    for i in range(2):
+        ref, bar = numpy_render(audio, grid[i], samples[i], bpm, bars=4, swing=swing)
+        gain = numpy_gain(audio, grid[i], samples[i], bpm, swing=swing)
+        np.testing.assert_allclose(critic[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(one_bar[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(listening[i], gain * ref[:4 * bar + 44100], atol=1e-5,
+                                   rtol=0)
+        assert np.abs(critic[i] - straight[i]).max() > 0.01  # swing is heard
+
+
+def test_swing_out_of_range_is_an_error():
+    with pytest.raises(DdjaxError, match="swing must be 0 to 75"):
+        RenderConfig(swing=76)

@@ -245,3 +245,40 @@ def test_the_same_seed_gives_the_same_session(bundled_kit):
         assert a.score == b.score and liked_a == liked_b
     for x, y in zip(leaves(critic_a), leaves(critic_b), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_more_like_this_starts_the_next_chain_from_a_rated_loop(bundled_kit):
+    """With no MH iterations, the variation is the rated loop itself."""
+    with Session(bundled_kit, None, config=SessionConfig(n_iters=0, seed=3)) as session:
+        first = session.next_loop()
+        session.rate(first, liked=True)
+        session.more_like(first.id)
+        again = session.next_loop()
+        np.testing.assert_array_equal(again.grid, first.grid)
+        np.testing.assert_array_equal(again.samples, first.samples)
+        assert again.id != first.id
+        with pytest.raises(DdjaxError, match="no rated loop 999"):
+            session.more_like(999)
+
+
+def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bundled_kit,
+                                                                          tmp_path):
+    from ddjax.engine import Pipeline
+    from ddjax.kit import load_kit
+    pipeline = Pipeline.sized(100.0, 6)
+    kit = load_kit(BUNDLED_KIT, pipeline.render.bar_samples, min_samples=6)
+    directory = tmp_path / "s"
+    with Session(kit, directory, pipeline=pipeline,
+                 config=SessionConfig(n_iters=2, seed=1)) as session:
+        loop = session.next_loop()
+        assert loop.grid.shape == (6, 16) and len(set(loop.samples.tolist())) == 6
+        assert loop.audio.shape == (4 * 105840 + 44100,)  # a 100 BPM bar is 2.4 s
+        session.rate(loop, liked=True)
+    meta = json.loads((directory / "session.json").read_text())
+    assert (meta["bpm"], meta["tracks"]) == (100.0, 6)
+    before = {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    with pytest.raises(DdjaxError, match="made at 100 BPM with 6 tracks, not 120 BPM with 4"):
+        Session(kit, directory, config=SessionConfig(n_iters=2, seed=1))
+    assert {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
+    with Session(kit, directory, pipeline=pipeline, config=SessionConfig(n_iters=2)) as again:
+        assert again.n_ratings == 1
