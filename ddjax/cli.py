@@ -96,7 +96,8 @@ def _generate(args) -> int:
     start = None
     if origin is not None:
         start = engine.check_start(Loop(
-            origin["grid"], np.array([kit.index(name) for name in origin["samples"]])))
+            origin["grid"], np.array([kit.index(name) for name in origin["samples"]]),
+            origin.get("velocity")))
     if args.min_score is not None:
         config = SamplerConfig("until", args.iters, args.temperature, threshold=args.min_score)
     elif args.climb is not None:
@@ -122,12 +123,14 @@ def _generate(args) -> int:
             audio = engine.listen(chosen)
             bars = engine.loop_bar(chosen) if args.loop_wav else [None] * len(audio)
             grids, samples = np.asarray(chosen.grid), np.asarray(chosen.samples)
+            velocities = np.asarray(chosen.velocity)
             scores = np.asarray(state.score)[keep]
-            for grid, ids, score, wav, one_bar in zip(grids, samples, scores, audio, bars):
+            for grid, ids, velocity, score, wav, one_bar in zip(grids, samples, velocities,
+                                                                scores, audio, bars):
                 stem = args.out / f"loop_{index:04d}"
                 record = loop_record(grid, [kit.names[i] for i in ids], bpm=args.bpm,
                                      score=score, seed=args.seed,
-                                     swing=pipeline.render.swing)
+                                     swing=pipeline.render.swing, velocity=velocity)
                 # The JSON last: no audio is left without its JSON if a write fails.
                 paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
                                     write_json=False, fmt=args.format)
@@ -155,7 +158,7 @@ def _saved_loop(record: dict, kit_dir: pathlib.Path):
                           swing=record.get("swing", 0.0))
     kit = _load_kit(kit_dir, render, grid.shape[0])
     ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
-    return render, kit, Loop(grid=grid, samples=ids)
+    return render, kit, Loop(grid=grid, samples=ids, velocity=record.get("velocity"))
 
 
 def _render(args) -> int:
@@ -172,15 +175,16 @@ def _render(args) -> int:
 
 
 def _session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
-    """The pipeline at ``--bpm`` and ``--tracks``; where a flag is absent, what the session
-    in ``directory`` records, else the defaults (a flag that contradicts a session's record
-    is the session's error)."""
+    """The pipeline at ``--bpm``, ``--tracks`` and ``--swing``; where a flag is absent, what
+    the session in ``directory`` records, else the defaults (a flag that contradicts a
+    session's record is the session's error)."""
     from ddjax.journal import read_meta
     from ddjax.session import recorded_sizes
     meta = None if directory is None else read_meta(directory)
-    bpm, tracks = (None, None) if meta is None else recorded_sizes(meta)
+    bpm, tracks, swing = (None, None, 0.0) if meta is None else recorded_sizes(meta)
     return Pipeline.sized(bpm if args.bpm is None else args.bpm,
-                          tracks if args.tracks is None else args.tracks)
+                          tracks if args.tracks is None else args.tracks,
+                          swing if args.swing is None else args.swing)
 
 
 def _check_session_folder(directory: pathlib.Path, private: bool) -> None:
@@ -237,7 +241,9 @@ def _export(args) -> int:
     if args.midi or both:
         sample_notes = kit_notes(kit)
         notes = track_notes([sample_notes[i] for i in np.asarray(loop.samples)])
-    written = export_loop(stem, {**record, "grid": loop.grid.astype(int).tolist()}, audio=audio,
+    record = {**record, "grid": loop.grid.astype(int).tolist(), **(
+        {"velocity": record["velocity"].tolist()} if "velocity" in record else {})}
+    written = export_loop(stem, record, audio=audio,
                           bar=bar, sr=kit.sr, notes=notes, write_json=args.out is not None,
                           fmt=args.format)
     for path in written:

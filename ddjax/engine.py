@@ -192,6 +192,10 @@ class Engine:
         config = self.pipeline.loops
         grid = np.asarray(start.grid, bool)
         samples = np.asarray(start.samples, np.int32)
+        velocity = None if start.velocity is None else np.asarray(start.velocity, np.int32)
+        if velocity is not None and velocity.shape != grid.shape:
+            raise DdjaxError("the loop to start from has velocities of another shape than its"
+                             " grid")
         if (grid.shape != (config.n_tracks, config.n_steps)
                 or samples.shape != (config.n_tracks,)):
             raise DdjaxError(f"the loop to start from has a {grid.shape[0]}x{grid.shape[-1]}"
@@ -205,7 +209,9 @@ class Engine:
                 and not np.array_equal(grid[0], loops_lib.fixed_row(config))):
             raise DdjaxError("the loop to start from breaks --four-on-floor (track 0: a kick"
                              " on steps 0, 4, 8 and 12 only)")
-        return Loop(jnp.asarray(grid), jnp.asarray(samples))
+        return loops_lib.with_velocity(Loop(
+            jnp.asarray(grid), jnp.asarray(samples),
+            None if velocity is None else jnp.asarray(velocity)))
 
     def score(self, loops: Loop, critic: dict | None = None) -> jax.Array:
         """P(like) of a batch of loops (the ensemble's mean or vote with ``reduction``)."""

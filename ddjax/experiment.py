@@ -111,10 +111,11 @@ def _draw(session: Session, critic: dict, key, sampler: SamplerConfig, n: int):
     state, info = session.engine.sample(key, n, sampler, critic=critic)
     audio = session.engine.listen(state.loop)
     grids, samples = np.asarray(state.loop.grid), np.asarray(state.loop.samples)
-    scores = np.asarray(state.score)
+    velocities, scores = np.asarray(state.loop.velocity), np.asarray(state.score)
+    render = session.pipeline.render
     loops = [Loop(-1, audio[i], grids[i], samples[i],
                   tuple(session.kit.names[j] for j in samples[i]), float(scores[i]), -1,
-                  session.pipeline.render.bpm) for i in range(n)]
+                  render.bpm, render.swing, velocities[i]) for i in range(n)]
     return loops, float(np.mean(np.asarray(info.reached)))
 
 

@@ -20,7 +20,6 @@ from ddjax.files import atomic_write_bytes, write_audio, write_loop_json
 # Unknown kinds, by track: GM's bongos, congas, timbales and agogo, never a kick or a hat.
 FALLBACK_NOTES = (60, 61, 62, 63, 64, 65, 66, 67)
 TICKS_PER_BEAT = 480
-VELOCITY = 100
 
 
 def track_notes(sample_notes: list[int | None]) -> list[int]:
@@ -29,7 +28,8 @@ def track_notes(sample_notes: list[int | None]) -> list[int]:
             for t, n in enumerate(sample_notes)]
 
 
-def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.0) -> bytes:
+def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.0,
+               velocity: np.ndarray | None = None) -> bytes:
     """One bar of the grid as a type-0 Standard MIDI File on channel 10.
 
     Args:
@@ -38,7 +38,9 @@ def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.
       bpm: tempo in quarter notes per minute.
       swing: percent (``RenderConfig.swing``): odd steps start ``swing / 200`` of a step
         late, rounded to the nearest of the 120 ticks of a step.
+      velocity: int[tracks, steps], each cell's MIDI velocity; None: 127, as rendered.
     """
+    velocity = np.full(np.shape(grid), 127) if velocity is None else np.asarray(velocity)
     ticks_per_step = TICKS_PER_BEAT // 4
     late = int(round(swing / 200.0 * ticks_per_step))
     events = []  # (tick, order, message): note-offs before note-ons at the same tick
@@ -46,7 +48,7 @@ def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.
         for step in np.nonzero(np.asarray(grid[track]))[0]:
             start = int(step) * ticks_per_step + late * (int(step) % 2)
             events.append((start, 1, mido.Message("note_on", channel=9, note=note,
-                                                  velocity=VELOCITY)))
+                                                  velocity=int(velocity[track, step]))))
             events.append((start + ticks_per_step // 2, 0,
                            mido.Message("note_off", channel=9, note=note, velocity=0)))
     events.sort(key=lambda e: (e[0], e[1], e[2].note))
@@ -67,9 +69,9 @@ def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.
 
 
 def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm: float,
-               swing: float = 0.0) -> None:
+               swing: float = 0.0, velocity: np.ndarray | None = None) -> None:
     """``midi_bytes`` written atomically to ``path`` (a .mid file)."""
-    atomic_write_bytes(path, midi_bytes(grid, notes, bpm, swing))
+    atomic_write_bytes(path, midi_bytes(grid, notes, bpm, swing, velocity))
 
 
 def loop_bar_path(stem: str | os.PathLike, bpm: float, fmt: str = DEFAULT_FORMAT
@@ -101,5 +103,5 @@ def export_loop(stem: str | os.PathLike, record: dict, *, audio: np.ndarray | No
     if notes is not None:
         written.append(stem.with_suffix(".mid"))
         write_midi(written[-1], np.array(record["grid"], bool), notes, bpm,
-                   record.get("swing", 0.0))
+                   record.get("swing", 0.0), record.get("velocity"))
     return written

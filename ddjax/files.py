@@ -170,13 +170,16 @@ def _number(x: float) -> int | float:
 
 def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
                 score: float | None = None, seed: int | None = None,
-                swing: float = 0.0) -> dict[str, Any]:
-    """The JSON object for one loop (``swing`` only where it is not 0)."""
+                swing: float = 0.0, velocity: np.ndarray | None = None) -> dict[str, Any]:
+    """The JSON object for one loop (``swing`` only where it is not 0, ``velocity`` only
+    where it is given: each cell's MIDI velocity, 1 to 127)."""
     record: dict[str, Any] = {
         "grid": np.asarray(grid).astype(int).tolist(),
         "samples": list(sample_names),
         "bpm": _number(bpm),
     }
+    if velocity is not None:
+        record["velocity"] = np.asarray(velocity).astype(int).tolist()
     if swing:
         record["swing"] = _number(swing)
     if score is not None:
@@ -188,9 +191,11 @@ def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
 
 def loop_json(record: dict[str, Any]) -> str:
     """A loop record as JSON text, one grid row per line."""
-    rows = ",\n  ".join(json.dumps(row) for row in record["grid"])
-    rest = json.dumps({k: v for k, v in record.items() if k != "grid"}, indent=1)
-    return '{\n "grid": [\n  ' + rows + "\n ],\n" + rest[2:] + "\n"
+    def rows(key):
+        return "[\n  " + ",\n  ".join(json.dumps(row) for row in record[key]) + "\n ]"
+    grids = [k for k in ("grid", "velocity") if k in record]
+    rest = json.dumps({k: v for k, v in record.items() if k not in grids}, indent=1)
+    return "{\n" + "".join(f' "{k}": {rows(k)},\n' for k in grids) + rest[2:] + "\n"
 
 
 def write_loop_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
@@ -243,10 +248,20 @@ def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not limits.MIN_BPM <= bpm <= limits.MAX_BPM:
         raise DdjaxError(f"{path}: 'bpm' is {bpm}; it must be {limits.MIN_BPM:g} to"
                          f" {limits.MAX_BPM:g}")
+    velocity = record.get("velocity")
+    if velocity is not None:
+        if (not isinstance(velocity, list) or len(velocity) != len(grid)
+                or not all(isinstance(r, list) and len(r) == len(grid[0]) for r in velocity)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 127
+                           for r in velocity for v in r)):
+            raise DdjaxError(f"{path}: 'velocity' must have the grid's shape, with a MIDI"
+                             " velocity from 1 to 127 in every cell")
+        velocity = np.array(velocity, np.int32)
     swing = record.get("swing", 0)
     if isinstance(swing, bool) or not isinstance(swing, (int, float)) or not (
             0 <= swing <= limits.MAX_SWING):
         raise DdjaxError(f"{path}: 'swing' is {swing!r}; it must be a percent, 0 to"
                          f" {limits.MAX_SWING:g}")
     return {**record, "grid": np.array(grid, dtype=bool), "samples": samples,
-            "bpm": float(bpm), **({"swing": float(swing)} if swing else {})}
+            "bpm": float(bpm), **({"swing": float(swing)} if swing else {}),
+            **({"velocity": velocity} if velocity is not None else {})}

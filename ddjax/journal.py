@@ -48,6 +48,7 @@ class Rating(NamedTuple):
     samples: np.ndarray
     liked: bool
     critic_version: int
+    velocity: np.ndarray | None = None  # None: a loop from before velocities, every hit 127
 
 
 def wav_path(directory: pathlib.Path, loop_id: int) -> pathlib.Path:
@@ -93,6 +94,8 @@ def read_log(directory: pathlib.Path, kit: Kit) -> list[Rating]:
             entry = json.loads(line)
             loop = entry["loop"]
             grid = np.array(loop["grid"], dtype=bool)
+            velocity = (None if loop.get("velocity") is None
+                        else np.array(loop["velocity"], np.int32))
             names = loop["samples"]
             liked = bool(entry["liked"])
         except (ValueError, KeyError, TypeError):
@@ -107,7 +110,7 @@ def read_log(directory: pathlib.Path, kit: Kit) -> list[Rating]:
         if not missing:
             ratings.append(Rating(int(entry["id"]), grid,
                                   np.array([kit.names.index(n) for n in names], np.int32),
-                                  liked, int(entry.get("critic_version", 0))))
+                                  liked, int(entry.get("critic_version", 0)), velocity))
     if missing:
         raise DdjaxError(f"the session's ratings use samples missing from the kit {kit.root}: "
                          + ", ".join(sorted(missing)) + "; pass the session's kit with --kit")

@@ -39,7 +39,7 @@ from ddjax import loops as loops_lib
 from ddjax.critic import init_critic
 from ddjax.features import mel_power, mfcc
 from ddjax.head import HeadConfig, head_inputs, standardized
-from ddjax.loops import Loop
+from ddjax.loops import Loop, with_velocity
 from ddjax.render import critic_view
 from ddjax.training import Ratings, TrainConfig, init_train_state, train_steps
 
@@ -77,7 +77,8 @@ class Learner(NamedTuple):
 
 def empty_data(capacity: int, n_tracks: int, n_steps: int, n_inputs: int) -> Rated:
     return Rated(Loop(jnp.zeros((capacity, n_tracks, n_steps), bool),
-                      jnp.zeros((capacity, n_tracks), jnp.int32)),
+                      jnp.zeros((capacity, n_tracks), jnp.int32),
+                      jnp.zeros((capacity, n_tracks, n_steps), jnp.int32)),
                  jnp.zeros((capacity,), bool), jnp.zeros((capacity, n_inputs), jnp.float32))
 
 
@@ -93,7 +94,7 @@ def capacity(state: LearnerState) -> int:
 
 def _append(data: Rated, count: jax.Array, loop: Loop, liked, inputs) -> Rated:
     put = lambda rows, row: rows.at[count].set(row)
-    return Rated(jax.tree_util.tree_map(put, data.loop, loop), put(data.liked, liked),
+    return Rated(jax.tree_util.tree_map(put, data.loop, with_velocity(loop)), put(data.liked, liked),
                  put(data.inputs, inputs))
 
 

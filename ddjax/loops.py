@@ -5,8 +5,10 @@ with no learned parameters). Everything here is a pure function of a PRNG key an
 batched over any leading axes with ``jax.vmap``.
 
 The proposal is symmetric, as the paper's Metropolis-Hastings needs: every cell flips
-independently with probability ``p_flip`` and every track independently re-draws its
-sample uniformly from the samples allowed on that track with probability ``p_swap``.
+independently with probability ``p_flip``, every track independently re-draws its
+sample uniformly from the samples allowed on that track with probability ``p_swap``, and
+(musical prior) every cell re-draws its velocity uniformly from ``VELOCITY_LEVELS`` with
+probability ``p_velocity``.
 A proposal that repeats a sample across tracks is outside the support of the target
 (``is_valid``) and the sampler rejects it, which keeps detailed balance.
 
@@ -20,7 +22,8 @@ The loop prior P(x) (``log_prior``), in the paper's P(x | like) ∝ P(like | x) 
   the weight, never rule anything out: a loop with a kick that plays is ``kick_weight``
   times likelier, one whose snare, clap or rim plays beats 2 and 4 ``backbeat_weight``
   times, and each track that repeats a kind another track already has (three claps) is
-  ``repeat_weight`` times as likely.
+  ``repeat_weight`` times as likely. Each cell's velocity (its accent) is ghost, normal or
+  accent (``VELOCITY_LEVELS``) with prior probabilities ``velocity_weights``.
 
 The sampler adds the prior's log ratio to the critic's in the acceptance step, so chains
 draw loops in proportion to P(x) f(x)^(1/s). The critic still decides what is liked; the
@@ -43,6 +46,8 @@ from ddjax.kinds import BACKBEAT_KINDS, KINDS
 
 FOUR_ON_THE_FLOOR_STEPS = (0, 4, 8, 12)
 LOOP_PRIORS = ("musical", "uniform")
+VELOCITY_LEVELS = (70, 100, 127)  # MIDI velocities: ghost, normal, accent
+FULL_VELOCITY = 127  # a hit's gain is velocity / 127; the uniform prior's every hit
 
 
 class Loop(NamedTuple):
@@ -51,10 +56,13 @@ class Loop(NamedTuple):
     Attributes:
       grid: bool[..., tracks, steps], True where the track's sample is hit.
       samples: int32[..., tracks], kit index of each track's sample.
+      velocity: int32[..., tracks, steps], each cell's MIDI velocity, 1 to 127 (read where
+        the cell is on; a hit's gain is velocity / 127), or None: every hit at 127.
     """
 
     grid: jax.Array
     samples: jax.Array
+    velocity: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +80,8 @@ class LoopConfig:
       density_mean, density_concentration: the Beta hyperprior of a track's hit density
         (musical prior).
       kick_weight, backbeat_weight, repeat_weight: the soft roles' prior odds (musical).
+      velocity_weights: prior probabilities of ``VELOCITY_LEVELS`` (musical).
+      p_velocity: probability that the proposal re-draws a cell's velocity (musical).
     """
 
     n_tracks: int = 4
@@ -86,6 +96,8 @@ class LoopConfig:
     kick_weight: float = 3.0
     backbeat_weight: float = 2.0
     repeat_weight: float = 1.0 / 3.0
+    velocity_weights: tuple[float, ...] = (0.2, 0.6, 0.2)
+    p_velocity: float = 0.05
 
     def __post_init__(self):
         if self.prior not in LOOP_PRIORS:
@@ -99,7 +111,10 @@ class LoopConfig:
         if not 1 <= self.n_tracks <= limits.MAX_TRACKS or self.n_steps < 1:
             raise DdjaxError(f"a loop has 1 to {limits.MAX_TRACKS} tracks and at least one"
                              f" step, not {self.n_tracks} x {self.n_steps}")
-        for name in ("p_on", "p_flip", "p_swap"):
+        if (len(self.velocity_weights) != len(VELOCITY_LEVELS)
+                or min(self.velocity_weights) <= 0.0):
+            raise DdjaxError(f"velocity_weights needs {len(VELOCITY_LEVELS)} positive weights")
+        for name in ("p_on", "p_flip", "p_swap", "p_velocity"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DdjaxError(f"{name} must be a probability in [0, 1]")
         if self.four_on_the_floor and self.n_steps != 16:
@@ -149,8 +164,9 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
 
     Cells are on with probability ``p_on`` (uniform prior), or with each track's density
     drawn from the Beta hyperprior (musical prior: this is the prior's grid exactly);
-    samples are uniform over the allowed ones, without repeats across tracks. The roles
-    act through the chains' acceptance step only.
+    samples are uniform over the allowed ones, without repeats across tracks. Velocities
+    are 127 (uniform prior) or drawn from ``velocity_weights`` (musical). The roles act
+    through the chains' acceptance step only.
 
     Args:
       key: PRNG key.
@@ -160,11 +176,15 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
     Returns:
       A ``Loop`` with ``grid: bool[tracks, steps]`` and ``samples: int32[tracks]``.
     """
-    grid_key, sample_key = jax.random.split(key)
+    grid_key, sample_key, velocity_key = jax.random.split(key, 3)
     shape = (config.n_tracks, config.n_steps)
     if config.prior == "uniform":
         grid = jax.random.bernoulli(grid_key, config.p_on, shape)
+        velocity = jnp.full(shape, FULL_VELOCITY, jnp.int32)
     else:
+        level = jax.random.categorical(velocity_key, jnp.log(jnp.array(
+            config.velocity_weights, jnp.float32)), shape=shape)
+        velocity = jnp.array(VELOCITY_LEVELS, jnp.int32)[level]
         density_key, cell_key = jax.random.split(grid_key)
         density = jax.random.beta(density_key, *_density_beta(config), (config.n_tracks, 1))
         grid = jax.random.uniform(cell_key, shape) < density
@@ -180,7 +200,7 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
         choice = jnp.argmax(jnp.where(free, gumbel[track], -jnp.inf))
         samples.append(choice)
         taken = taken.at[choice].set(True)
-    return Loop(grid=grid, samples=jnp.stack(samples).astype(jnp.int32))
+    return Loop(grid=grid, samples=jnp.stack(samples).astype(jnp.int32), velocity=velocity)
 
 
 def propose(key: jax.Array, loop: Loop, allowed: jax.Array, config: LoopConfig) -> Loop:
@@ -195,14 +215,21 @@ def propose(key: jax.Array, loop: Loop, allowed: jax.Array, config: LoopConfig) 
     Returns:
       The candidate loop. It may repeat a sample; see ``is_valid``.
     """
-    flip_key, swap_key, draw_key = jax.random.split(key, 3)
+    flip_key, swap_key, draw_key, velocity_key = jax.random.split(key, 4)
     flips = jax.random.bernoulli(flip_key, config.p_flip, loop.grid.shape)
     if config.four_on_the_floor:
         flips = flips.at[0].set(False)
     swaps = jax.random.bernoulli(swap_key, config.p_swap, loop.samples.shape)
     draws = jax.random.categorical(draw_key, jnp.where(allowed, 0.0, -jnp.inf), axis=-1)
+    velocity = loop.velocity
+    if velocity is not None and config.prior != "uniform":
+        redraw_key, level_key = jax.random.split(velocity_key)
+        redraw = jax.random.bernoulli(redraw_key, config.p_velocity, velocity.shape)
+        level = jax.random.randint(level_key, velocity.shape, 0, len(VELOCITY_LEVELS))
+        velocity = jnp.where(redraw, jnp.array(VELOCITY_LEVELS, jnp.int32)[level], velocity)
     return Loop(grid=loop.grid ^ flips,
-                samples=jnp.where(swaps, draws, loop.samples).astype(jnp.int32))
+                samples=jnp.where(swaps, draws, loop.samples).astype(jnp.int32),
+                velocity=velocity)
 
 
 def is_valid(loop: Loop) -> jax.Array:
@@ -241,6 +268,18 @@ def log_prior(loop: Loop, kinds: jax.Array, config: LoopConfig) -> jax.Array:
     same = (kind[..., :, None] == kind[..., None, :]) & (kind[..., :, None] >= 0)
     earlier = jnp.tril(jnp.ones(same.shape[-2:], bool), k=-1)  # [t, u]: u < t
     repeats = jnp.sum(jnp.any(same & earlier, axis=-1), axis=-1)
-    return (grid_term + has_kick * np.log(config.kick_weight)
+    velocity_term = 0.0
+    if loop.velocity is not None:  # cells at other velocities (a loop from a file) add 0
+        levels = loop.velocity[..., None] == jnp.array(VELOCITY_LEVELS)
+        velocity_term = jnp.sum(levels * jnp.log(jnp.array(config.velocity_weights)),
+                                axis=(-3, -2, -1))
+    return (grid_term + velocity_term + has_kick * np.log(config.kick_weight)
             + jnp.any(backbeat, axis=-1) * np.log(config.backbeat_weight)
             + repeats * np.log(config.repeat_weight)).astype(jnp.float32)
+
+
+def with_velocity(loop: Loop) -> Loop:
+    """``loop`` with its velocities as an array: every hit at 127 where they are None."""
+    if loop.velocity is not None:
+        return loop
+    return loop._replace(velocity=jnp.full(jnp.shape(loop.grid), FULL_VELOCITY, jnp.int32))

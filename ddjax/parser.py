@@ -59,6 +59,9 @@ def _size_args(parser: argparse.ArgumentParser, resumed: bool = False) -> None:
                              f"{keeps})")
     parser.add_argument("--tracks", type=tracks,
                         help=f"tracks a loop has, 1 to {limits.MAX_TRACKS} (default 4{keeps})")
+    parser.add_argument("--swing", type=swing, metavar="PERCENT",
+                        help=f"0 to {limits.MAX_SWING:g}: off-beat 16ths PERCENT/200 of a 16th"
+                             f" late (default 0{keeps})")
 
 
 def _loop_prior_arg(parser: argparse.ArgumentParser, resumed: bool = True) -> None:

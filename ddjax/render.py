@@ -18,7 +18,7 @@ audio at the gain that is exported.
 
 Step ``j`` of bar ``b`` starts at sample ``b * bar_samples + int(j * sr * 60 / bpm / 4)``
 (with ``swing``, odd steps ``swing / 200`` of a step later: ``int((j + d) * sr * 60 / bpm /
-4)``), and every hit is mixed at ``volume``. For tempi whose bar is a whole number of samples
+4)``), and every hit is mixed at ``volume`` times its velocity / 127. For tempi whose bar is a whole number of samples
 (all the usual ones at 44.1 kHz: 90, 96, 100, 105, 112, 120, 125, 126, 140, 150, 160,
 175 BPM...) that is exactly ``int(k * sr * 60 / bpm / 4)`` for the k-th step counted from
 the start of the render; otherwise the bar is rounded to whole samples so that the loop
@@ -45,7 +45,7 @@ import numpy as np
 from ddjax import limits
 from ddjax.batching import in_chunks
 from ddjax.errors import DdjaxError
-from ddjax.loops import Loop
+from ddjax.loops import FULL_VELOCITY, Loop
 
 MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
 PEAK = 10.0 ** (-1.0 / 20.0)  # -1 dBFS: no render of a loop peaks above it
@@ -155,12 +155,20 @@ def _toeplitz_index(period: int, n_blocks: int) -> np.ndarray:
     return np.where((lag >= 0) & (lag < n_blocks), period * lag + q, period * n_blocks)
 
 
+def _gains(loop: Loop, dtype, config: RenderConfig) -> jax.Array:
+    """Each cell's gain: ``volume * velocity / 127`` where it is on, else 0."""
+    gains = loop.grid.astype(dtype) * config.volume
+    if loop.velocity is not None:
+        gains = gains * (loop.velocity.astype(dtype) / FULL_VELOCITY)
+    return gains
+
+
 def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:
     """One bar's hits, unwrapped, at ``volume``: float32[..., 2 * bar_samples]."""
     bar = config.bar_samples
     sample_len = kit_audio.shape[-1]
     track_audio = kit_audio[loop.samples]  # [..., tracks, samples]
-    gains = loop.grid.astype(kit_audio.dtype) * config.volume
+    gains = _gains(loop, kit_audio.dtype, config)
     per_step = jnp.einsum("...ts,...tn->...sn", gains, track_audio)
     out = jnp.zeros(loop.grid.shape[:-2] + (2 * bar,), kit_audio.dtype)
     for step, offset in enumerate(config.step_offsets):
@@ -181,7 +189,7 @@ def _one_bar_blocks(tables: jax.Array, loop: Loop, config: RenderConfig,
     lead = loop.grid.shape[:-2]
     n_tracks = loop.grid.shape[-2]
     period, n_blocks = layout.period, config.n_steps // layout.period
-    gains = loop.grid.astype(tables.dtype) * config.volume
+    gains = _gains(loop, tables.dtype, config)
     gains = jnp.concatenate([gains, jnp.zeros(gains.shape[:-1] + (1,), gains.dtype)], -1)
     toeplitz = gains[..., _toeplitz_index(period, n_blocks)]  # [..., t, q, j, i]
     toeplitz = jnp.moveaxis(toeplitz, -4, -2).reshape(

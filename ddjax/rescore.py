@@ -57,7 +57,7 @@ from ddjax.features import mfcc
 from ddjax.files import (atomic_write_bytes, check_file_target, check_loop_record, loop_record,
                          read_loop_json, write_audio, write_loop_json)
 from ddjax.kit import AUDIO_EXTENSIONS, Kit, bundled_kit, load_kit
-from ddjax.loops import Loop, allowed_samples, random_loop
+from ddjax.loops import FULL_VELOCITY, Loop, allowed_samples, random_loop
 from ddjax.render import critic_view, listening_render, render_tables
 
 BUNDLED_KIT = bundled_kit()
@@ -220,13 +220,15 @@ def read_first_bar(path: str, bar_samples: int, sr: int) -> np.ndarray:
 
 class Item(NamedTuple):
     """A loaded input: a loop (``grid`` bool[tracks, steps], ``samples`` int32[tracks],
-    ``names``) or, for audio, ``audio`` float32[bar_samples]."""
+    ``names``, ``velocity`` int32[tracks, steps] or None for 127) or, for audio, ``audio``
+    float32[bar_samples]."""
 
     source: Source
     grid: np.ndarray | None = None
     samples: np.ndarray | None = None
     names: tuple[str, ...] = ()
     audio: np.ndarray | None = None
+    velocity: np.ndarray | None = None
 
 
 class Inputs:
@@ -282,7 +284,8 @@ class Inputs:
                             f"sample {name!r} is not in the kit {self.kit.root}; loops that"
                             f" use it are skipped (first: {where}); pass their kit via --kit")
             ids.append(self.index[name])
-        return Item(source, record["grid"], np.array(ids, np.int32), tuple(record["samples"]))
+        return Item(source, record["grid"], np.array(ids, np.int32), tuple(record["samples"]),
+                    velocity=record.get("velocity"))
 
     def load(self, sources: Sequence[Source], report: Reporter) -> list[Item | None]:
         """Items for a batch of sources; None where an input was skipped (and reported)."""
@@ -295,9 +298,11 @@ class Inputs:
                 if source.kind == "random":
                     grid = drawn.grid[n_random]
                     samples = drawn.samples[n_random]
+                    velocity = drawn.velocity[n_random]
                     n_random += 1
                     items.append(Item(source, grid, samples,
-                                      tuple(self.kit.names[i] for i in samples)))
+                                      tuple(self.kit.names[i] for i in samples),
+                                      velocity=velocity))
                 elif source.kind == "audio":
                     items.append(Item(source, audio=read_first_bar(
                         source.path, self.pipeline.render.bar_samples, self.kit.sr)))
@@ -313,11 +318,13 @@ class Inputs:
 
 
 class Batch(NamedTuple):
-    """One batch on device: ``grid`` bool[B, tracks, steps], ``samples`` int32[B, tracks];
-    ``audio`` float32[B, bar_samples] and ``is_audio`` bool[B], or None for loops only."""
+    """One batch on device: ``grid`` bool[B, tracks, steps], ``samples`` int32[B, tracks],
+    ``velocity`` int32[B, tracks, steps]; ``audio`` float32[B, bar_samples] and
+    ``is_audio`` bool[B], or None for loops only."""
 
     grid: jax.Array
     samples: jax.Array
+    velocity: jax.Array
     audio: jax.Array | None
     is_audio: jax.Array | None
 
@@ -342,7 +349,8 @@ def score_batch(tables: jax.Array, critics: dict, batch: Batch, *, pipeline: Pip
       n_critics: K.
       groups: groups of critics run side by side: the devices on the critics axis.
     """
-    views = critic_view(tables, Loop(batch.grid, batch.samples), pipeline.render)
+    views = critic_view(tables, Loop(batch.grid, batch.samples, batch.velocity),
+                        pipeline.render)
     if batch.audio is not None:
         views = jnp.where(batch.is_audio[:, None], batch.audio, views)
     features = mfcc(views, pipeline.features)  # once per loop, shared by the K critics
@@ -427,6 +435,7 @@ class Scorer:
         size = self.padded_size(len(items))
         grid = np.zeros((size, loops.n_tracks, loops.n_steps), bool)
         samples = np.tile(np.arange(loops.n_tracks, dtype=np.int32), (size, 1))
+        velocity = np.full(grid.shape, FULL_VELOCITY, np.int32)
         has_audio = any(it is not None and it.audio is not None for it in items)
         audio = np.zeros((size, self.pipeline.render.bar_samples), np.float32) \
             if has_audio else None
@@ -438,8 +447,10 @@ class Scorer:
                 audio[row], is_audio[row] = item.audio, True
             else:
                 grid[row], samples[row] = item.grid, item.samples
+                if item.velocity is not None:
+                    velocity[row] = item.velocity
         put = lambda x: None if x is None else jax.device_put(x, self.layout.loops)
-        return Batch(put(grid), put(samples), put(audio), put(is_audio))
+        return Batch(put(grid), put(samples), put(velocity), put(audio), put(is_audio))
 
 
 # ---------------------------------------------------------------- results (host side)
@@ -677,11 +688,13 @@ def export_ranked(ranked: Sequence[Ranked], label: str, folder: pathlib.Path,
             text = json.dumps({"score": row.mean, **extra}, indent=1) + "\n"
             atomic_write_bytes(stem.with_suffix(".json"), text.encode())
             continue
-        loop = Loop(jnp.asarray(item.grid)[None], jnp.asarray(item.samples)[None])
+        loop = Loop(jnp.asarray(item.grid)[None], jnp.asarray(item.samples)[None],
+                    None if item.velocity is None else jnp.asarray(item.velocity)[None])
         write_audio(stem.with_suffix(".wav"), np.asarray(listen(inputs.kit.audio, loop))[0],
                   inputs.kit.sr)
         write_loop_json(stem.with_suffix(".json"), {
-            **loop_record(item.grid, list(item.names), bpm=render.bpm, score=row.mean),
+            **loop_record(item.grid, list(item.names), bpm=render.bpm, score=row.mean,
+                          velocity=item.velocity),
             **extra})
 
 

@@ -44,7 +44,7 @@ from ddjax.journal import (CHECKPOINT_NAME, CRITIC_NAME, INITIAL_CRITIC_NAME, LO
                            META_NAME, Rating, SessionWarning)
 from ddjax.kit import Kit, load_kit
 from ddjax.learner import capacity, grow
-from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays
+from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays, with_velocity
 from ddjax.prior import make_learner
 from ddjax.sampler import SamplerConfig
 from ddjax.training import TrainConfig
@@ -95,19 +95,30 @@ class SessionConfig:
         return SamplerConfig("mh", self.n_iters, self.temperature)
 
 
-def recorded_sizes(meta: dict) -> tuple[float, int]:
-    """(bpm, tracks) a session's ``session.json`` records; older sessions: 120 and 4."""
-    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4))
+def rated_loop(rating: Rating) -> LoopArrays:
+    """A rating's loop as device arrays, with its velocities (127 where it has none)."""
+    return with_velocity(LoopArrays(jnp.asarray(rating.grid), jnp.asarray(rating.samples,
+                                                                           jnp.int32),
+                                    None if rating.velocity is None
+                                    else jnp.asarray(rating.velocity, jnp.int32)))
+
+
+def recorded_sizes(meta: dict) -> tuple[float, int, float]:
+    """(bpm, tracks, swing) a session's ``session.json`` records; older sessions: 120, 4
+    and 0."""
+    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4)), float(
+        meta.get("swing", 0.0))
 
 
 def check_sizes(directory, meta: dict, pipeline: Pipeline) -> None:
-    """A DdjaxError unless ``pipeline`` has the tempo and track count the session in
+    """A DdjaxError unless ``pipeline`` has the tempo, track count and swing the session in
     ``directory`` was made with."""
-    bpm, tracks = recorded_sizes(meta)
-    if (pipeline.render.bpm, pipeline.loops.n_tracks) != (bpm, tracks):
+    bpm, tracks, swing = recorded_sizes(meta)
+    here = (pipeline.render.bpm, pipeline.loops.n_tracks, pipeline.render.swing)
+    if here != (bpm, tracks, swing):
         raise DdjaxError(f"the session in {directory} was made at {bpm:g} BPM with {tracks}"
-                         f" tracks, not {pipeline.render.bpm:g} BPM with"
-                         f" {pipeline.loops.n_tracks}; drop --bpm and --tracks to resume it")
+                         f" tracks and {swing:g}% swing, not {here[0]:g} BPM with {here[1]}"
+                         f" and {here[2]:g}%; drop --bpm, --tracks and --swing to resume it")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +135,7 @@ class Loop:
       critic_version: how many ratings that critic had trained on.
       bpm: tempo.
       swing: percent (``RenderConfig.swing``).
+      velocity: int[tracks, steps], each cell's MIDI velocity, or None: every hit at 127.
     """
 
     id: int
@@ -135,11 +147,12 @@ class Loop:
     critic_version: int
     bpm: float
     swing: float = 0.0
+    velocity: np.ndarray | None = None
 
     def record(self) -> dict:
         """The loop's JSON object (``files.loop_record``)."""
         return loop_record(self.grid, list(self.sample_paths), bpm=self.bpm, score=self.score,
-                           swing=self.swing)
+                           swing=self.swing, velocity=self.velocity)
 
 
 class Session:
@@ -225,13 +238,14 @@ class Session:
         rating = next((r for r in self.history if r.loop_id == loop_id), None)
         if rating is None:
             raise DdjaxError(f"no rated loop {loop_id} in this session")
-        start = self.engine.check_start(LoopArrays(rating.grid, rating.samples))
+        start = self.engine.check_start(rated_loop(rating))
         self._prepared = self._worker.submit(self._candidate, start)
 
     def rate(self, loop: Loop, liked: bool) -> None:
         """Records a rating on disk (fsync'ed), then learns from it in the background."""
         with self._lock:
-            rating = Rating(loop.id, loop.grid, loop.samples, bool(liked), loop.critic_version)
+            rating = Rating(loop.id, loop.grid, loop.samples, bool(liked), loop.critic_version,
+                            loop.velocity)
             if self.directory is not None:
                 journal.append(self.directory, loop, rating.liked, self.kit.sr)
             self.history.append(rating)
@@ -293,7 +307,7 @@ class Session:
         if index >= capacity(self._state):  # rows 0..index-1 hold the earlier ratings
             self._state = grow(self._state)
         key = jax.random.fold_in(jax.random.fold_in(self._key, 1), index)
-        loop = LoopArrays(jnp.asarray(rating.grid), jnp.asarray(rating.samples, jnp.int32))
+        loop = rated_loop(rating)
         self._state, _ = self.learner.update(key, self._state, self._tables, loop,
                                              jnp.bool_(rating.liked))
         self._n_trained = index + 1
@@ -306,8 +320,8 @@ class Session:
         """Compiles the update and both critics on throw-away data; the state is left as
         it was."""
         c = self.pipeline.loops
-        loop = LoopArrays(jnp.zeros((c.n_tracks, c.n_steps), bool),
-                          jnp.zeros((c.n_tracks,), jnp.int32))
+        loop = with_velocity(LoopArrays(jnp.zeros((c.n_tracks, c.n_steps), bool),
+                                        jnp.zeros((c.n_tracks,), jnp.int32)))
         jax.block_until_ready(self.learner.update(jax.random.key(0), self._state,
                                                   self._tables, loop, jnp.bool_(True)))
 
@@ -330,12 +344,13 @@ class Session:
             score = float(self.engine.score(loop, critic=self.learner.critic(self._state))[0])
         audio = self.engine.listen(loop)[0]
         grid, samples = np.asarray(loop.grid[0]), np.asarray(loop.samples[0])
+        velocity = np.asarray(loop.velocity[0])
         with self._lock:
             loop_id = self._next_id
             self._next_id += 1
         return Loop(loop_id, audio, grid, samples,
                     tuple(self.kit.names[i] for i in samples), score, version,
-                    self.pipeline.render.bpm, self.pipeline.render.swing)
+                    self.pipeline.render.bpm, self.pipeline.render.swing, velocity)
 
     # -- the disk ------------------------------------------------------------------------
 
@@ -352,7 +367,8 @@ class Session:
                            "session": dataclasses.asdict(self.config),
                            "train": dataclasses.asdict(self.train_config),
                            "bpm": self.pipeline.render.bpm,
-                           "tracks": self.pipeline.loops.n_tracks})
+                           "tracks": self.pipeline.loops.n_tracks,
+                           "swing": self.pipeline.render.swing})
         journal.repair_log(d)
         self.history = history
         self._next_id = max((r.loop_id for r in history), default=-1) + 1
@@ -373,7 +389,7 @@ class Session:
     def _remember(self, index: int) -> None:
         """Puts rating ``index`` into the learner's data without learning it again."""
         rating = self.history[index]
-        loop = LoopArrays(jnp.asarray(rating.grid), jnp.asarray(rating.samples, jnp.int32))
+        loop = rated_loop(rating)
         self._state = self.learner.remember(self._state, self._tables, loop,
                                             jnp.bool_(rating.liked))
         self._n_trained = index + 1

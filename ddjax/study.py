@@ -37,6 +37,7 @@ import shutil
 import threading
 import zipfile
 
+import jax
 import numpy as np
 import soundfile as sf
 
@@ -47,9 +48,8 @@ from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
 from ddjax.export import loop_bar_path, midi_bytes, track_notes
 from ddjax.files import atomic_write_bytes, loop_json, loop_record, write_audio
 from ddjax.kit import Kit
-from ddjax.loops import Loop as LoopArrays
 from ddjax.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
-                           SessionConfig)
+                           SessionConfig, rated_loop)
 from ddjax.training import TrainConfig
 
 STUDY_NAME = "study.json"
@@ -88,6 +88,9 @@ class Item:
         """The JSON the page draws: grid, rows with sample names and kinds, score."""
         return {"key": self.key, "phase": self.phase, "number": self.number,
                 "total": self.total, "grid": np.asarray(self.loop.grid).astype(int).tolist(),
+                "velocity": (None if self.loop.velocity is None
+                             else np.asarray(self.loop.velocity).astype(int).tolist()),
+                "swing": self.loop.swing,
                 "rows": [{"name": name, "kind": kinds[kit_names.index(name)]}
                          for name in self.loop.sample_paths],
                 "score": None if self.blind else self.loop.score,
@@ -192,15 +195,16 @@ class Desk:
             audio, _ = sf.read(self.session.wav_path(rating.loop_id), dtype="float32")
             return audio_bytes(audio, kit.sr), f"{name}.wav"
         if kind == "bar":
-            loop = LoopArrays(np.asarray(rating.grid)[None], np.asarray(rating.samples)[None])
+            loop = jax.tree_util.tree_map(lambda x: x[None], rated_loop(rating))
             bar = self.session.engine.loop_bar(loop)[0]
             return (audio_bytes(bar, kit.sr, tempo=(bpm, rating.grid.shape[-1] // 4)),
                     loop_bar_path(name, bpm).name)
         if kind == "mid":
             notes = track_notes([self.notes[i] for i in rating.samples])
-            return midi_bytes(rating.grid, notes, bpm, render.swing), f"{name}.mid"
+            return (midi_bytes(rating.grid, notes, bpm, render.swing, rating.velocity),
+                    f"{name}.mid")
         record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm,
-                             swing=render.swing)
+                             swing=render.swing, velocity=rating.velocity)
         return loop_json(record).encode(), f"{name}.json"
 
     def audio(self, key: str) -> bytes:
@@ -383,9 +387,12 @@ class Study:
         entry, kit = self._items[index], self.desk.session.kit
         names = tuple(entry["loop"]["samples"])
         audio = np.zeros(0, np.float32)  # served from the item's WAV file
+        velocity = entry["loop"].get("velocity")
         return Loop(-1, audio, np.array(entry["loop"]["grid"], bool),
                     np.array([kit.names.index(n) for n in names], np.int32), names,
-                    float(entry["score"]), -1, float(entry["loop"]["bpm"]))
+                    float(entry["score"]), -1, float(entry["loop"]["bpm"]),
+                    float(entry["loop"].get("swing", 0.0)),
+                    None if velocity is None else np.array(velocity, np.int32))
 
     def _finish(self) -> None:
         """Writes result.json and both critics (idempotent)."""

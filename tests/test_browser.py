@@ -194,3 +194,25 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         result = json.loads(archive.read("alice/result.json"))
         assert result["delta"] == pytest.approx(theta["final"] - theta["init"])
     assert not errors, errors
+
+
+def test_the_page_shows_accents_and_swing(browser, tmp_path):
+    """Each hit's brightness and ring follow its velocity, and the swing is named."""
+    page = browser.new_page(viewport={"width": 1200, "height": 760})
+    with Server("--session", str(tmp_path / "groove"), "--swing", "54") as server:
+        page.goto(server.url + "/")
+        wait_for_loop(page)
+        current = page.request.get(f"{server.url}/api/s/main/current").json()
+        assert current["swing"] == 54 and page.locator("#groove").text_content() == "swing 54%"
+        velocity = np.array(current["velocity"])
+        on = page.locator("#grid .cell.on")
+        for i in range(on.count()):
+            cell = on.nth(i)
+            v = velocity[int(cell.get_attribute("data-track")), int(cell.get_attribute(
+                "data-step"))]
+            classes = cell.get_attribute("class").split()
+            assert ("accent" in classes) == (v >= 120) and ("ghost" in classes) == (v <= 80)
+            assert float(cell.evaluate("c => getComputedStyle(c).opacity")) == pytest.approx(
+                0.35 + 0.65 * v / 127, abs=0.006)
+        if SCREENSHOTS:
+            page.screenshot(path=str(REPO / "docs" / "serve-groove.png"))

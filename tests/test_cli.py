@@ -42,9 +42,10 @@ def test_generate_writes_wav_and_json_per_loop(generated):
 def test_generated_wav_is_the_numpy_render_of_its_json(generated, bundled_kit):
     record = json.loads((generated / "loop_0001.json").read_text())
     ids = [bundled_kit.names.index(s) for s in record["samples"]]
-    ref, bar = numpy_render(np.asarray(bundled_kit.audio), np.array(record["grid"], bool), ids,
-                            120.0, bars=4)
-    gain = numpy_gain(np.asarray(bundled_kit.audio), np.array(record["grid"], bool), ids, 120.0)
+    kit_audio, grid = np.asarray(bundled_kit.audio), np.array(record["grid"], bool)
+    velocity = np.array(record["velocity"])  # each hit at volume * velocity / 127
+    ref, bar = numpy_render(kit_audio, grid, ids, 120.0, bars=4, velocity=velocity)
+    gain = numpy_gain(kit_audio, grid, ids, 120.0, velocity=velocity)
     audio, _ = sf.read(str(generated / "loop_0001.wav"), dtype="float32")
     assert sf.info(str(generated / "loop_0001.wav")).subtype == "PCM_24"
     np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
@@ -57,8 +58,9 @@ def test_loop_wav_is_one_seamless_bar_in_the_format_asked(generated, bundled_kit
     record = json.loads((generated / "loop_0002.json").read_text())
     ids = [bundled_kit.names.index(s) for s in record["samples"]]
     kit_audio, grid = np.asarray(bundled_kit.audio), np.array(record["grid"], bool)
-    ref, bar = numpy_render(kit_audio, grid, ids, 120.0, bars=2)
-    gain = numpy_gain(kit_audio, grid, ids, 120.0)
+    velocity = np.array(record["velocity"])
+    ref, bar = numpy_render(kit_audio, grid, ids, 120.0, bars=2, velocity=velocity)
+    gain = numpy_gain(kit_audio, grid, ids, 120.0, velocity=velocity)
     shutil.copy(generated / "loop_0002.json", tmp_path / "x.json")
     assert main(["export", str(tmp_path / "x.json"), "--loop-wav", "--wav",
                  "--format", "flac"]) == 0
@@ -180,8 +182,11 @@ def test_swung_loops_keep_their_swing_in_json_render_and_midi(tmp_path, capsys, 
     assert record["swing"] == 60
     ids = [bundled_kit.names.index(s) for s in record["samples"]]
     grid = np.array(record["grid"], bool)
-    ref, bar = numpy_render(np.asarray(bundled_kit.audio), grid, ids, 120.0, bars=4, swing=60)
-    gain = numpy_gain(np.asarray(bundled_kit.audio), grid, ids, 120.0, swing=60)
+    velocity = np.array(record["velocity"])
+    ref, bar = numpy_render(np.asarray(bundled_kit.audio), grid, ids, 120.0, bars=4, swing=60,
+                            velocity=velocity)
+    gain = numpy_gain(np.asarray(bundled_kit.audio), grid, ids, 120.0, swing=60,
+                      velocity=velocity)
     audio, _ = sf.read(str(out / "loop_0000.wav"), dtype="float32")
     np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
     assert main(["render", str(out / "loop_0000.json"), "--format", "float32", "--out",
@@ -201,3 +206,35 @@ def test_swung_loops_keep_their_swing_in_json_render_and_midi(tmp_path, capsys, 
     assert "0 to 75" in error_of(capsys, ["render", str(tmp_path / "too.json"), "--out",
                                           str(tmp_path / "x.wav")])
     assert "0 to 75" in error_of(capsys, ["generate", "--swing", "76", "--out", str(tmp_path)])
+
+
+def test_generated_loops_carry_velocities_the_audio_and_midi_follow(tmp_path, capsys,
+                                                                   bundled_kit):
+    out = tmp_path / "accents"
+    assert main(["generate", "--n", "1", "--chains", "1", "--iters", "3", "--out",
+                 str(out)]) == 0
+    record = json.loads((out / "loop_0000.json").read_text())
+    velocity = np.array(record["velocity"])
+    grid = np.array(record["grid"], bool)
+    assert velocity.shape == grid.shape and set(np.unique(velocity)) <= {70, 100, 127}
+    ids = [bundled_kit.names.index(s) for s in record["samples"]]
+    kit_audio = np.asarray(bundled_kit.audio)
+    ref, bar = numpy_render(kit_audio, grid, ids, 120.0, bars=4, velocity=velocity)
+    gain = numpy_gain(kit_audio, grid, ids, 120.0, velocity=velocity)
+    audio, _ = sf.read(str(out / "loop_0000.wav"), dtype="float32")
+    np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+    assert main(["export", str(out / "loop_0000.json"), "--midi"]) == 0
+    midi = mido.MidiFile(str(out / "loop_0000.mid"))
+    velocities = sorted(m.velocity for m in midi.tracks[0]
+                        if m.type == "note_on" and m.velocity > 0)
+    assert velocities == sorted(velocity[grid].tolist())
+    # Variations keep the loop's velocities where no proposal ran.
+    assert main(["generate", "--from", str(out / "loop_0000.json"), "--iters", "0", "--n",
+                 "1", "--chains", "1", "--out", str(tmp_path / "same")]) == 0
+    again = json.loads((tmp_path / "same" / "loop_0000.json").read_text())
+    assert again["velocity"] == record["velocity"]
+    for bad in (0, 128):
+        record["velocity"][0][0] = bad
+        (tmp_path / "bad.json").write_text(json.dumps(record))
+        assert "1 to 127" in error_of(capsys, ["render", str(tmp_path / "bad.json"), "--out",
+                                               str(tmp_path / "x.wav")])

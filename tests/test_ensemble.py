@@ -140,7 +140,8 @@ def test_generate_with_a_folder_of_critics_and_vote(critic_dir, critics, bundled
     for path in written:
         record = json.loads(path.read_text())
         loop = Loop(jnp.asarray([record["grid"]], bool), jnp.asarray(
-            [[bundled_kit.names.index(s) for s in record["samples"]]], jnp.int32))
+            [[bundled_kit.names.index(s) for s in record["samples"]]], jnp.int32),
+            jnp.asarray([record["velocity"]], jnp.int32))
         want = reference_scores(critics, tables, loop, "vote")[0]
         assert record["score"] == pytest.approx(want, abs=1e-6)
         assert round(want * N_CRITICS, 6) in (2.0, 3.0)  # climbed to a majority vote

@@ -89,3 +89,19 @@ def test_midi_swing_moves_the_off_beats_by_the_same_share_of_a_step():
         assert sorted(onsets) == sorted([(36, 120 * j) for j in range(0, 16, 2)]
                                         + [(42, 120 * j + late) for j in range(1, 16, 2)])
         assert midi.length == pytest.approx(2.0)  # still one bar at 120 BPM
+
+
+def test_midi_velocities_are_the_loops_and_127_without_them():
+    grid = np.zeros((2, 16), bool)
+    grid[0, ::4] = grid[1, 2::4] = True
+    velocity = np.full((2, 16), 100)
+    velocity[0, 0], velocity[1, 6] = 127, 70
+    for given, want in ((velocity, velocity), (None, np.full((2, 16), 127))):
+        midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 38], 120, 0.0, given)))
+        now, hits = 0, {}
+        for message in midi.tracks[0]:
+            now += message.time
+            if message.type == "note_on" and message.velocity > 0:
+                hits[(message.note, now // 120)] = message.velocity
+        assert hits == {(note, step): int(want[t, step]) for t, note in enumerate((36, 38))
+                        for step in np.nonzero(grid[t])[0]}

@@ -9,8 +9,8 @@ import pytest
 
 from ddjax.errors import DdjaxError
 from ddjax.kinds import KINDS
-from ddjax.loops import (Loop, LoopConfig, allowed_samples, is_valid, log_prior, propose,
-                         random_loop)
+from ddjax.loops import (VELOCITY_LEVELS, Loop, LoopConfig, allowed_samples, is_valid,
+                         log_prior, propose, random_loop)
 
 
 def batch_random(key, allowed, config, n):
@@ -131,3 +131,39 @@ def test_musical_starts_draw_each_track_density_from_the_hyperprior():
     seen = np.bincount(hits, minlength=17) / hits.size
     assert 0.5 * np.abs(seen - exact).sum() < 0.02
     assert abs(np.median(np.asarray(loops.grid).mean(axis=(-2, -1))) - 0.25) < 0.05
+
+
+def test_velocities_start_from_their_prior_and_move_symmetrically():
+    """Musical: velocities drawn from the levels' weights, and each cell re-drawn uniformly
+    with probability p_velocity; uniform prior: every hit at 127 and never moved."""
+    config = LoopConfig()
+    allowed = jnp.asarray(allowed_samples(config, np.zeros(6, bool)))
+    loops = batch_random(jax.random.key(4), allowed, config, 4000)
+    velocity = np.asarray(loops.velocity)
+    for level, weight in zip(VELOCITY_LEVELS, config.velocity_weights):
+        assert abs(np.mean(velocity == level) - weight) < 0.01
+    moved = jax.vmap(lambda k, l: propose(k, l, allowed, config))(
+        jax.random.split(jax.random.key(5), 4000), loops)
+    changed = np.asarray(moved.velocity) != velocity
+    # A re-draw lands on another level 2 times in 3.
+    assert abs(changed.mean() - config.p_velocity * 2 / 3) < 0.003
+    assert set(np.unique(np.asarray(moved.velocity))) <= set(VELOCITY_LEVELS)
+    uniform = LoopConfig(prior="uniform")
+    flat = batch_random(jax.random.key(6), allowed, uniform, 50)
+    assert np.all(np.asarray(flat.velocity) == 127)
+    still = jax.vmap(lambda k, l: propose(k, l, allowed, uniform))(
+        jax.random.split(jax.random.key(7), 50), flat)
+    assert np.all(np.asarray(still.velocity) == 127)
+
+
+def test_the_velocity_prior_adds_each_cells_log_weight():
+    config = LoopConfig(n_tracks=2, n_steps=4)
+    grid = jnp.zeros((2, 4), bool)
+    samples = jnp.array([0, 1], jnp.int32)
+    kinds = jnp.array([-1, -1], jnp.int32)
+    velocity = jnp.array([[70, 100, 127, 100], [100, 100, 90, 127]], jnp.int32)
+    without = log_prior(Loop(grid, samples), kinds, config)
+    got = log_prior(Loop(grid, samples, velocity), kinds, config)
+    w = dict(zip(VELOCITY_LEVELS, config.velocity_weights))
+    want = sum(math.log(w[int(v)]) for v in np.asarray(velocity).ravel() if int(v) in w)
+    assert float(got - without) == pytest.approx(want, rel=1e-5)  # 90 is no level: 0

@@ -13,10 +13,12 @@ from ddjax.render import (RenderConfig, critic_view, listening_render, loop_rend
 MINUS_1_DBFS = 10 ** (-1 / 20)
 
 
-def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, swing=0.0):
+def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, swing=0.0,
+                 velocity=None):
     """Every hit of `bars` bars placed one by one; step k of bar b starts at
     b * bar + int(j * sr * 60 / bpm / 4), which at these tempi is int(k * sr * 60 / bpm / 4)
-    for k counted from the start; with swing, odd steps start swing/200 of a step later."""
+    for k counted from the start; with swing, odd steps start swing/200 of a step later;
+    each hit at volume * velocity / 127."""
     step = sr * 60.0 / bpm / 4.0
     bar = int(round(16 * step))
     assert bar == 16 * step  # tempi with whole-sample bars: the issue's formula exactly
@@ -27,13 +29,15 @@ def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, sw
             for j in range(grid.shape[1]):
                 if grid[track, j]:
                     start = int((16 * b + j + (j % 2) * swing / 200) * step)
-                    out[start:start + clip.size] += volume * clip
+                    gain = volume * (1.0 if velocity is None else velocity[track, j] / 127)
+                    out[start:start + clip.size] += gain * clip
     return out, bar
 
 
-def numpy_gain(kit_audio, grid, samples, bpm, swing=0.0):
+def numpy_gain(kit_audio, grid, samples, bpm, swing=0.0, velocity=None):
     """min(1, -1 dBFS / peak) over the first bar, the tails past it and their sum."""
-    one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1, swing=swing)
+    one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1, swing=swing,
+                            velocity=velocity)
     first, tails = one[:bar], one[bar:]
     peak = max(np.abs(first).max(), np.abs(tails).max(), np.abs(first + tails).max())
     return min(1.0, MINUS_1_DBFS / peak)
@@ -140,3 +144,30 @@ def test_swing_moves_the_off_beats_in_every_view(bundled_kit, swing, bpm):
 def test_swing_out_of_range_is_an_error():
     with pytest.raises(DdjaxError, match="swing must be 0 to 75"):
         RenderConfig(swing=76)
+
+
+def test_velocities_and_swing_together_against_the_numpy_loop(bundled_kit):
+    """Each hit at volume * velocity / 127, odd steps swung: every view to 1e-5."""
+    config = RenderConfig(swing=50.0)
+    audio = np.asarray(bundled_kit.audio)
+    rng = np.random.default_rng(9)
+    grid, samples = random_loops(rng, len(bundled_kit), 3)
+    velocity = rng.integers(1, 128, grid.shape).astype(np.int32)
+    loop = Loop(jnp.asarray(grid), jnp.asarray(samples), jnp.asarray(velocity))
+    critic = np.asarray(critic_view(render_tables(bundled_kit.audio, config), loop, config))
+    listening = np.asarray(listening_render(bundled_kit.audio, loop, config))
+    one_bar = np.asarray(loop_render(bundled_kit.audio, loop, config))
+    for i in range(3):
+        ref, bar = numpy_render(audio, grid[i], samples[i], 120.0, bars=4, swing=50.0,
+                                velocity=velocity[i])
+        gain = numpy_gain(audio, grid[i], samples[i], 120.0, swing=50.0, velocity=velocity[i])
+        np.testing.assert_allclose(critic[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(one_bar[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(listening[i], gain * ref[:4 * bar + 44100], atol=1e-5,
+                                   rtol=0)
+    full = Loop(jnp.asarray(grid), jnp.asarray(samples), jnp.full(grid.shape, 127, jnp.int32))
+    np.testing.assert_allclose(  # velocity 127 everywhere is the loop without velocities
+        np.asarray(critic_view(render_tables(bundled_kit.audio, config), full, config)),
+        np.asarray(critic_view(render_tables(bundled_kit.audio, config),
+                               Loop(jnp.asarray(grid), jnp.asarray(samples)), config)),
+        atol=1e-6)

@@ -225,7 +225,8 @@ def test_a_sessions_critic_drives_generate_and_rescore(rated, tmp_path):
     for row in rows:
         record = read_loop_json(row.split(",")[1])
         loop = Loop(np.array(record["grid"], bool)[None],
-                    np.array([kit.index(s) for s in record["samples"]], np.int32)[None])
+                    np.array([kit.index(s) for s in record["samples"]], np.int32)[None],
+                    np.array(record["velocity"], np.int32)[None])
         audio = critic_view(render_tables(kit.audio, pipeline.render), loop, pipeline.render)
         want = float(prob_like(variables, mfcc(audio), config)[0])
         assert abs(float(row.split(",")[2]) - want) < 1e-5
@@ -277,7 +278,8 @@ def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bund
     meta = json.loads((directory / "session.json").read_text())
     assert (meta["bpm"], meta["tracks"]) == (100.0, 6)
     before = {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-    with pytest.raises(DdjaxError, match="made at 100 BPM with 6 tracks, not 120 BPM with 4"):
+    with pytest.raises(DdjaxError, match="made at 100 BPM with 6 tracks and 0% swing, not 120"
+                                         " BPM with 4 and 0%"):
         Session(kit, directory, config=SessionConfig(n_iters=2, seed=1))
     assert {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
     with Session(kit, directory, pipeline=pipeline, config=SessionConfig(n_iters=2)) as again:

@@ -110,12 +110,19 @@ function drawGrid(item) {
     grid.append(label);
     row.forEach((on, step) => {
       const cell = document.createElement("div");
-      cell.className = "cell" + (on ? " on" : "") + (step % 4 === 0 ? " beat" : "");
+      const velocity = item.velocity ? item.velocity[track][step] : 127;
+      cell.className = "cell" + (on ? " on" : "") + (step % 4 === 0 ? " beat" : "")
+        + (on && velocity >= 120 ? " accent" : "") + (on && velocity <= 80 ? " ghost" : "");
+      if (on) {  // louder hits are brighter: the accent, the normal hit and the ghost note
+        cell.style.opacity = (0.35 + 0.65 * velocity / 127).toFixed(2);
+        cell.title = `velocity ${velocity}`;
+      }
       cell.dataset.step = step;
       cell.dataset.track = track;
       grid.append(cell);
     });
   });
+  $("groove").textContent = item.swing ? `swing ${item.swing}%` : "";
   $("score").textContent = item.score === null ? "" :
     `critic: ${(100 * item.score).toFixed(0)}% chance you like it` +
     ` (trained on ${item.critic_version} rating${item.critic_version === 1 ? "" : "s"})`;
