@@ -174,7 +174,8 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
       config: the loop space.
 
     Returns:
-      A ``Loop`` with ``grid: bool[tracks, steps]`` and ``samples: int32[tracks]``.
+      A ``Loop`` with ``grid: bool[tracks, steps]``, ``samples: int32[tracks]`` and
+      ``velocity: int32[tracks, steps]``.
     """
     grid_key, sample_key, velocity_key = jax.random.split(key, 3)
     shape = (config.n_tracks, config.n_steps)
