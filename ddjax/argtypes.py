@@ -36,27 +36,21 @@ def positive_float(text: str) -> float:
     return value
 
 
-def bpm(text: str) -> float:
-    value = float(text)
-    if not limits.MIN_BPM <= value <= limits.MAX_BPM:
-        raise argparse.ArgumentTypeError(
-            f"must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g} BPM, got {text}")
-    return value
+def _within(name: str, cast, low, high, unit: str):
+    """A type that reads ``cast(text)`` in [low, high], named ``name`` for argparse's own
+    "invalid NAME value" error."""
+    def parse(text: str):
+        value = cast(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:g} to {high:g}{unit}, got {text}")
+        return value
+    parse.__name__ = name
+    return parse
 
 
-def swing(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= limits.MAX_SWING:
-        raise argparse.ArgumentTypeError(
-            f"must be 0 to {limits.MAX_SWING:g} (percent), got {text}")
-    return value
-
-
-def tracks(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= limits.MAX_TRACKS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {limits.MAX_TRACKS} tracks, got {text}")
-    return value
+bpm = _within("bpm", float, limits.MIN_BPM, limits.MAX_BPM, " BPM")
+swing = _within("swing", float, 0.0, limits.MAX_SWING, " (percent)")
+tracks = _within("tracks", int, 1, limits.MAX_TRACKS, " tracks")
 
 
 def port(text: str) -> int:
