@@ -53,6 +53,16 @@ swing = _within("swing", float, 0.0, limits.MAX_SWING, " (percent)")
 tracks = _within("tracks", int, 1, limits.MAX_TRACKS, " tracks")
 
 
+def humanize(text: str):
+    """``MS[,VELOCITY[,SEED]]``: a ``groove.Humanize``."""
+    from ddjax.errors import DdjaxError
+    from ddjax.groove import parse
+    try:
+        return parse(text)
+    except DdjaxError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= limits.MAX_PORT:

@@ -29,6 +29,7 @@ from ddjax.errors import DdjaxError
 from ddjax.export import export_loop, loop_bar_path, track_notes
 from ddjax.files import (atomic_write_bytes, check_file_target, check_folder_target,
                          loop_record, os_reason, read_loop_json, write_audio, write_loop_json)
+from ddjax.groove import Humanize, of_record
 from ddjax.hardware import use_all_cores
 from ddjax.kit import load_kit
 from ddjax.parser import BUNDLED_KIT, build_parser
@@ -75,7 +76,10 @@ def _generate(args) -> int:
         args.bpm = float(origin["bpm"]) if args.bpm is None else args.bpm
         args.tracks = origin["grid"].shape[0] if args.tracks is None else args.tracks
         args.swing = origin.get("swing", 0.0) if args.swing is None else args.swing
+        args.humanize = of_record(origin, str(args.start_from)) if args.humanize is None \
+            else args.humanize
     pipeline = Pipeline.sized(args.bpm, args.tracks, args.swing or 0.0,
+                              args.humanize or Humanize(),
                               four_on_the_floor=args.four_on_floor, prior=args.loop_prior)
     args.bpm = pipeline.render.bpm
     # A fresh critic hears this tempo's bar; a saved one must have been trained on it.
@@ -130,7 +134,8 @@ def _generate(args) -> int:
                 stem = args.out / f"loop_{index:04d}"
                 record = loop_record(grid, [kit.names[i] for i in ids], bpm=args.bpm,
                                      score=score, seed=args.seed,
-                                     swing=pipeline.render.swing, velocity=velocity)
+                                     swing=pipeline.render.swing, velocity=velocity,
+                                     humanize=pipeline.render.humanize)
                 # The JSON last: no audio is left without its JSON if a write fails.
                 paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
                                     write_json=False, fmt=args.format)
@@ -155,7 +160,7 @@ def _saved_loop(record: dict, kit_dir: pathlib.Path):
     """A checked loop record's render settings, the kit and the loop on it."""
     grid = record["grid"]
     render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1],
-                          swing=record.get("swing", 0.0))
+                          swing=record.get("swing", 0.0), humanize=of_record(record))
     kit = _load_kit(kit_dir, render, grid.shape[0])
     ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
     return render, kit, Loop(grid=grid, samples=ids, velocity=record.get("velocity"))
@@ -221,8 +226,41 @@ def _play(args) -> int:
     return 0
 
 
+def _export_liked(args) -> int:
+    """``export --session DIR --liked --out FILE.zip``."""
+    from ddjax.bundle import liked_zip
+    from ddjax.journal import read_log, read_meta
+    from ddjax.kinds import kit_notes
+    from ddjax.session import recorded_sizes
+    if not args.liked or args.out is None or args.out.suffix != ".zip":
+        raise DdjaxError("export --session takes --liked and --out FILE.zip")
+    if args.loop is not None or args.midi or args.wav or args.loop_wav:
+        raise DdjaxError("export --session --liked writes the zip only; drop LOOP.json,"
+                         " --midi, --wav and --loop-wav")
+    check_file_target(args.out, "--out")
+    meta = read_meta(args.session) if args.session.is_dir() else None
+    if meta is None:
+        raise DdjaxError(f"{args.session} is not a ddjax session (no session.json)")
+    bpm, tracks, swing = recorded_sizes(meta)
+    render = Pipeline.sized(bpm, tracks, swing).render
+    kit = _load_kit(args.kit or pathlib.Path(meta["kit"]), render, tracks)
+    ratings = read_log(args.session, kit).ratings
+    data = liked_zip(ratings, kit, render, kit_notes(kit),
+                     title=f"ddjax session {args.session.resolve().name}")
+    atomic_write_bytes(args.out, data)
+    print(f"wrote {sum(r.liked for r in ratings)} liked loops to {args.out}")
+    return 0
+
+
 def _export(args) -> int:
     from ddjax.kinds import kit_notes
+    if args.session is not None or args.liked:
+        if args.session is None:
+            raise DdjaxError("--liked needs --session DIR")
+        return _export_liked(args)
+    if args.loop is None:
+        raise DdjaxError("export needs LOOP.json, or --session DIR --liked --out FILE.zip")
+    args.kit = args.kit or BUNDLED_KIT
     record = read_loop_json(args.loop)
     both = not (args.midi or args.wav or args.loop_wav)
     stem = args.out or args.loop.with_suffix("")
@@ -320,7 +358,8 @@ def _serve(args) -> int:
                                                      seed=args.seed),
                          session=SessionConfig(seed=args.seed, pretrained=args.pretrained,
                                                loop_prior=args.loop_prior),
-                         pipeline=_session_pipeline(args, None if args.study else args.session))
+                         pipeline=_session_pipeline(args, None if args.study else args.session),
+                         resume_by_id=args.resume_by_id)
     serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0
 

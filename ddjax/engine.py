@@ -24,6 +24,7 @@ from ddjax.ensemble import REDUCTIONS, ensemble_score
 from ddjax.errors import DdjaxError
 from ddjax.critic import CriticConfig, prob_like
 from ddjax.features import FeatureConfig, mfcc
+from ddjax.groove import Humanize
 from ddjax.kinds import kind_ids, kit_kinds
 from ddjax.kit import Kit
 from ddjax.loops import Loop, LoopConfig
@@ -42,11 +43,12 @@ class Pipeline:
 
     @classmethod
     def sized(cls, bpm: float | None = None, n_tracks: int | None = None,
-              swing: float = 0.0, **loops) -> "Pipeline":
-        """The default pipeline at ``bpm`` (120 when None) and ``swing`` (percent), with
-        ``n_tracks`` (4 when None) and other ``LoopConfig`` settings, its critic fitted to
-        that tempo's bar."""
-        render = RenderConfig(bpm=120.0 if bpm is None else bpm, swing=swing)
+              swing: float = 0.0, humanize: Humanize = Humanize(), **loops) -> "Pipeline":
+        """The default pipeline at ``bpm`` (120 when None), ``swing`` (percent) and
+        ``humanize``, with ``n_tracks`` (4 when None) and other ``LoopConfig`` settings, its
+        critic fitted to that tempo's bar."""
+        render = RenderConfig(bpm=120.0 if bpm is None else bpm, swing=swing,
+                              humanize=humanize)
         features = FeatureConfig()
         return cls(loops=LoopConfig(n_tracks=4 if n_tracks is None else n_tracks, **loops),
                    render=render, features=features,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ddjax.encode import DEFAULT_FORMAT, suffix
 from ddjax.files import atomic_write_bytes, write_audio, write_loop_json
+from ddjax.groove import Humanize, humanized_velocity, of_record
 
 # Unknown kinds, by track: GM's bongos, congas, timbales and agogo, never a kick or a hat.
 FALLBACK_NOTES = (60, 61, 62, 63, 64, 65, 66, 67)
@@ -29,7 +30,7 @@ def track_notes(sample_notes: list[int | None]) -> list[int]:
 
 
 def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.0,
-               velocity: np.ndarray | None = None) -> bytes:
+               velocity: np.ndarray | None = None, humanize: Humanize = Humanize()) -> bytes:
     """One bar of the grid as a type-0 Standard MIDI File on channel 10.
 
     Args:
@@ -39,14 +40,21 @@ def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.
       swing: percent (``RenderConfig.swing``): odd steps start ``swing / 200`` of a step
         late, rounded to the nearest of the 120 ticks of a step.
       velocity: int[tracks, steps], each cell's MIDI velocity; None: 127, as rendered.
+      humanize: the render's jitter (``ddjax.groove``): each cell moves by its timing
+        offset, rounded to the nearest tick (never before tick 0), and its velocity by its
+        velocity offset.
     """
-    velocity = np.full(np.shape(grid), 127) if velocity is None else np.asarray(velocity)
+    shape = np.shape(grid)
+    velocity = humanized_velocity(velocity, humanize, shape)
+    velocity = np.full(shape, 127) if velocity is None else np.asarray(velocity)
     ticks_per_step = TICKS_PER_BEAT // 4
     late = int(round(swing / 200.0 * ticks_per_step))
+    jitter = np.round(humanize.timing_ms(*shape) / 1000.0 * bpm / 60.0 * TICKS_PER_BEAT)
     events = []  # (tick, order, message): note-offs before note-ons at the same tick
     for track, note in enumerate(notes):
         for step in np.nonzero(np.asarray(grid[track]))[0]:
-            start = int(step) * ticks_per_step + late * (int(step) % 2)
+            start = max(0, int(step) * ticks_per_step + late * (int(step) % 2)
+                        + int(jitter[track, step]))
             events.append((start, 1, mido.Message("note_on", channel=9, note=note,
                                                   velocity=int(velocity[track, step]))))
             events.append((start + ticks_per_step // 2, 0,
@@ -69,9 +77,10 @@ def midi_bytes(grid: np.ndarray, notes: list[int], bpm: float, swing: float = 0.
 
 
 def write_midi(path: str | os.PathLike, grid: np.ndarray, notes: list[int], bpm: float,
-               swing: float = 0.0, velocity: np.ndarray | None = None) -> None:
+               swing: float = 0.0, velocity: np.ndarray | None = None,
+               humanize: Humanize = Humanize()) -> None:
     """``midi_bytes`` written atomically to ``path`` (a .mid file)."""
-    atomic_write_bytes(path, midi_bytes(grid, notes, bpm, swing, velocity))
+    atomic_write_bytes(path, midi_bytes(grid, notes, bpm, swing, velocity, humanize))
 
 
 def loop_bar_path(stem: str | os.PathLike, bpm: float, fmt: str = DEFAULT_FORMAT
@@ -103,5 +112,6 @@ def export_loop(stem: str | os.PathLike, record: dict, *, audio: np.ndarray | No
     if notes is not None:
         written.append(stem.with_suffix(".mid"))
         write_midi(written[-1], np.array(record["grid"], bool), notes, bpm,
-                   record.get("swing", 0.0), record.get("velocity"))
+                   record.get("swing", 0.0), record.get("velocity"),
+                   of_record(record))
     return written

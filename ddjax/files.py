@@ -24,6 +24,7 @@ import numpy as np
 from ddjax import limits
 from ddjax.encode import DEFAULT_FORMAT, audio_bytes
 from ddjax.errors import DdjaxError
+from ddjax.groove import Humanize, of_record
 
 
 def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:
@@ -170,9 +171,11 @@ def _number(x: float) -> int | float:
 
 def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
                 score: float | None = None, seed: int | None = None,
-                swing: float = 0.0, velocity: np.ndarray | None = None) -> dict[str, Any]:
+                swing: float = 0.0, velocity: np.ndarray | None = None,
+                humanize: Humanize = Humanize()) -> dict[str, Any]:
     """The JSON object for one loop (``swing`` only where it is not 0, ``velocity`` only
-    where it is given: each cell's MIDI velocity, 1 to 127)."""
+    where it is given: each cell's MIDI velocity, 1 to 127; ``humanize`` only where there
+    is jitter: ``Humanize.record()``)."""
     record: dict[str, Any] = {
         "grid": np.asarray(grid).astype(int).tolist(),
         "samples": list(sample_names),
@@ -182,6 +185,8 @@ def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
         record["velocity"] = np.asarray(velocity).astype(int).tolist()
     if swing:
         record["swing"] = _number(swing)
+    if humanize:
+        record["humanize"] = humanize.record()
     if score is not None:
         record["score"] = float(score)
     if seed is not None:
@@ -262,6 +267,7 @@ def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
             0 <= swing <= limits.MAX_SWING):
         raise DdjaxError(f"{path}: 'swing' is {swing!r}; it must be a percent, 0 to"
                          f" {limits.MAX_SWING:g}")
+    of_record(record, str(path))  # a DdjaxError where 'humanize' is malformed
     return {**record, "grid": np.array(grid, dtype=bool), "samples": samples,
             "bpm": float(bpm), **({"swing": float(swing)} if swing else {}),
             **({"velocity": velocity} if velocity is not None else {})}

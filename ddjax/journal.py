@@ -1,11 +1,14 @@
 """A session's folder on disk: nothing a person rated is ever lost.
 
 - ``session.json``: the kit folder, seed and settings;
-- ``ratings.jsonl``: append-only, one line per rating, fsync'ed before the next loop:
-  the loop's JSON, the rating, the time, and the critic version that proposed it;
+- ``ratings.jsonl``: append-only, fsync'ed before the next loop. One line per rating (the
+  loop's JSON, the rating, the time, and the critic version that proposed it), per undo
+  (``{"undo": ID}``: takes back the last rating, of loop ID) and per skip (``{"skip": ID,
+  "loop": ...}``: a loop shown and passed over). Nothing is ever deleted from it;
 - ``wav/loop_NNNNN.wav``: every rated loop's listening render;
 - ``checkpoint.msgpack``: the learner's model (critic and, for the CNN, Adam's state)
-  and the number of ratings it has learned, written atomically after each update;
+  and the ids of the loops whose ratings it has learned, in order, written atomically
+  after each update or undo;
   ``latest.critic`` beside it is the same critic as a plain critic file, and
   ``initial.critic`` the one before any rating.
 
@@ -49,6 +52,19 @@ class Rating(NamedTuple):
     liked: bool
     critic_version: int
     velocity: np.ndarray | None = None  # None: a loop from before velocities, every hit 127
+    score: float | None = None  # the proposing critic's P(like), where the log has it
+
+
+class Log(NamedTuple):
+    """What ``read_log`` finds: ``ratings`` in force (undone ones taken out), in order;
+    ``skipped``: the ids of skipped loops; ``undone``: of loops whose rating was taken
+    back; ``last_id``: the largest loop id the log names (-1 for none), so a resumed
+    session never hands out a logged loop again."""
+
+    ratings: list[Rating]
+    skipped: list[int]
+    undone: list[int]
+    last_id: int
 
 
 def wav_path(directory: pathlib.Path, loop_id: int) -> pathlib.Path:
@@ -79,19 +95,31 @@ def create(directory: pathlib.Path, meta: dict) -> None:
         atomic_write_bytes(directory / META_NAME, (json.dumps(meta, indent=1) + "\n").encode())
 
 
-def read_log(directory: pathlib.Path, kit: Kit) -> list[Rating]:
-    """Every rating in the log; a torn last line (a write cut short) is skipped with a
-    ``SessionWarning``."""
+def read_log(directory: pathlib.Path, kit: Kit) -> Log:
+    """The ratings in force, the skips, and the last loop id of the log; a torn last line
+    (a write cut short) is skipped with a ``SessionWarning``."""
     path = directory / LOG_NAME
     if not path.exists():
-        return []
+        return Log([], [], [], -1)
     lines = path.read_bytes().split(b"\n")
-    ratings, missing = [], set()
+    ratings, skipped, undone, last_id, missing = [], [], [], -1, set()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
+            if "undo" in entry or "skip" in entry:
+                loop_id = int(entry.get("undo", entry.get("skip")))
+                last_id = max(last_id, loop_id)
+                if "skip" in entry:
+                    skipped.append(loop_id)
+                elif not ratings or ratings[-1].loop_id != loop_id:
+                    raise DdjaxError(f"{path}: line {number} undoes loop {loop_id}, which is"
+                                     " not the last rating; fix or delete that line to"
+                                     " resume")
+                else:
+                    undone.append(ratings.pop().loop_id)
+                continue
             loop = entry["loop"]
             grid = np.array(loop["grid"], dtype=bool)
             velocity = (None if loop.get("velocity") is None
@@ -107,14 +135,16 @@ def read_log(directory: pathlib.Path, kit: Kit) -> list[Rating]:
             raise DdjaxError(f"{path}: line {number} is not a rating record; fix or delete that"
                              " line to resume") from None
         missing.update(n for n in names if n not in kit.names)
+        last_id = max(last_id, int(entry["id"]))
         if not missing:
             ratings.append(Rating(int(entry["id"]), grid,
                                   np.array([kit.names.index(n) for n in names], np.int32),
-                                  liked, int(entry.get("critic_version", 0)), velocity))
+                                  liked, int(entry.get("critic_version", 0)), velocity,
+                                  loop.get("score")))
     if missing:
         raise DdjaxError(f"the session's ratings use samples missing from the kit {kit.root}: "
                          + ", ".join(sorted(missing)) + "; pass the session's kit with --kit")
-    return ratings
+    return Log(ratings, skipped, undone, last_id)
 
 
 def repair_log(directory: pathlib.Path) -> None:
@@ -127,23 +157,45 @@ def repair_log(directory: pathlib.Path) -> None:
         atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
 
 
-def append(directory: pathlib.Path, loop, liked: bool, sr: int) -> None:
-    """Writes the loop's WAV, then appends its rating to the log and fsyncs it."""
-    write_audio(wav_path(directory, loop.id), loop.audio, sr, "float32")  # exact samples
-    entry = {"id": loop.id, "loop": loop.record(), "liked": bool(liked),
-             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-             "critic_version": loop.critic_version}
-    with open(directory / LOG_NAME, "ab") as f:
+def now() -> str:
+    """The time, in UTC, as the logs write it."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def append_line(path: pathlib.Path, entry: dict) -> None:
+    """Appends ``entry`` to the JSON-lines file ``path`` and fsyncs it."""
+    with open(path, "ab") as f:
         f.write((json.dumps(entry) + "\n").encode())
         f.flush()
         os.fsync(f.fileno())
 
 
-def save_checkpoint(directory: pathlib.Path, model, n_trained: int, critic: dict,
+def append(directory: pathlib.Path, loop, liked: bool, sr: int) -> None:
+    """Writes the loop's WAV, then appends its rating to the log and fsyncs it."""
+    write_audio(wav_path(directory, loop.id), loop.audio, sr, "float32")  # exact samples
+    append_line(directory / LOG_NAME, {"id": loop.id, "loop": loop.record(),
+                                       "liked": bool(liked), "time": now(),
+                                       "critic_version": loop.critic_version})
+
+
+def append_undo(directory: pathlib.Path, loop_id: int) -> None:
+    """Logs that the last rating, of loop ``loop_id``, is taken back (fsync'ed)."""
+    append_line(directory / LOG_NAME, {"undo": int(loop_id), "time": now()})
+
+
+def append_skip(directory: pathlib.Path, loop) -> None:
+    """Logs that ``loop`` was shown and skipped, unrated (fsync'ed)."""
+    append_line(directory / LOG_NAME, {"skip": loop.id, "loop": loop.record(),
+                                       "time": now()})
+
+
+def save_checkpoint(directory: pathlib.Path, model, learned: list[int], critic: dict,
                     pipeline) -> None:
-    """The learner's model and the critic it scores with, each written atomically."""
+    """The learner's model, the ids of the loops it has learned and the critic it scores
+    with, each written atomically."""
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-               "kind": kind_of(pipeline.critic), "n_trained": n_trained,
+               "kind": kind_of(pipeline.critic), "n_trained": len(learned),
+               "learned": [int(i) for i in learned],
                "model": serialization.to_state_dict(model)}
     atomic_write_bytes(directory / CHECKPOINT_NAME, serialization.msgpack_serialize(payload))
     save_critic_file(directory / CRITIC_NAME, critic, pipeline)
@@ -155,10 +207,13 @@ def save_critic_file(path: pathlib.Path, critic: dict, pipeline) -> None:
                 bar_samples=pipeline.render.bar_samples)
 
 
-def load_checkpoint(directory: pathlib.Path, template, critic_config,
-                    n_logged: int) -> tuple[object, int] | None:
-    """The checkpoint's model (shaped like ``template``) and how many ratings it has
-    learned, or None when there is none.
+def load_checkpoint(directory: pathlib.Path, template, critic_config, logged: list[int],
+                    undone: list[int] = ()) -> tuple[object, int] | None:
+    """The checkpoint's model (shaped like ``template``) and how many of the ratings in
+    force (the ids ``logged``, in order) it has learned, or None when there is none, or
+    when it learned a rating the log has since taken back (one of ``undone``: an undo
+    logged just before a crash): the session then learns the log again, with a
+    ``SessionWarning``.
 
     Raises:
       DdjaxError: the checkpoint is unreadable, of another learner, or ahead of the log;
@@ -167,6 +222,7 @@ def load_checkpoint(directory: pathlib.Path, template, critic_config,
     path = directory / CHECKPOINT_NAME
     if not path.exists():
         return None
+    n_logged = len(logged)
     retrain = f"move {CHECKPOINT_NAME} away to retrain from the log ({n_logged} ratings)"
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
@@ -183,10 +239,21 @@ def load_checkpoint(directory: pathlib.Path, template, critic_config,
             raise ValueError(f"a {kind} learner's, not a {kind_of(critic_config)}'s")
         model = serialization.from_state_dict(template, state)
         n_trained = int(payload["n_trained"])
+        learned = payload.get("learned")  # None in checkpoints from before undo
+        learned = None if learned is None else [int(i) for i in learned]
     except Exception as err:  # msgpack/flax raise many types on a bad file
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DdjaxError(f"{path} is not a usable session checkpoint ({reason}); {retrain}") \
             from None
+    common = 0
+    while learned and common < min(len(learned), n_logged) and \
+            learned[common] == logged[common]:
+        common += 1
+    if learned and learned[common:] and set(learned[common:]) <= set(undone):
+        warnings.warn(SessionWarning(
+            f"{path} learned a rating the log has taken back; learning the log's"
+            f" {n_logged} ratings again"), stacklevel=3)
+        return None
     if n_trained > n_logged:
         raise DdjaxError(f"{path} has learned {n_trained} ratings but {LOG_NAME} holds"
                          f" {n_logged}; nothing was changed. Restore the full log, or"

@@ -2,8 +2,11 @@
 prior and for MIDI.
 
 A sample's kind comes from its file name when the name says it (``kick``, ``snare``,
-``hh``, ``fx``...), else from its audio: the kick rule of ``ddjax.kit``, then spectral
-centroid and decay for hats and cymbals. Noise and effects ("fx": ``fx``, ``noise``,
+``hh``, ``fx``...), else from its audio: the kind model (``ddjax.kind_model``, a logistic
+regression on the one-shot's spectrum and envelope), where it is at least
+``AUDIO_CONFIDENCE`` sure. Across collections it never saw, that model agrees with the
+name on 70% of the paper's kit's named files, and on about 85% of those it is that sure
+of (``scripts/make_kind_model.py``). Noise and effects ("fx": ``fx``, ``noise``,
 ``harsh``, ``zap``...) are a kind of their own, with their own MIDI note, never a kick's
 or a hat's. A kind that neither says is None: unknown.
 """
@@ -14,7 +17,10 @@ import re
 
 import numpy as np
 
-from ddjax.kit import Kit, detect_kick
+from ddjax.kind_model import classify
+from ddjax.kit import Kit
+
+AUDIO_CONFIDENCE = 0.7  # below it, a sample the name does not place stays unknown
 
 GM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "clap": 39, "closed_hat": 42,
             "open_hat": 46, "crash": 49, "ride": 51, "cowbell": 56, "shaker": 70,
@@ -51,19 +57,11 @@ def kind_from_name(name: str) -> str | None:
     return None
 
 
-def kind_from_audio(mono: np.ndarray, sr: int) -> str | None:
-    """A kind guessed from the audio alone, or None."""
-    if detect_kick(mono, sr):
-        return "kick"
-    power = np.square(np.abs(np.fft.rfft(mono)))
-    centroid_hz = float(np.sum(np.fft.rfftfreq(mono.size, 1.0 / sr) * power) / np.sum(power))
-    if centroid_hz < 4000.0:
-        return None
-    envelope = np.abs(mono)
-    seconds = (np.nonzero(envelope >= 0.1 * envelope.max())[0][-1] + 1) / sr
-    if seconds < 0.15:
-        return "closed_hat"
-    return "open_hat" if seconds < 0.8 else "crash"
+def kind_from_audio(mono: np.ndarray, sr: int,
+                    confidence: float = AUDIO_CONFIDENCE) -> str | None:
+    """A kind from the audio alone (``kind_model.classify``), or None where the model is
+    less than ``confidence`` sure."""
+    return classify(mono, sr, threshold=confidence)
 
 
 def tom_note(mono: np.ndarray, sr: int) -> int:

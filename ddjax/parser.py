@@ -9,9 +9,10 @@ import argparse
 import pathlib
 
 from ddjax import __version__, limits, rescore
-from ddjax.argtypes import (bpm, non_negative_int, port, positive_float, positive_int,
+from ddjax.argtypes import (bpm, humanize, non_negative_int, port, positive_float, positive_int,
                             probability, swing, tracks)
 from ddjax.encode import DEFAULT_FORMAT, FORMATS
+from ddjax.groove import MAX_MS, MAX_VELOCITY
 from ddjax.kit import bundled_kit
 from ddjax.loops import LOOP_PRIORS
 
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"0 to {limits.MAX_SWING:g}: every off-beat 16th starts PERCENT/200"
                           " of a 16th late, in the audio and the MIDI (66.7 is a triplet"
                           " shuffle; default 0, or the --from loop's)")
+    gen.add_argument("--humanize", type=humanize, metavar="MS[,VELOCITY[,SEED]]",
+                     help=f"seeded jitter, the same in the audio and the MIDI: each cell moves"
+                          f" up to MS ms (at most {MAX_MS:g}) and its velocity up to VELOCITY"
+                          f" (at most {MAX_VELOCITY}), e.g. 8,10 (default none, or the --from"
+                          " loop's)")
     gen.add_argument("--from", dest="start_from", type=pathlib.Path, metavar="LOOP.json",
                      help="more like this: every chain starts from this loop (its samples"
                           " must be in --kit) instead of from the prior")
@@ -148,18 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     _size_args(ply, resumed=True)
     _private_arg(ply, "session folder")
 
-    exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV",
+    exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV, or a"
+                                             " session's liked loops as one zip",
                               description=(
         "Writes a loop's Standard MIDI File (channel 10, General MIDI drum notes from each"
         " sample's kind, one bar of 16ths) and/or its listening WAV. Without --midi or"
-        " --wav, writes both."))
-    exp.add_argument("loop", type=pathlib.Path, metavar="LOOP.json")
-    _kit_arg(exp)
+        " --wav, writes both. With --session DIR --liked --out FILE.zip instead, writes"
+        " every liked loop of a session as MIDI, a one-bar loop WAV and JSON, with a"
+        " README of the tempo and samples."))
+    exp.add_argument("loop", type=pathlib.Path, metavar="LOOP.json", nargs="?")
+    exp.add_argument("--kit", type=pathlib.Path, default=None,
+                     help="folder of one-shot samples (default: the bundled samples/, or the"
+                          " session's recorded kit)")
+    exp.add_argument("--session", type=pathlib.Path, metavar="DIR",
+                     help="a session folder (ddjax play / serve), with --liked")
+    exp.add_argument("--liked", action="store_true",
+                     help="with --session: every liked loop, into the zip --out")
     exp.add_argument("--midi", action="store_true", help="write LOOP.mid")
     exp.add_argument("--wav", action="store_true", help="write LOOP.wav (the preview)")
     _audio_args(exp, "also write LOOP_1bar_<bpm>bpm.wav:")
     exp.add_argument("--out", type=pathlib.Path, metavar="STEM",
-                     help="output path without suffix (default: beside LOOP.json)")
+                     help="output path without suffix (default: beside LOOP.json); with"
+                          " --liked, the zip file")
 
     run = commands.add_parser("experiment", help="the paper's two-phase protocol with a rater",
                               description=(
@@ -216,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="phase I ratings per participant (default 80)")
     srv.add_argument("--study-eval", type=positive_int, default=30,
                      help="phase II loops per critic (default 30)")
+    srv.add_argument("--resume-by-id", action="store_true",
+                     help="with --study: typing an existing participant id resumes that"
+                          " participant (and shows their results); without it, such an id"
+                          " is refused")
     srv.add_argument("--seed", type=int, default=0,
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
     _pretrained_arg(srv)

@@ -45,6 +45,7 @@ import numpy as np
 from ddjax import limits
 from ddjax.batching import in_chunks
 from ddjax.errors import DdjaxError
+from ddjax.groove import Humanize
 from ddjax.loops import FULL_VELOCITY, Loop
 
 MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
@@ -64,6 +65,8 @@ class RenderConfig:
       n_steps: steps per bar.
       swing: 0 to 75 (percent): every off-beat 16th (odd step) starts ``swing / 200`` of a
         16th late: 0 is straight, 66.7 puts it on the 8th-note triplet (a 2:1 shuffle).
+      humanize: seeded timing and velocity jitter per cell (``ddjax.groove``); none by
+        default.
     """
 
     sr: int = 44100
@@ -73,6 +76,7 @@ class RenderConfig:
     tail_seconds: float = 1.0
     n_steps: int = 16
     swing: float = 0.0
+    humanize: Humanize = Humanize()
 
     def __post_init__(self):
         if not 0.0 <= self.swing <= limits.MAX_SWING:
@@ -101,6 +105,14 @@ class RenderConfig:
         return np.array([int((j + late * (j % 2)) * self.step_samples)
                          for j in range(self.n_steps)], np.int64)
 
+    def cell_offsets(self, n_tracks: int) -> np.ndarray:
+        """int[n_tracks, n_steps]: where each cell's hit starts within its bar, in samples:
+        ``step_offsets`` moved by the humanize timing (never before the bar's start)."""
+        jitter = self.humanize.timing_ms(n_tracks, self.n_steps) * self.sr / 1000.0
+        late = self.swing / 200.0
+        steps = np.arange(self.n_steps) + late * (np.arange(self.n_steps) % 2)
+        return np.maximum(0, (steps * self.step_samples + jitter).astype(np.int64))
+
     @property
     def listening_samples(self) -> int:
         """Length of the listening render, in samples."""
@@ -113,6 +125,8 @@ class _Blocks(NamedTuple):
 
 
 def _block_layout(config: RenderConfig) -> _Blocks | None:
+    if config.humanize.ms:
+        return None  # every cell has its own offset
     offsets, n, bar = config.step_offsets, config.n_steps, config.bar_samples
     for period in (p for p in range(1, MAX_TABLE_PHASES + 1) if n % p == 0):
         block = int(offsets[period]) if period < n else bar
@@ -156,10 +170,16 @@ def _toeplitz_index(period: int, n_blocks: int) -> np.ndarray:
 
 
 def _gains(loop: Loop, dtype, config: RenderConfig) -> jax.Array:
-    """Each cell's gain: ``volume * velocity / 127`` where it is on, else 0."""
+    """Each cell's gain: ``volume * velocity / 127`` where it is on, else 0 (the velocity
+    after the humanize jitter, clipped to 1..127)."""
     gains = loop.grid.astype(dtype) * config.volume
-    if loop.velocity is not None:
-        gains = gains * (loop.velocity.astype(dtype) / FULL_VELOCITY)
+    velocity = loop.velocity
+    if config.humanize.velocity:
+        jitter = config.humanize.velocity_offsets(*loop.grid.shape[-2:])
+        velocity = jnp.clip((FULL_VELOCITY if velocity is None else velocity) + jitter,
+                            1, FULL_VELOCITY)
+    if velocity is not None:
+        gains = gains * (velocity.astype(dtype) / FULL_VELOCITY)
     return gains
 
 
@@ -169,8 +189,14 @@ def _one_bar(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Arra
     sample_len = kit_audio.shape[-1]
     track_audio = kit_audio[loop.samples]  # [..., tracks, samples]
     gains = _gains(loop, kit_audio.dtype, config)
-    per_step = jnp.einsum("...ts,...tn->...sn", gains, track_audio)
     out = jnp.zeros(loop.grid.shape[:-2] + (2 * bar,), kit_audio.dtype)
+    if config.humanize.ms:  # a hit per cell, each at its own offset
+        cells = config.cell_offsets(loop.grid.shape[-2])
+        for (track, step), offset in np.ndenumerate(cells):
+            out = out.at[..., offset:offset + sample_len].add(
+                gains[..., track, step, None] * track_audio[..., track, :])
+        return out
+    per_step = jnp.einsum("...ts,...tn->...sn", gains, track_audio)
     for step, offset in enumerate(config.step_offsets):
         out = out.at[..., offset:offset + sample_len].add(per_step[..., step, :])
     return out

@@ -272,6 +272,9 @@ class Inputs:
             raise _Skip(("swing", record.get("swing", 0.0)),
                         f"skipped loops with {record.get('swing', 0.0):g}% swing (first:"
                         f" {where}); this run renders straight 16ths")
+        if "humanize" in record:
+            raise _Skip(("humanize",), f"skipped humanized loops (first: {where}); this run"
+                        " renders the grid exactly")
         if record["bpm"] != render.bpm:
             raise _Skip(("bpm", record["bpm"]),
                         f"skipped loops at {record['bpm']:g} BPM (first: {where}); this run"

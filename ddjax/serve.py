@@ -15,6 +15,10 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
     GET  /api/s/SID/state                counts, like history, liked loops, result
     GET  /api/s/SID/current              the loop to rate now (waits while it is drawn)
     POST /api/s/SID/rate                 {"key": "12", "liked": true}
+    POST /api/s/SID/undo                 takes the last rating back; its loop is current
+    POST /api/s/SID/skip                 {"key": "12"}: passes the current loop over
+    POST /api/s/SID/more                 {"key": "7"}: a variation on rated loop 7, now
+    GET  /api/s/SID/liked.zip            every liked loop: MIDI, 1-bar WAV, JSON, README
     GET  /api/s/SID/loops/KEY.wav        the current loop's or a rated loop's audio
     GET  /api/s/SID/loops/KEY.(mid|json) a rated loop's MIDI or JSON (not in a study)
     GET  /api/s/SID/archive.zip          a participant's whole folder
@@ -27,18 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
 import ipaddress
 import json
 import os
 import pathlib
-import re
-import secrets
 import socket
 import sys
 import tempfile
-import threading
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -48,124 +47,17 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ddjax.engine import Pipeline
+from ddjax.desk import KEY_PATTERN, Desk
+from ddjax.desks import MAIN, Desks, HttpError, ServeConfig, open_desks
 from ddjax.errors import DdjaxError
-from ddjax.experiment import ExperimentConfig
-from ddjax.kinds import kit_kinds, kit_notes
-from ddjax.kit import Kit, load_kit
-from ddjax.session import Session, SessionConfig
-from ddjax.study import KEY_PATTERN, Desk, Study
-from ddjax.training import TrainConfig
+from ddjax.study import Study
 
+__all__ = ["Desks", "ServeConfig", "create_app", "is_loopback", "listen", "open_desks",
+           "serve"]
 MAX_BODY_BYTES = 4096
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-MAIN = "main"
-PARTICIPANTS_DIR = "participants"
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 MEDIA = {"wav": "audio/wav", "bar": "audio/wav", "mid": "audio/midi",
          "json": "application/json"}
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclasses.dataclass(frozen=True)
-class ServeConfig:
-    """What the server runs.
-
-    Attributes:
-      kit_dir: the kit folder (None: the session's recorded kit; a study needs one).
-      directory: the session folder (alone) or the study folder (``study``).
-      study: run the paper's protocol for any number of participants.
-      experiment: the study's sizes; its seed is the first participant's.
-      session: sampling settings.
-      train: training settings.
-      pipeline: the tempo and loop size (``Pipeline.sized``) of new sessions; a resumed one
-        must match it.
-    """
-
-    kit_dir: pathlib.Path | None
-    directory: pathlib.Path
-    study: bool = False
-    experiment: ExperimentConfig = ExperimentConfig()
-    session: SessionConfig = SessionConfig()
-    train: TrainConfig = TrainConfig()
-    pipeline: Pipeline = Pipeline()
-
-
-class Desks:
-    """Every open desk by id; opens a study's participants on first use, one at a time.
-
-    Args:
-      config: what the server runs.
-      kit: the kit of every desk.
-      session: the session to rate alone (its desk is ``main``); None in a study.
-    """
-
-    def __init__(self, config: ServeConfig, kit: Kit, session: Session | None = None):
-        self.config, self.kit = config, kit
-        self.kinds, self.notes = kit_kinds(kit), kit_notes(kit)
-        self._desks: dict[str, Desk | Study] = (
-            {} if session is None else {MAIN: Desk(session, self.notes)})
-        self._opening: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def root(self) -> pathlib.Path:
-        return self.config.directory / PARTICIPANTS_DIR
-
-    def get(self, sid: str) -> Desk | Study:
-        """The desk ``sid``; a known participant is opened (resumed) if need be."""
-        if not ID_PATTERN.fullmatch(sid):
-            raise HttpError(404, f"no session {sid!r}")
-        with self._lock:
-            if sid in self._desks:
-                return self._desks[sid]
-            if not self.config.study or not (self.root / sid / "study.json").is_file():
-                raise HttpError(404, f"no session {sid!r}")
-        return self._open_once(sid)
-
-    def join(self, requested: str | None) -> str:
-        """A participant's id: ``requested`` (resumed if it exists) or a fresh one."""
-        if requested is not None and not ID_PATTERN.fullmatch(requested):
-            raise HttpError(422, "an id is 1 to 64 letters, digits, '-' or '_'")
-        sid = requested or f"p-{secrets.token_hex(4)}"
-        if sid == MAIN:
-            raise HttpError(422, f"{MAIN!r} is reserved; pick another id")
-        self._open_once(sid)
-        return sid
-
-    def _open_once(self, sid: str) -> Desk | Study:
-        """The participant ``sid``, opened (or created) by the first caller only."""
-        with self._lock:
-            opening = self._opening.setdefault(sid, threading.Lock())
-        with opening:  # a slow open of one participant never holds the others
-            with self._lock:
-                if sid in self._desks:
-                    return self._desks[sid]
-            return self._open(sid)
-
-    def _open(self, sid: str) -> Study:
-        c = self.config
-        seed = c.experiment.seed + int.from_bytes(hashlib.sha256(sid.encode()).digest()[:3])
-        try:
-            study = Study.open(self.root / sid, self.kit, self.notes,
-                               dataclasses.replace(c.experiment, seed=seed), sid,
-                               session_config=c.session, train=c.train, pipeline=c.pipeline)
-        except DdjaxError as err:
-            raise HttpError(409, f"participant {sid}: {err}") from None
-        with self._lock:
-            self._desks[sid] = study
-        return study
-
-    def close(self) -> None:
-        with self._lock:
-            desks = list(self._desks.values())
-        for desk in desks:
-            desk.close()
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -263,6 +155,46 @@ def create_app(desks: Desks) -> Starlette:
         await run_in_threadpool(desk.rate, key, liked)
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
 
+    async def free_desk(request: Request) -> Desk:
+        desk = await run_in_threadpool(desks.get, request.path_params["sid"])
+        if not isinstance(desk, Desk):
+            raise HttpError(409, "a study's ratings follow its protocol: no undo, skip or"
+                                 " variations")
+        return desk
+
+    async def loop_key(request: Request) -> str:
+        key = (await _json_body(request)).get("key")
+        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+            raise HttpError(422, "'key' must be a loop key such as \"12\"")
+        return key
+
+    async def undo(request: Request) -> Response:
+        desk = await free_desk(request)
+        await run_in_threadpool(desk.undo)
+        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
+
+    async def skip(request: Request) -> Response:
+        desk = await free_desk(request)
+        await run_in_threadpool(desk.skip, await loop_key(request))
+        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
+
+    async def more(request: Request) -> Response:
+        desk = await free_desk(request)
+        key = await loop_key(request)
+        try:
+            await run_in_threadpool(desk.more_like, key)
+        except KeyError:
+            raise HttpError(404, f"no rated loop {key}") from None
+        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
+
+    async def liked_zip(request: Request) -> Response:
+        desk = await free_desk(request)
+        data = await run_in_threadpool(desk.liked_zip)
+        name = f"ddjax-liked-{config.directory.name}.zip"
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "Cache-Control": "no-store"})
+
     async def loop_file(request: Request) -> Response:
         desk = await run_in_threadpool(desks.get, request.path_params["sid"])
         name = request.path_params["name"]
@@ -309,6 +241,10 @@ def create_app(desks: Desks) -> Starlette:
         Route("/api/s/{sid}/state", guarded(state)),
         Route("/api/s/{sid}/current", guarded(current)),
         Route("/api/s/{sid}/rate", guarded(rate), methods=["POST"]),
+        Route("/api/s/{sid}/undo", guarded(undo), methods=["POST"]),
+        Route("/api/s/{sid}/skip", guarded(skip), methods=["POST"]),
+        Route("/api/s/{sid}/more", guarded(more), methods=["POST"]),
+        Route("/api/s/{sid}/liked.zip", guarded(liked_zip)),
         Route("/api/s/{sid}/loops/{name}", guarded(loop_file)),
         Route("/api/s/{sid}/archive.zip", guarded(archive)),
     ]
@@ -317,21 +253,6 @@ def create_app(desks: Desks) -> Starlette:
         return _error(exc.status_code, exc.detail or "not found")
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
-
-
-def open_desks(config: ServeConfig) -> Desks:
-    """The desks to serve: one session alone, or a study's participants (opened lazily)."""
-    if config.study:
-        if config.kit_dir is None:
-            raise DdjaxError("a study needs --kit")
-        render, loops = config.pipeline.render, config.pipeline.loops
-        kit = load_kit(config.kit_dir, render.bar_samples, sr=render.sr,
-                       min_samples=loops.n_tracks)
-        config.directory.mkdir(parents=True, exist_ok=True)
-        return Desks(config, kit)
-    session = Session.open(config.directory, config.kit_dir, train=config.train,
-                           config=config.session, pipeline=config.pipeline)
-    return Desks(config, session.kit, session)
 
 
 def is_loopback(host: str) -> bool:

@@ -1,10 +1,12 @@
 """Sessions: one person's ratings, a critic that learns from them, and nothing lost.
 
 A ``Session`` is the person's side of the pipeline: ``next_loop`` gives a loop to listen
-to, ``rate`` records a like or a dislike and learns from it, and ``run`` drives both from
-any callable. What it learns with is a ``learner.Learner`` (``ddjax.prior`` picks it:
-the pretrained Bayesian head by default, the paper's CNN with ``pretrained="none"``);
-what it keeps on disk is ``ddjax.journal``'s.
+to, ``rate`` records a like or a dislike and learns from it, ``undo`` takes the last
+rating back, ``skip`` passes a loop over, and ``run`` drives them from any callable. What
+it learns with is a ``learner.Learner`` (``ddjax.prior`` picks it: the pretrained Bayesian
+head by default, the paper's CNN with ``pretrained="none"``), held by a
+``belief.Belief``; what it keeps on disk is ``ddjax.journal``'s. The session itself is
+the thread between them.
 
 Overlap. Learning and sampling run on one background worker while the person listens:
 after ``rate`` (rating k) the worker learns rating k, and ``next_loop`` hands out the
@@ -33,24 +35,23 @@ import threading
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ddjax import journal
+from ddjax.belief import Belief, rated_loop
 from ddjax.engine import Engine, Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.files import loop_record
 from ddjax.journal import (CHECKPOINT_NAME, CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME,
                            META_NAME, Rating, SessionWarning)
 from ddjax.kit import Kit, load_kit
-from ddjax.learner import capacity, grow
-from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays, with_velocity
+from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays
 from ddjax.prior import make_learner
 from ddjax.sampler import SamplerConfig
 from ddjax.training import TrainConfig
 
 __all__ = ["Session", "SessionConfig", "Loop", "Rating", "SessionWarning", "LOG_NAME",
-           "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME"]
+           "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME", "rated_loop"]
 QUERIES = ("thompson", "mean")
 
 
@@ -93,14 +94,6 @@ class SessionConfig:
     def sampler(self) -> SamplerConfig:
         """The sampler that serves loops to the person."""
         return SamplerConfig("mh", self.n_iters, self.temperature)
-
-
-def rated_loop(rating: Rating) -> LoopArrays:
-    """A rating's loop as device arrays, with its velocities (127 where it has none)."""
-    return with_velocity(LoopArrays(jnp.asarray(rating.grid), jnp.asarray(rating.samples,
-                                                                           jnp.int32),
-                                    None if rating.velocity is None
-                                    else jnp.asarray(rating.velocity, jnp.int32)))
 
 
 def recorded_sizes(meta: dict) -> tuple[float, int, float]:
@@ -185,12 +178,11 @@ class Session:
         self.directory = None if directory is None else pathlib.Path(directory)
         self._key = jax.random.key(config.seed)
         self.engine = Engine(kit, None, pipeline)
-        self._tables = self.engine.params.tables
-        self._state = self.learner.init(jax.random.fold_in(self._key, 0), self._tables,
-                                        self.engine.allowed)
-        self.initial_critic = self.learner.critic(self._state)
-        self._n_trained = 0
+        self.belief = Belief(self.learner, self._key, self.engine.params.tables,
+                             self.engine.allowed)
+        self.initial_critic = self.belief.initial_critic
         self.history: list[Rating] = []
+        self.skipped: list[int] = []
         self._next_id = 0
         self._n_candidates = 0
         self._lock = threading.Lock()
@@ -245,12 +237,31 @@ class Session:
         """Records a rating on disk (fsync'ed), then learns from it in the background."""
         with self._lock:
             rating = Rating(loop.id, loop.grid, loop.samples, bool(liked), loop.critic_version,
-                            loop.velocity)
+                            loop.velocity, loop.score)
             if self.directory is not None:
                 journal.append(self.directory, loop, rating.liked, self.kit.sr)
             self.history.append(rating)
-            index = len(self.history) - 1
-        self._pending.append(self._worker.submit(self._learn, index))
+        self._pending.append(self._worker.submit(self._learn, rating))
+
+    def undo(self) -> Loop:
+        """Takes the last rating back: logs the undo (fsync'ed), then the critic forgets it
+        in the background. Returns that loop, to be rated again."""
+        with self._lock:
+            if not self.history:
+                raise DdjaxError("nothing to undo: there is no rating yet")
+            rating = self.history.pop()
+            if self.directory is not None:
+                journal.append_undo(self.directory, rating.loop_id)
+            remaining = list(self.history)
+        self._pending.append(self._worker.submit(self._take_back, remaining))
+        return self._loop_of(rating)
+
+    def skip(self, loop: Loop) -> None:
+        """Passes ``loop`` over, unrated; the log keeps it, so it is never shown again."""
+        with self._lock:
+            if self.directory is not None:
+                journal.append_skip(self.directory, loop)
+            self.skipped.append(loop.id)
 
     def run(self, rate_fn: Callable[[Loop], bool | None], n: int) -> list[tuple[Loop, bool]]:
         """Shows loops to ``rate_fn`` until it has rated ``n`` (None skips a loop)."""
@@ -259,6 +270,7 @@ class Session:
             loop = self.next_loop()
             liked = rate_fn(loop)
             if liked is None:
+                self.skip(loop)
                 continue
             self.rate(loop, bool(liked))
             rated.append((loop, bool(liked)))
@@ -280,7 +292,7 @@ class Session:
     def critic(self) -> dict:
         """The critic after learning every rating so far (waits for learning)."""
         self.wait()
-        return self.learner.critic(self._state)
+        return self.belief.critic()
 
     def wait(self) -> None:
         """Blocks until every submitted update has finished."""
@@ -301,47 +313,51 @@ class Session:
 
     # -- the worker's side -------------------------------------------------------------
 
-    def _learn(self, index: int) -> None:
-        """Learns rating ``index`` (on the worker), then checkpoints."""
-        rating = self.history[index]
-        if index >= capacity(self._state):  # rows 0..index-1 hold the earlier ratings
-            self._state = grow(self._state)
-        key = jax.random.fold_in(jax.random.fold_in(self._key, 1), index)
-        loop = rated_loop(rating)
-        self._state, _ = self.learner.update(key, self._state, self._tables, loop,
-                                             jnp.bool_(rating.liked))
-        self._n_trained = index + 1
+    def _learn(self, rating: Rating) -> None:
+        """Learns ``rating`` (on the worker), then checkpoints."""
+        self.belief.learn(rating)
+        self._checkpoint()
+
+    def _take_back(self, remaining: list[Rating]) -> None:
+        """Forgets the last rating learned (on the worker), then checkpoints."""
+        self.belief.take_back(remaining)
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
         if self.directory is not None:
-            journal.save_checkpoint(self.directory, jax.device_get(self._state.model),
-                                    self._n_trained, self.learner.critic(self._state),
-                                    self.pipeline)
+            journal.save_checkpoint(self.directory, jax.device_get(self.belief.state.model),
+                                    self.belief.learned, self.belief.critic(), self.pipeline)
 
     def _warm_up(self) -> None:
-        """Compiles the update and both critics on throw-away data; the state is left as
-        it was."""
-        c = self.pipeline.loops
-        loop = with_velocity(LoopArrays(jnp.zeros((c.n_tracks, c.n_steps), bool),
-                                        jnp.zeros((c.n_tracks,), jnp.int32)))
-        jax.block_until_ready(self.learner.update(jax.random.key(0), self._state,
-                                                  self._tables, loop, jnp.bool_(True)))
+        """Compiles the update and both critics on throw-away data."""
+        self.belief.warm_up(self.pipeline.loops.n_tracks, self.pipeline.loops.n_steps)
+
+    def _loop_of(self, rating: Rating) -> Loop:
+        """A rated loop as it was shown: its audio rendered again, its score as logged."""
+        loop = jax.tree_util.tree_map(lambda x: x[None], rated_loop(rating))
+        return Loop(rating.loop_id, self.engine.listen(loop)[0], rating.grid, rating.samples,
+                    tuple(self.kit.names[i] for i in rating.samples),
+                    float("nan") if rating.score is None else rating.score,
+                    rating.critic_version, self.pipeline.render.bpm,
+                    self.pipeline.render.swing, rating.velocity)
 
     def _candidate(self, start: LoopArrays | None = None) -> Loop:
         """Samples one loop from the current critic, from the prior or from ``start``
         (runs on the worker)."""
         key = jax.random.fold_in(jax.random.fold_in(self._key, 2), self._n_candidates)
         self._n_candidates += 1
-        version = self._n_trained
+        version = self.belief.n_trained
         if self.config.query == "thompson":
-            critic = self.learner.sample_critic(jax.random.fold_in(key, 2), self._state)
+            critic = self.belief.sample_critic(jax.random.fold_in(key, 2))
         else:
-            critic = self.learner.critic(self._state)
+            critic = self.belief.critic()
         state, _ = self.engine.sample(key, self.config.n_chains, self.config.sampler,
                                       critic=critic, start=start)
         chain = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, self.config.n_chains))
         loop = jax.tree_util.tree_map(lambda x: x[chain:chain + 1], state.loop)
         score = float(state.score[chain])
         if self.config.query == "thompson":  # the chain's score is the draw's: show the mean's
-            score = float(self.engine.score(loop, critic=self.learner.critic(self._state))[0])
+            score = float(self.engine.score(loop, critic=self.belief.critic())[0])
         audio = self.engine.listen(loop)[0]
         grid, samples = np.asarray(loop.grid[0]), np.asarray(loop.samples[0])
         velocity = np.asarray(loop.velocity[0])
@@ -358,11 +374,11 @@ class Session:
         d = self.directory
         # Every check first (the log, the checkpoint): nothing on disk changes unless the
         # resume can succeed.
-        history = journal.read_log(d, self.kit)
-        while capacity(self._state) < len(history):
-            self._state = grow(self._state)
-        restored = journal.load_checkpoint(d, jax.device_get(self._state.model),
-                                           self.pipeline.critic, len(history))
+        log = journal.read_log(d, self.kit)
+        history = log.ratings
+        restored = journal.load_checkpoint(d, jax.device_get(self.belief.state.model),
+                                           self.pipeline.critic,
+                                           [r.loop_id for r in history], log.undone)
         journal.create(d, {"kit": str(self.kit.root), "seed": self.config.seed,
                            "session": dataclasses.asdict(self.config),
                            "train": dataclasses.asdict(self.train_config),
@@ -370,26 +386,17 @@ class Session:
                            "tracks": self.pipeline.loops.n_tracks,
                            "swing": self.pipeline.render.swing})
         journal.repair_log(d)
-        self.history = history
-        self._next_id = max((r.loop_id for r in history), default=-1) + 1
+        self.history, self.skipped = history, log.skipped
+        self._next_id = log.last_id + 1  # no logged loop, rated or skipped, comes back
         self._n_candidates = self._next_id
         if not (d / INITIAL_CRITIC_NAME).exists():
             journal.save_critic_file(d / INITIAL_CRITIC_NAME, self.initial_critic, self.pipeline)
         n_done = 0
         if restored is not None:
             model, n_done = restored
-            self._state = self._state._replace(
-                model=jax.tree_util.tree_map(jnp.asarray, model))
-        for index in range(len(history)):
+            self.belief.restore(model)
+        for index, rating in enumerate(history):
             if index < n_done:  # already learnt by the checkpoint's model: data only
-                self._remember(index)
+                self.belief.remember(rating)
             else:  # the checkpoint is behind the log: catch up
-                self._learn(index)
-
-    def _remember(self, index: int) -> None:
-        """Puts rating ``index`` into the learner's data without learning it again."""
-        rating = self.history[index]
-        loop = rated_loop(rating)
-        self._state = self.learner.remember(self._state, self._tables, loop,
-                                            jnp.bool_(rating.liked))
-        self._n_trained = index + 1
+                self._learn(rating)

@@ -1,16 +1,9 @@
-"""Rating desks: what one person rates next, for free rating and for the paper's study.
+"""Studies: the paper's protocol (section 4) for one participant, over rating desks.
 
-A desk hands out one loop at a time and takes exactly one rating for it. Both kinds are
-plain, thread-safe Python objects, so a front end (``ddjax serve``) only translates
-requests into calls, and tests drive them without a browser.
-
-- ``Desk``: free rating over a ``Session``. Every rating goes to the session's durable log
-  before the next loop is handed out.
-- ``Study``: the paper's protocol (section 4) for one participant. Phase I is a Desk
-  with ``n_ratings`` ratings; then phase II's pool (``experiment.draw_phase_two``) is
-  drawn in the background; then the pool is rated blind, without training; then
-  ``result.json`` holds theta_init, theta_final and delta, in the format of
-  ``ddjax experiment`` (so ``ddjax experiment --from-sessions`` aggregates both).
+``Study``: phase I is a ``desk.Desk`` with ``n_ratings`` ratings; then phase II's pool
+(``experiment.draw_phase_two``) is drawn in the background; then the pool is rated blind,
+without training; then ``result.json`` holds theta_init, theta_final and delta, in the
+format of ``ddjax experiment`` (so ``ddjax experiment --from-sessions`` aggregates both).
 
 A participant's folder::
 
@@ -28,196 +21,29 @@ session's loop id (``"12"``) in free rating and phase I, ``"eN"`` in phase II.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
 import pathlib
-import re
 import shutil
 import threading
 import zipfile
 
-import jax
 import numpy as np
-import soundfile as sf
 
-from ddjax.encode import audio_bytes
+from ddjax.desk import Desk, Item, Refused, playback_wav
 from ddjax.engine import Pipeline
-from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
-from ddjax.export import loop_bar_path, midi_bytes, track_notes
-from ddjax.files import atomic_write_bytes, loop_json, loop_record, write_audio
+from ddjax.files import atomic_write_bytes, write_audio
+from ddjax.journal import append_line, now
 from ddjax.kit import Kit
 from ddjax.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
-                           SessionConfig, rated_loop)
+                           SessionConfig)
 from ddjax.training import TrainConfig
 
 STUDY_NAME = "study.json"
 RESULT_NAME = "result.json"
 PHASE2_DIR = "phase2"
 ITEMS_NAME = "items.json"
-PLAYBACK_BARS = 2
-KEY_PATTERN = re.compile(r"(?:0|[1-9][0-9]{0,8}|e(?:0|[1-9][0-9]{0,5}))")
-
-
-class Refused(DdjaxError):
-    """A rating the desk will not take: stale, a duplicate, or out of phase."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Item:
-    """A loop as the page shows it.
-
-    Attributes:
-      key: the loop's key (``"12"`` or ``"e3"``).
-      phase: ``"rate"``, ``"phase1"`` or ``"phase2"``.
-      number: 1-based position of this rating within its phase.
-      total: ratings in the phase, None when open-ended.
-      loop: the loop.
-      blind: hide the critic's score from the page (a study's ratings are blind).
-    """
-
-    key: str
-    phase: str
-    number: int
-    total: int | None
-    loop: Loop
-    blind: bool
-
-    def describe(self, kinds: list[str | None], kit_names: tuple[str, ...]) -> dict:
-        """The JSON the page draws: grid, rows with sample names and kinds, score."""
-        return {"key": self.key, "phase": self.phase, "number": self.number,
-                "total": self.total, "grid": np.asarray(self.loop.grid).astype(int).tolist(),
-                "velocity": (None if self.loop.velocity is None
-                             else np.asarray(self.loop.velocity).astype(int).tolist()),
-                "swing": self.loop.swing,
-                "rows": [{"name": name, "kind": kinds[kit_names.index(name)]}
-                         for name in self.loop.sample_paths],
-                "score": None if self.blind else self.loop.score,
-                "critic_version": None if self.blind else self.loop.critic_version,
-                "bpm": self.loop.bpm}
-
-
-def playback_wav(audio: np.ndarray | pathlib.Path, session: Session) -> bytes:
-    """The first ``PLAYBACK_BARS`` bars of a listening render (an array or a WAV file),
-    as WAV bytes: the page plays bar 1, then loops bar 2, which holds bar 1's tails."""
-    frames = PLAYBACK_BARS * session.pipeline.render.bar_samples
-    if isinstance(audio, pathlib.Path):
-        audio, _ = sf.read(audio, frames=frames, dtype="float32")
-    return audio_bytes(audio[:frames], session.kit.sr, "float32")
-
-
-def _append_line(path: pathlib.Path, entry: dict) -> None:
-    with open(path, "ab") as f:
-        f.write((json.dumps(entry) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
-
-
-class Desk:
-    """Free rating over a session: one current loop, one rating per loop.
-
-    Args:
-      session: an on-disk session.
-      notes: the General MIDI note of every kit sample (``kinds.kit_notes``).
-      phase: the phase name items carry.
-      total: ratings in the phase, or None.
-      blind: hide scores and the liked list (a study's phase I).
-    """
-
-    def __init__(self, session: Session, notes: list[int | None], *, phase: str = "rate",
-                 total: int | None = None, blind: bool = False):
-        if session.directory is None:
-            raise ValueError("a desk needs an on-disk session")
-        self.session, self.notes = session, notes
-        self.phase, self.total, self.blind = phase, total, blind
-        self._lock = threading.Lock()
-        self._current: Loop | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.total is not None and self.session.n_ratings >= self.total
-
-    def current(self) -> Item:
-        """The loop to rate now (blocks while the session samples it)."""
-        with self._lock:
-            if self.done:
-                raise Refused(f"all {self.total} ratings of this phase are in")
-            if self._current is None:
-                self._current = self.session.next_loop()
-            return self._item(self._current)
-
-    def rate(self, key: str, liked: bool) -> None:
-        """Rates the current loop (on disk before this returns); refuses any other key."""
-        with self._lock:
-            if self._current is None or str(self._current.id) != key:
-                raise Refused(self._why_not(key))
-            self.session.rate(self._current, liked)
-            self._current = None
-
-    def _why_not(self, key: str) -> str:
-        if key.isdigit() and any(r.loop_id == int(key) for r in self.session.history):
-            return f"loop {key} is already rated; each loop takes one rating"
-        if self.done:
-            return f"all {self.total} ratings of this phase are in"
-        return f"loop {key} is not the loop being rated; reload the page for the current one"
-
-    def _item(self, loop: Loop) -> Item:
-        return Item(str(loop.id), self.phase, self.session.n_ratings + 1, self.total, loop,
-                    self.blind)
-
-    def liked(self) -> list[dict]:
-        """The liked loops, newest first: key and sample names."""
-        names = self.session.kit.names
-        bpm = self.session.pipeline.render.bpm
-        return [{"key": str(r.loop_id), "samples": [names[i] for i in r.samples], "bpm": bpm}
-                for r in reversed(self.session.history) if r.liked]
-
-    def state(self) -> dict:
-        likes = [r.liked for r in self.session.history]
-        return {"phase": self.phase, "ratings": len(likes), "total": self.total,
-                "likes": likes, "liked": [] if self.blind else self.liked()}
-
-    def download(self, key: str, kind: str) -> tuple[bytes, str]:
-        """A rated loop as ``wav`` (the preview, 24-bit), ``bar`` (one seamless bar, 24-bit,
-        with its tempo), ``mid`` or ``json``: the bytes and a file name."""
-        rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
-        if rating is None:
-            raise KeyError(key)
-        kit, render = self.session.kit, self.session.pipeline.render
-        bpm = render.bpm
-        name = f"loop_{rating.loop_id:05d}"
-        if kind == "wav":
-            audio, _ = sf.read(self.session.wav_path(rating.loop_id), dtype="float32")
-            return audio_bytes(audio, kit.sr), f"{name}.wav"
-        if kind == "bar":
-            loop = jax.tree_util.tree_map(lambda x: x[None], rated_loop(rating))
-            bar = self.session.engine.loop_bar(loop)[0]
-            return (audio_bytes(bar, kit.sr, tempo=(bpm, rating.grid.shape[-1] // 4)),
-                    loop_bar_path(name, bpm).name)
-        if kind == "mid":
-            notes = track_notes([self.notes[i] for i in rating.samples])
-            return (midi_bytes(rating.grid, notes, bpm, render.swing, rating.velocity),
-                    f"{name}.mid")
-        record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm,
-                             swing=render.swing, velocity=rating.velocity)
-        return loop_json(record).encode(), f"{name}.json"
-
-    def audio(self, key: str) -> bytes:
-        """What the page plays of the current loop or of a rated one (``playback_wav``)."""
-        current = self._current
-        if current is not None and str(current.id) == key:
-            return playback_wav(current.audio, self.session)
-        if not any(str(r.loop_id) == key for r in self.session.history):
-            raise KeyError(key)
-        return playback_wav(self.session.wav_path(int(key)), self.session)
-
-    def close(self) -> None:
-        self.session.close()
 
 
 class Study:
@@ -264,7 +90,7 @@ class Study:
             meta = json.loads(meta_path.read_text())
             config = ExperimentConfig(**meta["config"])
         else:
-            meta = {"participant": participant, "created": _now(),
+            meta = {"participant": participant, "created": now(),
                     "config": dataclasses.asdict(config)}
             atomic_write_bytes(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
         session = Session(kit, directory / "session", pipeline=pipeline, train=train,
@@ -308,8 +134,8 @@ class Study:
             if phase != "phase2" or key != f"e{index}":
                 raise Refused(self._why_not(key, phase))
             entry = {"key": key, "group": self._items[index]["group"], "liked": bool(liked),
-                     "score": self._items[index]["score"], "time": _now()}
-            _append_line(self.directory / PHASE2_DIR / LOG_NAME, entry)
+                     "score": self._items[index]["score"], "time": now()}
+            append_line(self.directory / PHASE2_DIR / LOG_NAME, entry)
             self._blind.append(entry)
             finished = len(self._blind) == len(self._items)
         if finished:

@@ -50,12 +50,14 @@ class Server:
 
     Args:
       args: arguments after ``ddjax serve``.
+      port: the port to listen on (0: a free one); a server started again on a killed one's
+        port serves the same page origin, so the page's localStorage carries over.
     """
 
-    def __init__(self, *args: str, startup_timeout: float = 180.0):
+    def __init__(self, *args: str, port: int = 0, startup_timeout: float = 180.0):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ddjax.cli", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "ddjax.cli", "serve", "--port", str(port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
         deadline = time.monotonic() + startup_timeout
         self.output = []
@@ -66,6 +68,7 @@ class Server:
             self.output.append(line)
             if " page at " in line:
                 self.url = line.split(" page at ")[1].split()[0].rstrip("/")
+                self.port = int(self.url.rsplit(":", 1)[1])
                 # Keep reading, so a chatty server never blocks on a full pipe.
                 threading.Thread(target=self._drain, daemon=True).start()
                 return

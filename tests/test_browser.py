@@ -5,9 +5,12 @@ click to the next loop playing are printed as a JSON line (bench/README.md recor
 Set DDJAX_SCREENSHOTS=1 to refresh the screenshots in docs/.
 """
 
+import importlib.util
 import io
 import json
+import math
 import os
+import re
 import time
 import zipfile
 
@@ -25,6 +28,7 @@ LISTEN_SECONDS = 2.0
 GM_DRUMS = {"kick": 36, "rim": 37, "snare": 38, "clap": 39, "closed_hat": 42,
             "open_hat": 46, "crash": 49, "ride": 51, "cowbell": 56, "shaker": 70}
 SCREENSHOTS = bool(os.environ.get("DDJAX_SCREENSHOTS"))
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +141,37 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
         page.wait_for_function("document.querySelector('#counts').textContent"
                                ".startsWith('11 ratings')")
         assert page.locator("#liked li").count() == len(liked_keys)
+
+        # Undo (U): the last rating is taken back and its loop is current again; the log
+        # keeps the rating and adds an undo.
+        page.keyboard.press("u")
+        undone = wait_for_loop(page, key)
+        assert undone == shown[-2] and read_log(session_dir / "ratings.jsonl")[-1] == {
+            "undo": int(undone), "time": read_log(session_dir / "ratings.jsonl")[-1]["time"]}
+        page.wait_for_function("document.querySelector('#counts').textContent"
+                               ".startsWith('10 ratings')")
+        # Skip (S): logged, and the loop that was current before the undo comes back.
+        page.keyboard.press("s")
+        assert wait_for_loop(page, undone) == key
+        assert read_log(session_dir / "ratings.jsonl")[-1]["skip"] == int(undone)
+        # More like this: a variation on a liked loop is current at once.
+        first_liked = page.locator("#liked li").first.get_attribute("data-key")
+        page.click(f"#liked li[data-key='{first_liked}'] button.more")
+        variation = wait_for_loop(page, key)
+        assert variation not in shown
+        # Everything liked in one zip: per loop its MIDI, one-bar WAV and JSON, and a README.
+        in_force = []
+        for entry in read_log(session_dir / "ratings.jsonl"):
+            if "undo" in entry:
+                in_force.pop()
+            elif "liked" in entry:
+                in_force.append(entry)
+        liked_now = [f"loop_{e['id']:05d}" for e in in_force if e["liked"]]
+        with page.expect_download() as download:
+            page.click("#download-all")
+        names = set(zipfile.ZipFile(download.value.path()).namelist())
+        assert names == {"README.txt"} | {f"{n}{end}" for n in liked_now
+                                          for end in (".mid", ".json", "_1bar_120bpm.wav")}
     assert not errors, errors
 
 
@@ -150,13 +185,18 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         page.goto(server.url + "/")
         page.wait_for_selector("#instructions", state="visible")
         assert "headphones" in page.locator("#instructions").text_content()
+        # 3 + 4 loops at about 8.5 s each: the estimate follows the study's size.
+        assert page.locator("#minutes").text_content() == "2"
         page.fill("#participant", "alice")
         page.click("#begin")
         page.wait_for_url("**/study/alice")
         shown = [wait_for_loop(page)]
         assert page.locator("#score").text_content() == ""  # blind
+        width = "document.getElementById('progress-bar').style.width"
+        progress = []
         phase1 = [True, False, True]
         for liked in phase1:
+            progress.append(float(page.evaluate(width).rstrip("%")))
             assert page.locator("#progress-text").text_content().startswith("Phase I")
             time.sleep(0.3)
             page.keyboard.press("l" if liked else "d")
@@ -164,6 +204,8 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         phase2 = [True, True, False, True]
         for i, liked in enumerate(phase2):
             assert shown[-1] == f"e{i}"
+            progress.append(float(page.evaluate(width).rstrip("%")))
+            assert progress[-1] >= progress[-2]  # never backwards, not even into phase II
             assert page.locator("#progress-text").text_content() == f"Phase II: loop {i + 1} of 4"
             page.click("#like" if liked else "#dislike")
             if i < 3:
@@ -216,3 +258,305 @@ def test_the_page_shows_accents_and_swing(browser, tmp_path):
                 0.35 + 0.65 * v / 127, abs=0.006)
         if SCREENSHOTS:
             page.screenshot(path=str(REPO / "docs" / "serve-groove.png"))
+
+
+def srgb(css: str) -> tuple[float, float, float]:
+    """A computed ``rgb(...)``/``rgba(...)`` colour as three 0..255 numbers."""
+    return tuple(float(x) for x in re.findall(r"[\d.]+", css)[:3])
+
+
+def contrast(a, b) -> float:
+    """The WCAG 2 contrast ratio of two sRGB colours, from the spec's formulas."""
+    def luminance(rgb):
+        c = [x / 255 for x in rgb]
+        c = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+# Where each element is, and whether it is the one on top at its own centre (not covered).
+BOXES = """(selector) => [...document.querySelectorAll(selector)].map((e) => {
+  const r = e.getBoundingClientRect();
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width,
+          height: r.height, onTop: !!hit && (hit === e || e.contains(hit))};
+})"""
+
+
+def assert_in_view(box, width, height, what):
+    assert box["left"] >= 0 and box["right"] <= width and box["top"] >= 0 and \
+        box["bottom"] <= height and box["onTop"], (what, box)
+
+
+def axe_violations(page) -> list[dict]:
+    from axe_playwright_python.sync_playwright import Axe
+    return Axe().run(page).response["violations"]
+
+
+def test_the_page_on_a_phone_in_both_themes_and_to_a_screen_reader(browser, tmp_path):
+    """One server for: the phone layout, the light and dark themes, the accessible names,
+    the like-rate chart's axes, an axe-core audit, and no score before the critic learns."""
+    from playwright.sync_api import expect
+    session_dir = tmp_path / "session"
+    errors = []
+    with Server("--session", str(session_dir)) as server:
+        phone = browser.new_context(viewport=PHONE, color_scheme="dark", is_mobile=True,
+                                    has_touch=True)
+        page = phone.new_page()
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(server.url + "/")
+        key = wait_for_loop(page)
+        current = page.request.get(f"{server.url}/api/s/main/current").json()
+        assert current["key"] == key
+
+        # Before the critic has learned from a single rating, no percentage.
+        assert current["critic_version"] == 0
+        score = page.locator("#score").text_content()
+        assert "not trained yet" in score and "%" not in score, score
+
+        # The phone: no sideways scrolling; every step of every track and the three
+        # buttons are inside the viewport, uncovered; the buttons are thumb-sized.
+        width, height = page.evaluate("[innerWidth, innerHeight]")
+        assert (width, height) == (PHONE["width"], PHONE["height"])
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+        tracks, steps = len(current["grid"]), len(current["grid"][0])
+        assert steps == 16
+        cells = page.evaluate(BOXES, "#grid .cell")
+        assert len(cells) == tracks * steps
+        for i, box in enumerate(cells):
+            assert_in_view(box, width, height, f"cell {i}")
+            assert box["width"] >= 12, box  # a step you can see
+        for selector in ("#dislike", "#play", "#like"):
+            (box,) = page.evaluate(BOXES, selector)
+            assert_in_view(box, width, height, selector)
+            assert box["height"] >= 44 and box["width"] >= 44, (selector, box)
+        if SCREENSHOTS:
+            page.screenshot(path=str(REPO / "docs" / "serve-phone.png"))
+
+        # Every control says what it does and to which loop.
+        expect(page.locator("#play")).to_have_accessible_name(f"Pause loop {key}")
+        page.keyboard.press(" ")
+        expect(page.locator("#play")).to_have_accessible_name(f"Play loop {key}")
+        page.keyboard.press(" ")
+        expect(page.locator("#play")).to_have_accessible_name(f"Pause loop {key}")
+        expect(page.locator("#like")).to_have_accessible_name(f"Like loop {key}")
+        expect(page.locator("#dislike")).to_have_accessible_name(f"Dislike loop {key}")
+
+        # The grid is a table: a row per track named by its sample's kind and name, a cell
+        # per step named by the track, the step (from 1), on or off, and accent or ghost.
+        table = page.get_by_role("table", name=re.compile(rf"\bloop {key}\b"))
+        expect(table).to_have_count(1)
+        rows = table.get_by_role("row")
+        expect(rows).to_have_count(tracks)
+        for track, row in enumerate(current["rows"]):
+            who = row["kind"] or row["name"]
+            expect(rows.nth(track)).to_have_accessible_name(
+                re.compile(re.escape(row["name"])))
+            if row["kind"]:
+                expect(rows.nth(track)).to_have_accessible_name(
+                    re.compile(rf"\b{re.escape(row['kind'])}\b"))
+            lines = []
+            for step, on in enumerate(current["grid"][track]):
+                v = current["velocity"][track][step]
+                loudness = (", accent" if v >= 120 else ", ghost note" if v <= 80 else "") \
+                    if on else ""
+                lines.append(f'- cell "{who}, step {step + 1}, {"on" if on else "off"}'
+                             f'{loudness}"')
+            expect(rows.nth(track)).to_match_aria_snapshot(
+                '- row:\n  - rowheader\n' + "".join(f"  {line}\n" for line in lines))
+
+        # Two ratings: the liked list, the chart, and a critic that has learned one rating
+        # (the loop after rating k comes from the critic trained on ratings 1..k-1).
+        page.keyboard.press("l")
+        second = wait_for_loop(page, key)
+        page.keyboard.press("d")
+        third = wait_for_loop(page, second)
+        current = page.request.get(f"{server.url}/api/s/main/current").json()
+        assert current["key"] == third and current["critic_version"] >= 1
+        score = page.locator("#score").text_content()
+        n = current["critic_version"]
+        assert any(f"{p}% chance" in score for p in {math.floor(100 * current["score"]),
+                                                      math.ceil(100 * current["score"])}), score
+        assert f"trained on {n} rating" in score, score
+
+        liked = page.locator(f"#liked li[data-key='{key}']")
+        expect(liked.get_by_role("button")).to_have_accessible_name(f"Play liked loop {key}")
+        expect(liked.locator("a.download-midi")).to_have_accessible_name(
+            f"Download liked loop {key} as MIDI")
+        for link in liked.get_by_role("link").all():
+            expect(link).to_have_accessible_name(re.compile(rf"^Download liked loop {key} as "))
+
+        # The chart: an image named as the like rate, described by the running rate the
+        # log gives, with labelled axes; its last point sits at that rate on the y axis.
+        log = read_log(session_dir / "ratings.jsonl")
+        likes = [e["liked"] for e in log]
+        assert likes == [True, False]
+        rate = sum(likes[-10:]) / len(likes[-10:])
+        chart = page.get_by_role("img", name=re.compile("like rate", re.I))
+        expect(chart).to_have_count(1)
+        expect(chart).to_have_accessible_description(re.compile(rf"\b{round(100 * rate)}%"))
+        texts = chart.locator("text")
+        labels = texts.all_text_contents()
+        assert {"ratings", "like rate", "0%", "100%", "1", str(len(likes))} <= set(labels), labels
+        y0, y100 = (float(texts.nth(labels.index(t)).get_attribute("y")) for t in ("0%", "100%"))
+        assert y100 < y0  # up is more
+        last = chart.locator("polyline").get_attribute("points").split()[-1]
+        assert float(last.split(",")[1]) == pytest.approx(y0 + rate * (y100 - y0), abs=0.2)
+
+        # The themes follow the system: dark and light backgrounds, readable text on both.
+        light = browser.new_page(viewport={"width": 1200, "height": 760}, color_scheme="light")
+        light.on("pageerror", lambda err: errors.append(str(err)))
+        light.goto(server.url + "/")
+        assert wait_for_loop(light) == third
+        light.locator("#liked li").first.wait_for()
+        colours = {}
+        for scheme, p in (("dark", page), ("light", light)):
+            colours[scheme] = p.evaluate("""() => {
+              const css = (s, k) => getComputedStyle(document.querySelector(s))[k];
+              return {bg: css("body", "backgroundColor"), ink: css("body", "color"),
+                      card: css("#rating", "backgroundColor"), dim: css("#score", "color")};
+            }""")
+        dark_bg, light_bg = srgb(colours["dark"]["bg"]), srgb(colours["light"]["bg"])
+        assert dark_bg != light_bg and sum(light_bg) > sum(dark_bg), colours
+        for scheme, c in colours.items():
+            assert contrast(srgb(c["ink"]), srgb(c["bg"])) >= 7, (scheme, c)
+            assert contrast(srgb(c["dim"]), srgb(c["card"])) >= 4.5, (scheme, c)
+        if SCREENSHOTS:
+            light.screenshot(path=str(REPO / "docs" / "serve-light.png"))
+        assert not errors, errors
+
+        # An automated audit (axe-core, bundled with axe-playwright-python, run offline).
+        if importlib.util.find_spec("axe_playwright_python") is None:
+            pytest.skip("the axe-core audit needs axe-playwright-python (pip install -e"
+                        " '.[test]'); every other check of this test passed")
+        found = {}
+        for name, p in (("phone, dark", page), ("desktop, light", light)):
+            found[name] = [(v["id"], v["impact"], len(v["nodes"])) for v in axe_violations(p)]
+        print(json.dumps({"test": "axe_audit", "violations": found}))
+        serious = {name: [v for v in vs if v[1] in ("serious", "critical")]
+                   for name, vs in found.items()}
+        assert not any(serious.values()), serious
+
+
+# Logs, from outside the page's own code, when the page asks for the current loop or sends
+# a rating: the retries' timing is read from here.
+FETCH_LOG = """(() => {
+  window.__asked = [];
+  const original = window.fetch;
+  window.fetch = function (input, init) {
+    const url = String((input && input.url) || input);
+    if (/\\/api\\/s\\/[^/]+\\/(current|rate)$/.test(url))
+      window.__asked.push({at: performance.now(), url, method: (init && init.method) || "GET"});
+    return original.apply(this, arguments);
+  };
+})();"""
+UNREACHABLE = re.compile(r"can.t reach the server", re.I)
+
+
+def kept_ratings(page) -> list[dict]:
+    """The ratings the page keeps in localStorage until the server has them."""
+    return [value for name, value in page.evaluate(
+        "() => Object.keys(localStorage).map((k) => [k, localStorage.getItem(k)])")
+        if "pending" in name for value in [json.loads(value)]]
+
+
+def wait_for_log(path, count, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(read_log(path)) >= count:
+            return read_log(path)
+        time.sleep(0.2)
+    raise AssertionError(f"{path} has not got {count} ratings: {read_log(path)}")
+
+
+def test_a_rating_survives_the_server_going_away(browser, tmp_path):
+    """The server dies after one rating; Like is pressed: the page says the server can't be
+    reached, keeps the rating, retries backing off, and sends it once (and only once) to
+    the server started again. A reload keeps a kept rating; one rated meanwhile is dropped."""
+    session_dir = tmp_path / "session"
+    log_path = session_dir / "ratings.jsonl"
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.add_init_script(FETCH_LOG)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    servers = [Server("--session", str(session_dir))]
+    try:
+        url = servers[0].url
+        page.goto(url + "/")
+        k0 = wait_for_loop(page)
+        page.keyboard.press("l")
+        k1 = wait_for_loop(page, k0)
+        heard = page.request.get(f"{url}/api/s/main/current").json()
+        assert heard["key"] == k1 and [e["id"] for e in read_log(log_path)] == [int(k0)]
+
+        servers[0].kill()
+        page.evaluate("window.__asked = []")
+        page.keyboard.press("l")
+        banner = page.locator("#offline")
+        banner.wait_for(state="visible", timeout=10_000)
+        assert UNREACHABLE.search(banner.text_content()), banner.text_content()
+        assert f"loop {k1}" in banner.text_content()
+        assert "Failed to fetch" not in page.locator("body").inner_text()
+        page.keyboard.press("d")  # pressed again while the first waits: not another rating
+        page.wait_for_timeout(4_500)
+        # Kept, in memory and on disk in the browser, and not on the server (yet).
+        assert [(r["key"], r["liked"]) for r in kept_ratings(page)] == [(k1, True)]
+        assert [e["id"] for e in read_log(log_path)] == [int(k0)]
+        # Retries back off: 0.5 s, then doubling (up to 8 s).
+        asked = [a["at"] / 1000 for a in page.evaluate("window.__asked")]
+        gaps = [b - a for a, b in zip(asked, asked[1:])]
+        assert len(gaps) >= 3, asked
+        for i, gap in enumerate(gaps):
+            want = min(0.5 * 2 ** i, 8.0)
+            assert want * 0.9 <= gap <= want + 1.0, (i, gaps)
+
+        # The server comes back on the same folder and port: the rating lands, once, on the
+        # loop that was heard.
+        servers.append(Server("--session", str(session_dir), port=servers[0].port))
+        log = wait_for_log(log_path, 2)
+        k2 = wait_for_loop(page, k1)
+        banner.wait_for(state="hidden")
+        time.sleep(0.5)
+        log = read_log(log_path)
+        assert [(e["id"], e["liked"]) for e in log] == [(int(k0), True), (int(k1), True)]
+        assert log[1]["loop"]["grid"] == heard["grid"]
+        assert log[1]["loop"]["samples"] == [row["name"] for row in heard["rows"]]
+        assert kept_ratings(page) == []
+
+        # Ratings that can't get through (aborted by Playwright): a reload keeps the kept one.
+        page.route("**/api/s/main/rate", lambda route: route.abort())
+        page.keyboard.press("d")
+        banner.wait_for(state="visible", timeout=10_000)
+        page.reload()
+        banner.wait_for(state="visible", timeout=20_000)
+        assert UNREACHABLE.search(banner.text_content()) and f"loop {k2}" in \
+            banner.text_content()
+        assert [(r["key"], r["liked"]) for r in kept_ratings(page)] == [(k2, False)]
+        page.unroute("**/api/s/main/rate")
+        k3 = wait_for_loop(page, k2)
+        assert [(e["id"], e["liked"]) for e in read_log(log_path)][2:] == [(int(k2), False)]
+        assert kept_ratings(page) == []
+
+        # Rated meanwhile in another browser: the kept rating is dropped, and the page says so.
+        other = browser.new_page(viewport={"width": 1000, "height": 700})
+        other.goto(url + "/")
+        assert wait_for_loop(other) == k3
+        page.route("**/api/s/main/rate", lambda route: route.abort())
+        page.keyboard.press("l")
+        banner.wait_for(state="visible", timeout=10_000)
+        other.keyboard.press("d")
+        k4 = wait_for_loop(other, k3)
+        page.unroute("**/api/s/main/rate")
+        assert wait_for_loop(page, k3) == k4
+        message = page.locator("#message").text_content()
+        assert f"loop {k3}" in message and "dropped" in message, message
+        log = read_log(log_path)
+        assert [(e["id"], e["liked"]) for e in log if e["id"] == int(k3)] == [(int(k3), False)]
+        assert len(log) == 4 and kept_ratings(page) == []
+        assert banner.is_hidden()
+    finally:
+        for server in servers:
+            server.kill()
+    assert not errors, errors

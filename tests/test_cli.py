@@ -11,7 +11,7 @@ import soundfile as sf
 
 from conftest import BUNDLED_KIT
 from ddjax.cli import main
-from test_render import MINUS_1_DBFS, numpy_gain, numpy_render
+from test_render import MINUS_1_DBFS, numpy_gain, numpy_render, spec_jitter
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +174,19 @@ def test_generate_makes_loops_of_the_tracks_and_tempo_asked(tmp_path, capsys):
         assert sf.info(str(out / f"{stem}.wav")).frames == 4 * 75600 + 44100  # 140 BPM bars
 
 
+def rendered_as_numpy_and_again(out, tmp_path, kit, grid, ids, **settings):
+    """loop_0000.wav in ``out`` is the NumPy loop at 120 BPM with ``settings`` (to 1e-5),
+    and ``ddjax render`` of its JSON gives it again."""
+    ref, bar = numpy_render(np.asarray(kit.audio), grid, ids, 120.0, bars=4, **settings)
+    gain = numpy_gain(np.asarray(kit.audio), grid, ids, 120.0, **settings)
+    audio, _ = sf.read(str(out / "loop_0000.wav"), dtype="float32")
+    np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+    assert main(["render", str(out / "loop_0000.json"), "--format", "float32", "--out",
+                 str(tmp_path / "again.wav")]) == 0
+    again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
+    np.testing.assert_allclose(again, audio, atol=2.0 ** -23)
+
+
 def test_swung_loops_keep_their_swing_in_json_render_and_midi(tmp_path, capsys, bundled_kit):
     out = tmp_path / "swung"
     assert main(["generate", "--swing", "60", "--n", "1", "--chains", "1", "--iters", "2",
@@ -183,16 +196,8 @@ def test_swung_loops_keep_their_swing_in_json_render_and_midi(tmp_path, capsys, 
     ids = [bundled_kit.names.index(s) for s in record["samples"]]
     grid = np.array(record["grid"], bool)
     velocity = np.array(record["velocity"])
-    ref, bar = numpy_render(np.asarray(bundled_kit.audio), grid, ids, 120.0, bars=4, swing=60,
-                            velocity=velocity)
-    gain = numpy_gain(np.asarray(bundled_kit.audio), grid, ids, 120.0, swing=60,
-                      velocity=velocity)
-    audio, _ = sf.read(str(out / "loop_0000.wav"), dtype="float32")
-    np.testing.assert_allclose(audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
-    assert main(["render", str(out / "loop_0000.json"), "--format", "float32", "--out",
-                 str(tmp_path / "again.wav")]) == 0
-    again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
-    np.testing.assert_allclose(again, audio, atol=2.0 ** -23)
+    rendered_as_numpy_and_again(out, tmp_path, bundled_kit, grid, ids, swing=60,
+                                velocity=velocity)
     assert main(["export", str(out / "loop_0000.json"), "--midi"]) == 0
     midi = mido.MidiFile(str(out / "loop_0000.mid"))
     now, odd = 0, set()
@@ -206,6 +211,29 @@ def test_swung_loops_keep_their_swing_in_json_render_and_midi(tmp_path, capsys, 
     assert "0 to 75" in error_of(capsys, ["render", str(tmp_path / "too.json"), "--out",
                                           str(tmp_path / "x.wav")])
     assert "0 to 75" in error_of(capsys, ["generate", "--swing", "76", "--out", str(tmp_path)])
+
+
+def test_humanized_loops_keep_their_jitter_in_json_and_render(tmp_path, capsys, bundled_kit):
+    """--humanize: the JSON says it, the WAV is the NumPy loop with the documented jitter,
+    ``render`` gives it again, ``--from`` keeps it, and a malformed value is one line."""
+    out = tmp_path / "human"
+    assert main(["generate", "--humanize", "15,25,3", "--n", "1", "--chains", "1", "--iters",
+                 "2", "--out", str(out)]) == 0
+    record = json.loads((out / "loop_0000.json").read_text())
+    assert record["humanize"] == {"ms": 15, "velocity": 25, "seed": 3}
+    ids = [bundled_kit.names.index(s) for s in record["samples"]]
+    grid, velocity = np.array(record["grid"], bool), np.array(record["velocity"])
+    timing, jitter = spec_jitter(3, 4, 16, 15.0, 25)
+    rendered_as_numpy_and_again(out, tmp_path, bundled_kit, grid, ids,
+                                velocity=np.clip(velocity + jitter, 1, 127), timing_ms=timing)
+    for bad, says in (({"ms": 31}, "0 to 30 ms"), ({"ms": "8"}, "'ms' must be a number"),
+                      ({"speed": 1}, "'humanize' must be an object")):
+        (tmp_path / "bad.json").write_text(json.dumps({**record, "humanize": bad}))
+        assert says in error_of(capsys, ["render", str(tmp_path / "bad.json"), "--out",
+                                         str(tmp_path / "x.wav")])
+    assert not (tmp_path / "x.wav").exists()
+    assert "0 to 40" in error_of(capsys, ["generate", "--humanize", "5,41", "--out",
+                                          str(tmp_path / "y")])
 
 
 def test_generated_loops_carry_velocities_the_audio_and_midi_follow(tmp_path, capsys,

@@ -9,6 +9,7 @@ import pytest
 
 from ddjax.cli import main
 from ddjax.export import midi_bytes, track_notes, write_midi
+from ddjax.groove import Humanize
 from ddjax.kinds import GM_NOTES, kind_from_name, kit_notes
 
 
@@ -105,3 +106,28 @@ def test_midi_velocities_are_the_loops_and_127_without_them():
                 hits[(message.note, now // 120)] = message.velocity
         assert hits == {(note, step): int(want[t, step]) for t, note in enumerate((36, 38))
                         for step in np.nonzero(grid[t])[0]}
+
+
+def test_midi_humanize_moves_each_note_by_its_ms_and_velocity():
+    """Against the documented jitter (PCG64 [seed, steps], uniform in [-1, 1]): each note at
+    its step's tick plus ms converted at the tempo (480 ticks a beat), rounded, never before
+    tick 0; each velocity moved and clipped to 1..127."""
+    grid = np.zeros((2, 16), bool)
+    grid[0, ::2] = grid[1, 1::4] = True
+    velocity = np.full((2, 16), 120)
+    u = np.random.default_rng([9, 16]).uniform(-1.0, 1.0, (2, 8, 16))
+    for bpm in (120.0, 90.0):
+        midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 42], bpm, 0.0, velocity,
+                                                        Humanize(20.0, 15, 9))))
+        now, hits = 0, []
+        for message in midi.tracks[0]:
+            now += message.time
+            if message.type == "note_on" and message.velocity > 0:
+                hits.append((message.note, now, message.velocity))
+        want = []
+        for t, note in enumerate((36, 42)):
+            for j in np.nonzero(grid[t])[0]:
+                tick = max(0, 120 * j + round(20.0 * u[0, t, j] / 1000 * bpm / 60 * 480))
+                want.append((note, tick, int(np.clip(120 + round(15 * u[1, t, j]), 1, 127))))
+        assert sorted(hits) == sorted(want)
+        assert len({v for _, _, v in hits}) > 3  # the velocities do move

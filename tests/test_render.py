@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ddjax.errors import DdjaxError
+from ddjax.groove import Humanize
 from ddjax.loops import Loop
 from ddjax.render import (RenderConfig, critic_view, listening_render, loop_render,
                           render_tables)
@@ -14,11 +15,12 @@ MINUS_1_DBFS = 10 ** (-1 / 20)
 
 
 def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, swing=0.0,
-                 velocity=None):
+                 velocity=None, timing_ms=None):
     """Every hit of `bars` bars placed one by one; step k of bar b starts at
     b * bar + int(j * sr * 60 / bpm / 4), which at these tempi is int(k * sr * 60 / bpm / 4)
     for k counted from the start; with swing, odd steps start swing/200 of a step later;
-    each hit at volume * velocity / 127."""
+    with timing_ms[track, j], that many ms later (never before the bar's start); each hit at
+    volume * velocity / 127."""
     step = sr * 60.0 / bpm / 4.0
     bar = int(round(16 * step))
     assert bar == 16 * step  # tempi with whole-sample bars: the issue's formula exactly
@@ -28,16 +30,18 @@ def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, sw
             clip = kit_audio[samples[track]].astype(np.float64)
             for j in range(grid.shape[1]):
                 if grid[track, j]:
-                    start = int((16 * b + j + (j % 2) * swing / 200) * step)
+                    late = 0.0 if timing_ms is None else timing_ms[track, j] * sr / 1000
+                    start = max(b * bar, int((16 * b + j + (j % 2) * swing / 200) * step
+                                             + late))
                     gain = volume * (1.0 if velocity is None else velocity[track, j] / 127)
                     out[start:start + clip.size] += gain * clip
     return out, bar
 
 
-def numpy_gain(kit_audio, grid, samples, bpm, swing=0.0, velocity=None):
+def numpy_gain(kit_audio, grid, samples, bpm, swing=0.0, velocity=None, timing_ms=None):
     """min(1, -1 dBFS / peak) over the first bar, the tails past it and their sum."""
     one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1, swing=swing,
-                            velocity=velocity)
+                            velocity=velocity, timing_ms=timing_ms)
     first, tails = one[:bar], one[bar:]
     peak = max(np.abs(first).max(), np.abs(tails).max(), np.abs(first + tails).max())
     return min(1.0, MINUS_1_DBFS / peak)
@@ -171,3 +175,47 @@ def test_velocities_and_swing_together_against_the_numpy_loop(bundled_kit):
         np.asarray(critic_view(render_tables(bundled_kit.audio, config),
                                Loop(jnp.asarray(grid), jnp.asarray(samples)), config)),
         atol=1e-6)
+
+
+def spec_jitter(seed, n_tracks, n_steps, ms, velocity):
+    """The humanize jitter as ``ddjax.groove`` documents it: PCG64 seeded with [seed,
+    n_steps], uniform in [-1, 1] over (2, 8 tracks, steps); timing ms * u, velocity
+    round(velocity * w)."""
+    u = np.random.default_rng([seed, n_steps]).uniform(-1.0, 1.0, (2, 8, n_steps))
+    return ms * u[0, :n_tracks], np.round(velocity * u[1, :n_tracks]).astype(int)
+
+
+@pytest.mark.parametrize("bpm,swing", [(120.0, 0.0), (100.0, 60.0)])
+def test_humanize_moves_each_hit_and_its_velocity_in_every_view(bundled_kit, bpm, swing):
+    """Seeded per-cell jitter against the NumPy loop with each hit moved by its own ms (the
+    downbeat never early) and its velocity moved and clipped to 1..127: every view, 1e-5."""
+    config = RenderConfig(bpm=bpm, swing=swing, humanize=Humanize(12.0, 30, 4))
+    audio = np.asarray(bundled_kit.audio)
+    rng = np.random.default_rng(11)
+    grid, samples = random_loops(rng, len(bundled_kit), 2)
+    grid[:, :, 0] = grid[:, :, 15] = True  # the downbeat, and a tail that wraps around
+    velocity = rng.choice([70, 100, 127], grid.shape).astype(np.int32)
+    velocity[0, 0, :] = 127  # jitter above 127 is clipped
+    timing, jitter = spec_jitter(4, 4, 16, 12.0, 30)
+    assert (timing[:, 0] < 0).any() and np.abs(jitter).max() > 20  # the cases are covered
+    loop = Loop(jnp.asarray(grid), jnp.asarray(samples), jnp.asarray(velocity))
+    critic = np.asarray(critic_view(render_tables(bundled_kit.audio, config), loop, config))
+    listening = np.asarray(listening_render(bundled_kit.audio, loop, config))
+    one_bar = np.asarray(loop_render(bundled_kit.audio, loop, config))
+    for i in range(2):
+        moved = np.clip(velocity[i] + jitter, 1, 127)
+        ref, bar = numpy_render(audio, grid[i], samples[i], bpm, bars=4, swing=swing,
+                                velocity=moved, timing_ms=timing)
+        gain = numpy_gain(audio, grid[i], samples[i], bpm, swing=swing, velocity=moved,
+                          timing_ms=timing)
+        np.testing.assert_allclose(critic[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(one_bar[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(listening[i], gain * ref[:4 * bar + 44100], atol=1e-5,
+                                   rtol=0)
+
+
+def test_humanize_out_of_range_is_an_error():
+    with pytest.raises(DdjaxError, match="humanize timing must be 0 to 30 ms"):
+        RenderConfig(humanize=Humanize(31.0))
+    with pytest.raises(DdjaxError, match="humanize velocity must be 0 to 40"):
+        Humanize(5.0, 41)

@@ -1,6 +1,7 @@
 """`ddjax serve`'s API without a browser: ratings, refusals, studies, resume, binding."""
 
 import concurrent.futures
+import dataclasses
 import io
 import json
 import struct
@@ -129,6 +130,76 @@ def test_downloads_of_a_rated_loop(free):
         read_log(directory / "ratings.jsonl")) if e["liked"]]
 
 
+def test_undo_skip_more_like_this_and_the_liked_zip(free, tmp_path, capsys, bundled_kit):
+    """Undo brings the last rated loop back as current and logs an undo (nothing deleted);
+    skip logs a skip and moves on; "more like this" makes a variation current; the liked
+    zip (page and command line alike) holds each liked loop's MIDI (its notes on the grid's
+    steps, read with mido), its one-bar WAV (the logged preview's second bar) and its JSON,
+    and a README naming the tempo and every sample."""
+    directory, client = free
+    log = directory / "ratings.jsonl"
+    key = rate(client, "main", True)
+    waiting = client.get("/api/s/main/current").json()["key"]
+    n = len(read_log(log))
+    assert client.post("/api/s/main/undo").status_code == 200
+    assert read_log(log)[-1]["undo"] == int(key) and len(read_log(log)) == n + 1
+    assert client.get("/api/s/main/current").json()["key"] == key  # to rate again
+    assert key not in [l["key"] for l in client.get("/api/s/main/state").json()["liked"]]
+    assert client.post("/api/s/main/rate", json={"key": key, "liked": True}).status_code == 200
+    assert client.get("/api/s/main/current").json()["key"] == waiting  # then the one before
+    response = client.post("/api/s/main/skip", json={"key": waiting})
+    assert response.status_code == 200 and read_log(log)[-1]["skip"] == int(waiting)
+    assert client.get("/api/s/main/current").json()["key"] not in (waiting, key)
+    assert client.post("/api/s/main/skip", json={"key": waiting}).status_code == 409
+    assert client.post("/api/s/main/more", json={"key": "424242"}).status_code == 404
+    assert client.post("/api/s/main/more", json={"key": key}).status_code == 200
+    variation = client.get("/api/s/main/current").json()
+    liked = [e for e in read_log(log) if e.get("liked")]
+    assert variation["key"] not in [str(e["id"]) for e in liked]
+    rated = next(e for e in liked if str(e["id"]) == key)["loop"]
+    assert variation["bpm"] == rated["bpm"]  # a chain from the liked loop: same space
+
+    zipped = zipfile.ZipFile(io.BytesIO(client.get("/api/s/main/liked.zip").content))
+    assert main_export(directory, tmp_path / "liked.zip") == 0
+    from_cli = zipfile.ZipFile(tmp_path / "liked.zip")
+    assert sorted(from_cli.namelist()) == sorted(zipped.namelist())
+    in_force = []  # the log's ratings, replayed: an undo takes back the last one
+    for entry in read_log(log):
+        if "undo" in entry:
+            assert in_force.pop()["id"] == entry["undo"]
+        elif "liked" in entry:
+            in_force.append(entry)
+    in_force = [e for e in in_force if e["liked"]]
+    readme = zipped.read("README.txt").decode()
+    assert "120 BPM" in readme
+    for entry in in_force:
+        name = f"loop_{entry['id']:05d}"
+        grid = np.array(entry["loop"]["grid"], bool)
+        record = json.loads(zipped.read(f"{name}.json"))
+        assert record["grid"] == entry["loop"]["grid"]
+        assert record["samples"] == entry["loop"]["samples"]
+        assert all(sample in readme for sample in record["samples"])
+        midi = mido.MidiFile(file=io.BytesIO(zipped.read(f"{name}.mid")))
+        steps, now = set(), 0
+        for message in midi.tracks[0]:
+            now += message.time
+            if message.type == "note_on":
+                steps.add(now // (midi.ticks_per_beat // 4))
+        assert steps == set(np.nonzero(grid.any(axis=0))[0].tolist())
+        bar, sr = sf.read(io.BytesIO(zipped.read(f"{name}_1bar_120bpm.wav")))
+        preview, _ = sf.read(directory / "wav" / f"{name}.wav")
+        np.testing.assert_allclose(bar, preview[2 * sr:4 * sr], atol=2.0 ** -23 + 1e-6)
+    assert len([n for n in zipped.namelist() if n.endswith(".json")]) == len(in_force)
+    capsys.readouterr()
+    assert main_export(tmp_path, tmp_path / "none.zip") == 2  # not a session: one line
+    assert "is not a ddjax session" in capsys.readouterr().err
+    assert not (tmp_path / "none.zip").exists()
+
+
+def main_export(directory, out):
+    return cli.main(["export", "--session", str(directory), "--liked", "--out", str(out)])
+
+
 @pytest.mark.parametrize("path", [
     "/api/s/..%2F..%2Fetc/state", "/api/s/%2e%2e/state", "/api/s/../state",
     "/api/s/nobody/state", "/api/s/main/loops/..%2Fsession.json",
@@ -213,6 +284,8 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
         assert (state["phase"], state["phase1_ratings"], state["phase2_ratings"]) == (
             "phase2", 2, 1)
         assert client.get("/api/s/cy/state").json()["phase1_ratings"] == 1
+        taken = client.post("/api/participants", json={"id": "cy"})  # not without the flag
+        assert taken.status_code == 409 and "taken" in taken.json()["error"]
         assert client.get("/api/s/ann/current").json()["key"] == "e1"
         assert client.post("/api/s/ann/rate", json={"key": "e1", "liked": False}).status_code \
             == 200
@@ -225,6 +298,13 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
         archive = zipfile.ZipFile(io.BytesIO(client.get("/api/s/ann/archive.zip").content))
         assert {"ann/result.json", "ann/critic_initial.critic", "ann/critic_final.critic",
                 "ann/session/ratings.jsonl", "ann/phase2/e0.wav"} <= set(archive.namelist())
+    desks.close()
+
+    # With --resume-by-id, typing an existing id resumes that participant.
+    desks, client = serving(dataclasses.replace(config, resume_by_id=True))
+    with client:
+        assert client.post("/api/participants", json={"id": "cy"}).json()["id"] == "cy"
+        assert client.get("/api/s/cy/state").json()["phase1_ratings"] == 1
     desks.close()
 
     # The paper's table over participants (only finished ones have a result).

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -71,10 +72,12 @@ def test_each_loop_comes_from_a_critic_trained_on_all_but_the_last_rating(rated)
 
 def test_everything_is_on_disk(rated):
     directory, rated, _ = rated
-    lines = (directory / "ratings.jsonl").read_text().splitlines()
-    assert len(lines) == 6
-    for line, (loop, liked) in zip(lines, rated):
-        entry = json.loads(line)
+    entries = [json.loads(line) for line in
+               (directory / "ratings.jsonl").read_text().splitlines()]
+    assert [e["skip"] for e in entries if "skip" in e] == [4]  # the skipped loop is logged
+    ratings = [e for e in entries if "liked" in e]
+    assert len(ratings) == 6 and len(entries) == 7
+    for entry, (loop, liked) in zip(ratings, rated):
         assert entry["id"] == loop.id and entry["liked"] == liked
         assert entry["loop"]["grid"] == loop.grid.astype(int).tolist()
         assert entry["loop"]["samples"] == list(loop.sample_paths)
@@ -96,13 +99,70 @@ def test_resume_has_the_same_history_and_critic(rated, bundled_kit, settings):
         assert again.next_loop().id > max(loop.id for loop, _ in rated)
 
 
+def test_undo_takes_the_last_rating_back_on_disk_and_in_the_critic(rated, bundled_kit,
+                                                                   tmp_path, settings):
+    """Undo right after a rating gives back the critic of the 6 ratings before it, exactly;
+    the log keeps the rating and adds an undo; a resume agrees; an undo after a resume (no
+    model kept) equals a session that never had that rating; and a crash between the undo's
+    log line and its checkpoint resumes from the log, with a warning."""
+    directory, rated, critic = rated
+    copy = tmp_path / "undo"
+    subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
+    log = copy / "ratings.jsonl"
+    n_lines = len(log.read_text().splitlines())
+    with Session(bundled_kit, copy, **settings) as session:
+        loop = session.next_loop()
+        session.rate(loop, True)
+        session.wait()
+        back = session.undo()
+        assert back.id == loop.id and back.sample_paths == loop.sample_paths
+        np.testing.assert_array_equal(back.grid, loop.grid)
+        np.testing.assert_allclose(back.audio, loop.audio, atol=1e-6)
+        for a, b in zip(leaves(critic), leaves(session.critic()), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert session.n_ratings == 6
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(entries) == n_lines + 2 and entries[-1]["undo"] == loop.id
+    assert entries[-2]["id"] == loop.id and entries[-2]["liked"] is True  # nothing deleted
+    with Session(bundled_kit, copy, **settings) as again:
+        assert [r.loop_id for r in again.history] == [lp.id for lp, _ in rated]
+        for a, b in zip(leaves(critic), leaves(again.critic()), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert again.next_loop().id > loop.id  # the undone loop's id is not handed out again
+        again.undo()  # no model kept across the resume: learns the 5 left again
+        five = again.critic()
+    # The reference: the first 5 ratings alone, learned from the log with no checkpoint.
+    fresh = tmp_path / "five"
+    fresh.mkdir()
+    shutil.copy(directory / "session.json", fresh / "session.json")
+    lines = (directory / "ratings.jsonl").read_text().splitlines()
+    kept = [line for line in lines if "liked" in json.loads(line)][:5]
+    (fresh / "ratings.jsonl").write_text("\n".join(kept) + "\n")
+    with Session(bundled_kit, fresh, **settings) as reference:
+        want = reference.critic()
+    for a, b in zip(leaves(want), leaves(five), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # A crash after the undo's line, before its checkpoint: the checkpoint learned it.
+    crashed = tmp_path / "crashed"
+    subprocess.run(["cp", "-r", str(directory), str(crashed)], check=True)
+    with open(crashed / "ratings.jsonl", "a") as f:
+        f.write(json.dumps({"undo": rated[-1][0].id}) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Session(bundled_kit, crashed, **settings) as again:
+            assert again.n_ratings == 5
+            for a, b in zip(leaves(want), leaves(again.critic()), strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+    assert any("taken back" in str(w.message) for w in caught)
+
+
 def test_checkpoint_behind_the_log_catches_up(rated, bundled_kit, tmp_path, settings):
     directory, rated, critic = rated
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(directory), str(copy)], check=True)
     os.remove(copy / "checkpoint.msgpack")  # as if killed before the first checkpoint
     with Session(bundled_kit, copy, **settings) as again:
-        assert again._n_trained == 6
+        assert again.belief.n_trained == 6
         caught_up = again.critic()
     for a, b in zip(leaves(caught_up), leaves(critic), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
@@ -123,7 +183,7 @@ def test_a_torn_last_line_is_reported_and_skipped(rated, bundled_kit, tmp_path, 
     assert any(issubclass(w.category, SessionWarning) and "torn" in str(w.message)
                for w in caught)
     lines = (copy / "ratings.jsonl").read_text().splitlines()
-    assert len(lines) == 7 and all(json.loads(line) for line in lines)
+    assert len(lines) == 8 and all(json.loads(line) for line in lines)  # 7 and a skip
 
 
 def test_a_failed_resume_changes_no_file_and_says_what_to_do(rated, bundled_kit, tmp_path,
