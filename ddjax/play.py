@@ -2,9 +2,10 @@
 
 It plays each loop through the first player it finds (the ``sounddevice`` package, else
 ``aplay``, ``afplay`` or ``ffplay``; with none, it writes the WAV and prints its path),
-then reads one key: ``l`` like, ``d`` dislike, ``s`` skip, ``r`` replay, ``e`` export,
-``q`` quit. Other keys re-prompt; end of input quits cleanly. On a terminal a key needs
-no Enter; from a pipe, each line's first character is the key.
+then reads one key: ``l`` like, ``d`` dislike, ``u`` undo (takes the last rating back and
+plays its loop again), ``s`` skip (logged: the loop never comes back), ``r`` replay, ``e``
+export, ``q`` quit. Other keys re-prompt; end of input quits cleanly. On a terminal a key
+needs no Enter; from a pipe, each line's first character is the key.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import IO
 
 import numpy as np
 
+from ddjax.errors import DdjaxError
 from ddjax.export import export_loop, track_notes
 from ddjax.kinds import kit_notes
 from ddjax.files import write_audio
 from ddjax.session import Loop, Session
 
-KEYS = "l like, d dislike, s skip, r replay, e export, q quit"
+KEYS = "l like, d dislike, u undo, s skip, r replay, e export, q quit"
 
 
 class Player:
@@ -139,9 +141,10 @@ def play(session: Session, directory: pathlib.Path, *, keys: IO[str] = sys.stdin
 def _rate_loops(session, directory, keys, say, out, player) -> None:
     current = directory / "current.wav"
     notes = None
+    waiting: list[Loop] = []  # an undone rating's loop, then the loop that was playing
     try:
         while True:
-            loop = session.next_loop()
+            loop = waiting.pop(0) if waiting else session.next_loop()
             write_audio(current, loop.audio, session.kit.sr, "float32")
             say(_status(session, loop))
             message = player.play(current, loop.audio, session.kit.sr)
@@ -157,7 +160,16 @@ def _rate_loops(session, directory, keys, say, out, player) -> None:
                     say("liked" if key == "l" else "disliked")
                     break
                 if key == "s":
+                    session.skip(loop)
                     say("skipped")
+                    break
+                if key == "u":
+                    try:
+                        waiting[:0] = [session.undo(), loop]
+                    except DdjaxError as err:
+                        say(str(err))
+                        continue
+                    say(f"took back the rating of loop {waiting[0].id}: rate it again")
                     break
                 if key == "r":
                     message = player.play(current, loop.audio, session.kit.sr)

@@ -40,7 +40,8 @@ def test_play_in_a_terminal(tmp_path):
     try:
         read_until(leader, "> ")
         for key, answer in [("x", "press one of"), ("l", "> "), ("r", "current.wav"),
-                            ("d", "> "), ("e", "exported"), ("s", "> ")]:
+                            ("d", "> "), ("e", "exported"), ("s", "> "),
+                            ("u", "rate it again"), ("l", "> ")]:
             os.write(leader, key.encode())  # one key, no Enter
             read_until(leader, answer)
         os.write(leader, b"q")
@@ -51,7 +52,10 @@ def test_play_in_a_terminal(tmp_path):
             proc.kill()
         os.close(leader)
     log = [json.loads(l) for l in (session / "ratings.jsonl").read_text().splitlines()]
-    assert [e["liked"] for e in log] == [True, False]
+    # Like loop 0, dislike 1, skip 2, take 1's rating back, like 1: nothing is deleted.
+    assert [(e.get("id"), e.get("liked"), e.get("skip"), e.get("undo")) for e in log] == [
+        (0, True, None, None), (1, False, None, None), (None, None, 2, None),
+        (None, None, None, 1), (1, True, None, None)]
     assert len(list((session / "exports").glob("*.mid"))) == 1
 
 
