@@ -3,6 +3,11 @@
 ``open_desks`` opens them from a ``ServeConfig``; ``Desks`` finds a desk by its id and
 opens (or resumes) a study's participant on first use, one at a time. ``HttpError`` is
 the refusal a front end turns into an HTTP status.
+
+Opening a session takes seconds of JAX work, so a server opens its desks in two parts:
+``desks_kit`` (the cheap checks, before it listens) and ``Opening`` (the rest, in a
+background thread, while the page already answers and ``Starting`` refuses the desks'
+routes with the step under way).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import pathlib
 import re
 import secrets
 import threading
+from typing import Callable
 
 from ddjax.desk import Desk
 from ddjax.engine import Pipeline
@@ -20,7 +26,8 @@ from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig
 from ddjax.kinds import kit_kinds, kit_notes
 from ddjax.kit import Kit, load_kit
-from ddjax.session import Session, SessionConfig
+from ddjax.session import Session, SessionConfig, session_kit
+from ddjax.startup import RECORD_NAME, Startup, read_record, save_record
 from ddjax.study import Study
 from ddjax.training import TrainConfig
 
@@ -33,6 +40,13 @@ class HttpError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class Starting(HttpError):
+    """The desks are still opening: 503, with the step under way."""
+
+    def __init__(self, step: str):
+        super().__init__(503, f"starting: {step}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +156,107 @@ class Desks:
 
 def open_desks(config: ServeConfig) -> Desks:
     """The desks to serve: one session alone, or a study's participants (opened lazily)."""
+    return build_desks(config, desks_kit(config))
+
+
+def desks_kit(config: ServeConfig) -> Kit:
+    """The kit of every desk: the cheap checks before any JAX work (a DdjaxError says what
+    is wrong with the folder, the kit or the sizes)."""
+    render, loops = config.pipeline.render, config.pipeline.loops
+    if not config.study:
+        return session_kit(config.directory, config.kit_dir, config.pipeline)
+    if config.kit_dir is None:
+        raise DdjaxError("a study needs --kit")
+    return load_kit(config.kit_dir, render.bar_samples, sr=render.sr,
+                    min_samples=loops.n_tracks)
+
+
+def build_desks(config: ServeConfig, kit: Kit,
+                progress: Callable[[str], None] | None = None) -> Desks:
+    """The desks over ``kit``, ready to serve: a session's engine built, its first loop
+    drawn and its learning compiled (``progress`` hears each step); a study's
+    participants open later, one by one."""
     if config.study:
-        if config.kit_dir is None:
-            raise DdjaxError("a study needs --kit")
-        render, loops = config.pipeline.render, config.pipeline.loops
-        kit = load_kit(config.kit_dir, render.bar_samples, sr=render.sr,
-                       min_samples=loops.n_tracks)
         config.directory.mkdir(parents=True, exist_ok=True)
         return Desks(config, kit)
-    session = Session.open(config.directory, config.kit_dir, train=config.train,
-                           config=config.session, pipeline=config.pipeline)
-    return Desks(config, session.kit, session)
+    session = Session(kit, config.directory, train=config.train, config=config.session,
+                      pipeline=config.pipeline, progress=progress)
+    try:
+        session.wait_started()
+    except BaseException:
+        session.close()
+        raise
+    return Desks(config, kit, session)
+
+
+class Opening:
+    """Desks opened in a background thread (``start``), so the page answers meanwhile.
+
+    ``desks()`` gives them once open and raises ``Starting`` until then; ``status()`` is
+    the start's progress (``startup.Startup``). A session's steps are timed into its
+    folder's ``RECORD_NAME``, which the next start estimates from.
+
+    Args:
+      config: what the server runs.
+      kit: ``desks_kit(config)``.
+      build: opens the desks (``build_desks``; tests pass a slow one).
+      on_ready: called with the desks once open (from the background thread).
+      on_failure: called with what opening raised (from the background thread).
+    """
+
+    def __init__(self, config: ServeConfig, kit: Kit, *,
+                 build: Callable[..., Desks] = build_desks,
+                 on_ready: Callable[[Desks], None] = lambda desks: None,
+                 on_failure: Callable[[BaseException], None] = lambda error: None):
+        self.config, self.kit = config, kit
+        self._build, self._on_ready, self._on_failure = build, on_ready, on_failure
+        self._record = None if config.study else config.directory / RECORD_NAME
+        self.startup = Startup(read_record(self._record))
+        self.error: BaseException | None = None
+        self._desks: Desks | None = None
+        self._thread = threading.Thread(target=self._open, name="ddjax-open", daemon=True)
+
+    @classmethod
+    def opened(cls, desks: Desks) -> "Opening":
+        """Desks that are open already."""
+        opening = cls(desks.config, desks.kit)
+        opening._desks = desks
+        opening.startup.finish()
+        return opening
+
+    def start(self) -> "Opening":
+        self._thread.start()
+        return self
+
+    def _open(self) -> None:
+        try:
+            desks = self._build(self.config, self.kit, self.startup.step)
+        except BaseException as err:  # noqa: B036 - the server reports it and exits
+            self.error = err
+            self.startup.fail(str(err))
+            self._on_failure(err)
+            return
+        self._desks = desks  # before the status says ready
+        seconds = self.startup.finish()
+        if self._record is not None:
+            try:
+                save_record(self._record, seconds)
+            except OSError:  # only the next estimate is lost
+                pass
+        self._on_ready(desks)
+
+    def desks(self) -> Desks:
+        """The open desks, or ``Starting``."""
+        if self._desks is None:
+            raise Starting(self.startup.status().get("step", "opening"))
+        return self._desks
+
+    def status(self) -> dict:
+        return self.startup.status()
+
+    def close(self) -> None:
+        """Waits for a start under way to end, then closes the desks."""
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._desks is not None:
+            self._desks.close()

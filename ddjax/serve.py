@@ -8,9 +8,16 @@ Every request that waits for JAX (the next loop, a rating, phase II) runs in a w
 thread, so one participant's training never blocks another's page. Each participant has
 their own Session and its worker.
 
+The page answers at once: the session opens in the background (``desks.Opening``), and
+until it is open ``/api/status`` names the step under way and estimates the time left,
+while every route under ``/api/s/`` answers 503 ``{"error": "starting: STEP",
+"starting": true}``.
+
 The API (``SID`` is ``main`` when rating alone, the participant's id in a study)::
 
     GET  /api/config                     mode and sizes
+    GET  /api/status                     {"ready": true}, or the start's step, "done" of
+                                         "steps", "elapsed_s", "estimate_s" (and "error")
     POST /api/participants               {"id": optional}: join a study -> {"id"}
     GET  /api/s/SID/state                counts, like history, liked loops, result
     GET  /api/s/SID/current              the loop to rate now (waits while it is drawn)
@@ -38,6 +45,7 @@ import pathlib
 import socket
 import sys
 import tempfile
+import threading
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -48,13 +56,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ddjax.desk import KEY_PATTERN, Desk
-from ddjax.desks import MAIN, Desks, HttpError, ServeConfig, open_desks
+from ddjax.desks import (MAIN, Desks, HttpError, Opening, ServeConfig, Starting, desks_kit,
+                         open_desks)
 from ddjax.errors import DdjaxError
 from ddjax.study import Study
 
-__all__ = ["Desks", "ServeConfig", "create_app", "is_loopback", "listen", "open_desks",
-           "serve"]
+__all__ = ["Desks", "Opening", "ServeConfig", "create_app", "is_loopback", "listen",
+           "open_desks", "serve"]
 MAX_BODY_BYTES = 4096
+FAILURE_GRACE_S = 2.0  # a failed start stays on the page this long before the server exits
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 MEDIA = {"wav": "audio/wav", "bar": "audio/wav", "mid": "audio/midi",
          "json": "application/json"}
@@ -85,15 +95,19 @@ async def _json_body(request: Request) -> dict:
     return data
 
 
-def create_app(desks: Desks) -> Starlette:
-    """The web app over ``desks``."""
-    config = desks.config
+def create_app(desks: Desks | Opening) -> Starlette:
+    """The web app over ``desks``, open or opening."""
+    opening = desks if isinstance(desks, Opening) else Opening.opened(desks)
+    config = opening.config
     page = resources.files("ddjax.web").joinpath("index.html").read_text()
 
     def guarded(handler):
         async def endpoint(request: Request):
             try:
                 return await handler(request)
+            except Starting as err:
+                return JSONResponse({"error": str(err), "starting": True}, status_code=503,
+                                    headers={"Cache-Control": "no-store"})
             except HttpError as err:
                 return _error(err.status, str(err))
             except DdjaxError as err:  # Refused, or a session's own refusal
@@ -105,7 +119,7 @@ def create_app(desks: Desks) -> Starlette:
         if sid is not None:
             if not config.study:
                 raise HttpError(404, "not a study")
-            await run_in_threadpool(desks.get, sid)
+            await desk_of(request)
         mode = "study" if config.study else "rate"
         body = page.replace("{{MODE}}", mode).replace("{{SID}}", sid or (
             "" if config.study else MAIN))
@@ -124,6 +138,13 @@ def create_app(desks: Desks) -> Starlette:
         return JSONResponse({"mode": "study" if config.study else "rate",
                              "phase1": e.n_ratings, "phase2": 2 * e.n_eval})
 
+    async def status(request: Request) -> Response:
+        return JSONResponse(opening.status(), headers={"Cache-Control": "no-store"})
+
+    async def desk_of(request: Request) -> Desk | Study:
+        """The request's desk (``Starting`` while the desks open)."""
+        return await run_in_threadpool(opening.desks().get, request.path_params["sid"])
+
     async def join(request: Request) -> Response:
         if not config.study:
             raise HttpError(404, "not a study: start the server with --study")
@@ -131,21 +152,21 @@ def create_app(desks: Desks) -> Starlette:
         requested = data.get("id")
         if requested is not None and not isinstance(requested, str):
             raise HttpError(422, "'id' must be a string")
-        sid = await run_in_threadpool(desks.join, requested or None)
+        sid = await run_in_threadpool(opening.desks().join, requested or None)
         return JSONResponse({"id": sid, "url": f"/study/{sid}"})
 
     async def state(request: Request) -> Response:
-        desk = await run_in_threadpool(desks.get, request.path_params["sid"])
+        desk = await desk_of(request)
         return JSONResponse(await run_in_threadpool(desk.state))
 
     async def current(request: Request) -> Response:
-        desk = await run_in_threadpool(desks.get, request.path_params["sid"])
+        desk = await desk_of(request)
         item = await run_in_threadpool(desk.current)
-        return JSONResponse(item.describe(desks.kinds, desks.kit.names),
+        return JSONResponse(item.describe(opening.desks().kinds, opening.kit.names),
                             headers={"Cache-Control": "no-store"})
 
     async def rate(request: Request) -> Response:
-        desk = await run_in_threadpool(desks.get, request.path_params["sid"])
+        desk = await desk_of(request)
         data = await _json_body(request)
         key, liked = data.get("key"), data.get("liked")
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
@@ -156,7 +177,7 @@ def create_app(desks: Desks) -> Starlette:
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
 
     async def free_desk(request: Request) -> Desk:
-        desk = await run_in_threadpool(desks.get, request.path_params["sid"])
+        desk = await desk_of(request)
         if not isinstance(desk, Desk):
             raise HttpError(409, "a study's ratings follow its protocol: no undo, skip or"
                                  " variations")
@@ -196,7 +217,7 @@ def create_app(desks: Desks) -> Starlette:
                                  "Cache-Control": "no-store"})
 
     async def loop_file(request: Request) -> Response:
-        desk = await run_in_threadpool(desks.get, request.path_params["sid"])
+        desk = await desk_of(request)
         name = request.path_params["name"]
         key, _, kind = name.partition(".")
         if not KEY_PATTERN.fullmatch(key) or kind not in MEDIA:
@@ -215,7 +236,7 @@ def create_app(desks: Desks) -> Starlette:
 
     async def archive(request: Request) -> Response:
         sid = request.path_params["sid"]
-        desk = await run_in_threadpool(desks.get, sid)
+        desk = await desk_of(request)
         if not isinstance(desk, Study):
             raise HttpError(404, "archives are for study participants")
         fd, name = tempfile.mkstemp(prefix=f"ddjax-study-{sid}-", suffix=".zip")
@@ -237,6 +258,7 @@ def create_app(desks: Desks) -> Starlette:
         Route("/static/{name}", guarded(static)),
         Route("/favicon.ico", favicon),
         Route("/api/config", guarded(app_config)),
+        Route("/api/status", status),
         Route("/api/participants", guarded(join), methods=["POST"]),
         Route("/api/s/{sid}/state", guarded(state)),
         Route("/api/s/{sid}/current", guarded(current)),
@@ -278,7 +300,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(config: ServeConfig, host: str, port: int, *, allow_remote: bool = False) -> None:
-    """Runs the server until interrupted; closing finishes every session's training."""
+    """Runs the server until interrupted; closing finishes every session's training.
+
+    The port and the kit are checked before the server listens; the session opens while
+    it answers. A session that fails to open is shown on the page, then raised here."""
     import uvicorn
     if not is_loopback(host):
         if not allow_remote:
@@ -288,23 +313,32 @@ def serve(config: ServeConfig, host: str, port: int, *, allow_remote: bool = Fal
               " can rate and download, with no login", file=sys.stderr)
     sock = listen(host, port)
     try:
-        desks = open_desks(config)
+        kit = desks_kit(config)
     except BaseException:
         sock.close()
         raise
-    if not config.study:
-        ratings = desks.get(MAIN).session.n_ratings
-        print(f"ddjax serve: session {config.directory}: {ratings} ratings so far"
-              + (", resumed" if ratings else ""), flush=True)
-    app = create_app(desks)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=5))
+
+    def ready(desks: Desks) -> None:
+        if not config.study:
+            ratings = desks.get(MAIN).session.n_ratings
+            print(f"ddjax serve: session {config.directory}: {ratings} ratings so far"
+                  + (", resumed" if ratings else ""), flush=True)
+
+    def failed(error: BaseException) -> None:
+        threading.Timer(FAILURE_GRACE_S, setattr, (server, "should_exit", True)).start()
+
+    opening = Opening(config, kit, on_ready=ready, on_failure=failed)
+    server = uvicorn.Server(uvicorn.Config(create_app(opening), log_level="warning",
+                                           access_log=False, timeout_graceful_shutdown=5))
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"ddjax serve: {'study' if config.study else 'rating'} page at"
           f" http://{shown}:{bound_port}/ (Ctrl-C stops)", flush=True)
+    opening.start()
     try:
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
             server.run(sockets=[sock])
     finally:
-        desks.close()
+        opening.close()
+    if opening.error is not None:
+        raise opening.error

@@ -23,6 +23,10 @@ CNN has no belief, so both are the same there.
 Re-opening a directory resumes: same history, same critic. A checkpoint behind the log
 catches up by learning the missing ratings; a torn last log line is reported and
 skipped.
+
+Starting takes seconds (tens with a cold compile cache): a session names each of its
+``STARTUP_STEPS`` to its ``progress`` callback as the step begins, the last two on the
+worker; ``wait_started`` returns once the first loop is drawn and learning is compiled.
 """
 
 from __future__ import annotations
@@ -51,8 +55,12 @@ from ddjax.sampler import SamplerConfig
 from ddjax.training import TrainConfig
 
 __all__ = ["Session", "SessionConfig", "Loop", "Rating", "SessionWarning", "LOG_NAME",
-           "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME", "rated_loop"]
+           "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME", "rated_loop",
+           "STARTUP_STEPS", "session_kit"]
 QUERIES = ("thompson", "mean")
+# What a session does before its first loop can be heard, in order (``progress``).
+STARTUP_STEPS = ("building the engine", "preparing the critic", "reading the ratings",
+                 "drawing the first loop", "compiling the learner")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +122,24 @@ def check_sizes(directory, meta: dict, pipeline: Pipeline) -> None:
                          f" and {here[2]:g}%; drop --bpm, --tracks and --swing to resume it")
 
 
+def session_kit(directory: str | os.PathLike, kit_dir: str | os.PathLike | None = None,
+                pipeline: Pipeline = Pipeline()) -> Kit:
+    """The kit of the session in ``directory``: ``kit_dir``, or the one its ``session.json``
+    records. The cheap checks of ``Session.open``, before any JAX work: a DdjaxError says
+    that the folder is no session, that the kit is unusable, or that ``pipeline``'s sizes
+    are not the session's."""
+    directory = pathlib.Path(directory)
+    meta = journal.read_meta(directory)
+    if kit_dir is None:
+        if meta is None:
+            raise DdjaxError(f"{directory} is not a ddjax session; pass the kit to start one")
+        kit_dir = meta["kit"]
+    if meta is not None:
+        check_sizes(directory, meta, pipeline)
+    return load_kit(kit_dir, pipeline.render.bar_samples, sr=pipeline.render.sr,
+                    min_samples=pipeline.loops.n_tracks)
+
+
 @dataclasses.dataclass(frozen=True)
 class Loop:
     """A loop as the person meets it.
@@ -157,11 +183,16 @@ class Session:
       pipeline: every stage's settings (its critic is the learner's).
       train: the CNN's training settings (``pretrained="none"``).
       config: how the session learns and picks loops, and the seed.
+      progress: called with each of ``STARTUP_STEPS`` as it begins (the last two from the
+        worker thread), or None.
     """
 
     def __init__(self, kit: Kit, directory: str | os.PathLike | None = None, *,
                  pipeline: Pipeline = Pipeline(), train: TrainConfig = TrainConfig(),
-                 config: SessionConfig = SessionConfig()):
+                 config: SessionConfig = SessionConfig(),
+                 progress: Callable[[str], None] | None = None):
+        self._progress = progress
+        self._announce(STARTUP_STEPS[0])
         meta = None if directory is None else journal.read_meta(pathlib.Path(directory))
         if meta is not None:  # resuming: learn with what the session learned with
             check_sizes(directory, meta, pipeline)
@@ -178,6 +209,7 @@ class Session:
         self.directory = None if directory is None else pathlib.Path(directory)
         self._key = jax.random.key(config.seed)
         self.engine = Engine(kit, None, pipeline)
+        self._announce(STARTUP_STEPS[1])
         self.belief = Belief(self.learner, self._key, self.engine.params.tables,
                              self.engine.allowed)
         self.initial_critic = self.belief.initial_critic
@@ -188,12 +220,14 @@ class Session:
         self._lock = threading.Lock()
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._pending: list[concurrent.futures.Future] = []
+        self._announce(STARTUP_STEPS[2])
         if self.directory is not None:
             self._open_directory()
-        self._prepared = self._worker.submit(self._candidate)
+        self._prepared = self._worker.submit(self._announced, STARTUP_STEPS[3], self._candidate)
         # Learning compiles before the first loop is shown, so no wait after a rating
         # ever includes compilation.
-        self._warm = self._worker.submit(self._warm_up)
+        self._warm = self._worker.submit(self._announced, STARTUP_STEPS[4], self._warm_up)
+        self._started = (self._prepared, self._warm)
 
     @classmethod
     def open(cls, directory: str | os.PathLike, kit_dir: str | os.PathLike | None = None,
@@ -202,16 +236,14 @@ class Session:
 
         The kit defaults to the one recorded in the directory's ``session.json``.
         """
-        directory = pathlib.Path(directory)
-        pipeline = settings.get("pipeline", Pipeline())
-        meta = journal.read_meta(directory)
-        if kit_dir is None:
-            if meta is None:
-                raise DdjaxError(f"{directory} is not a ddjax session; pass the kit to start one")
-            kit_dir = meta["kit"]
-        kit = load_kit(kit_dir, pipeline.render.bar_samples, sr=pipeline.render.sr,
-                       min_samples=pipeline.loops.n_tracks)
+        kit = session_kit(directory, kit_dir, settings.get("pipeline", Pipeline()))
         return cls(kit, directory, **settings)
+
+    def wait_started(self) -> None:
+        """Blocks until the first loop is drawn and learning is compiled (raises what
+        either raised)."""
+        for future in self._started:
+            future.result()
 
     # -- the person's side -------------------------------------------------------------
 
@@ -312,6 +344,15 @@ class Session:
         self.close()
 
     # -- the worker's side -------------------------------------------------------------
+
+    def _announce(self, step: str) -> None:
+        if self._progress is not None:
+            self._progress(step)
+
+    def _announced(self, step: str, work: Callable[[], Loop | None]) -> Loop | None:
+        """``work()``, named to ``progress`` first (on the worker)."""
+        self._announce(step)
+        return work()
 
     def _learn(self, rating: Rating) -> None:
         """Learns ``rating`` (on the worker), then checkpoints."""

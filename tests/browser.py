@@ -52,10 +52,12 @@ class Server:
       args: arguments after ``ddjax serve``.
       port: the port to listen on (0: a free one); a server started again on a killed one's
         port serves the same page origin, so the page's localStorage carries over.
+      env: environment variables to set for the server, beyond this process's.
     """
 
-    def __init__(self, *args: str, port: int = 0, startup_timeout: float = 180.0):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, *args: str, port: int = 0, startup_timeout: float = 180.0,
+                 env: dict[str, str] | None = None):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ddjax.cli", "serve", "--port", str(port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from browser import REPO, Server, launch, wait_for_loop, why_not_available
+from ddjax.session import STARTUP_STEPS
+from ddjax.startup import RECORD_NAME
 
 pytestmark = pytest.mark.skipif(why_not_available() is not None,
                                 reason=why_not_available() or "")
@@ -65,6 +67,11 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
     with Server("--session", str(session_dir)) as server:
         page.goto(server.url + "/")
         key = wait_for_loop(page)
+        # The page answered while the session opened, and named the steps it went through.
+        steps = page.evaluate("window.ddjax.startSteps")
+        assert steps and steps == sorted(steps, key=STARTUP_STEPS.index), steps
+        assert page.locator("#starting").is_hidden()
+        assert (session_dir / RECORD_NAME).is_file()  # the next start's estimate
         # The audio is decoded and playing: the first two bars of the listening render
         # (bar 2 holds bar 1's tails, and loops), 2 s a bar at 120 BPM.
         audio = page.evaluate("({duration: window.ddjax.duration, bar: window.ddjax.bar})")
@@ -381,7 +388,7 @@ def test_the_page_on_a_phone_in_both_themes_and_to_a_screen_reader(browser, tmp_
         assert f"trained on {n} rating" in score, score
 
         liked = page.locator(f"#liked li[data-key='{key}']")
-        expect(liked.get_by_role("button")).to_have_accessible_name(f"Play liked loop {key}")
+        expect(liked.locator("button.replay")).to_have_accessible_name(f"Play liked loop {key}")
         expect(liked.locator("a.download-midi")).to_have_accessible_name(
             f"Download liked loop {key} as MIDI")
         for link in liked.get_by_role("link").all():

@@ -4,7 +4,10 @@ import concurrent.futures
 import dataclasses
 import io
 import json
+import pathlib
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -18,8 +21,12 @@ from starlette.testclient import TestClient
 from conftest import BUNDLED_KIT
 from ddjax import cli
 from ddjax.experiment import ExperimentConfig
-from ddjax.serve import MAX_BODY_BYTES, Desks, ServeConfig, create_app, is_loopback, open_desks
-from ddjax.session import SessionConfig
+from ddjax.desks import build_desks, desks_kit
+from ddjax.errors import DdjaxError
+from ddjax.serve import (MAX_BODY_BYTES, Desks, Opening, ServeConfig, create_app, is_loopback,
+                         open_desks)
+from ddjax.session import STARTUP_STEPS, SessionConfig
+from ddjax.startup import RECORD_NAME, Startup, seconds_left
 from ddjax.training import TrainConfig
 
 FAST = dict(session=SessionConfig(n_chains=2, n_iters=2),
@@ -402,3 +409,88 @@ def test_a_torn_phase_two_line_is_dropped_on_resume(tmp_path):
         assert client.get("/api/s/tom/state").json()["phase"] == "done"
     desks.close()
     assert [json.loads(line)["key"] for line in log.read_text().splitlines()] == ["e0", "e1"]
+
+
+def test_the_page_answers_while_the_session_opens(tmp_path):
+    """The page, its config and the status answer before the session is open; the desks'
+    routes answer 503 with the step under way; then everything works, and the steps'
+    times are kept for the next start's estimate."""
+    config = free_config(tmp_path / "s")
+    go = threading.Event()
+
+    def slow_build(config, kit, progress):
+        progress("building the engine")
+        assert go.wait(120)
+        return build_desks(config, kit, progress)
+
+    opening = Opening(config, desks_kit(config), build=slow_build).start()
+    with TestClient(create_app(opening), raise_server_exceptions=False) as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/api/config").json()["mode"] == "rate"
+        status = client.get("/api/status").json()
+        assert status["ready"] is False and status["step"] == "building the engine"
+        assert (status["done"], status["steps"]) == (0, 5)
+        assert status["elapsed_s"] >= 0 and status["estimate_s"] > 0
+        for path in ("/api/s/main/current", "/api/s/main/state"):
+            refused = client.get(path)
+            assert refused.status_code == 503, refused.text
+            assert refused.json() == {"error": "starting: building the engine",
+                                      "starting": True}
+        assert client.post("/api/s/main/rate", json={"key": "0", "liked": True}
+                           ).status_code == 503
+        go.set()
+        for _ in range(600):
+            if client.get("/api/status").json()["ready"]:
+                break
+            time.sleep(0.1)
+        assert client.get("/api/status").json() == {"ready": True}
+        rate(client, "main", True)
+    opening.close()
+    record = json.loads((tmp_path / "s" / RECORD_NAME).read_text())["seconds"]
+    assert set(record) == set(STARTUP_STEPS) and record["building the engine"] > 0
+    assert Opening(config, desks_kit(config)).startup.expected == record
+
+
+def test_a_session_that_fails_to_open_says_why_in_the_status(tmp_path):
+    def broken(config, kit, progress):
+        progress("preparing the critic")
+        raise DdjaxError("the prior is for 32-step loops")
+
+    config = free_config(tmp_path / "s")
+    opening = Opening(config, desks_kit(config), build=broken).start()
+    opening.close()
+    client = TestClient(create_app(opening))
+    status = client.get("/api/status").json()
+    assert status["error"] == "the prior is for 32-step loops" and not status["ready"]
+    assert status["step"] == "preparing the critic" and status["done"] == 1
+    assert isinstance(opening.error, DdjaxError)
+
+
+def test_the_estimate_counts_the_steps_left():
+    expected = {"a": 4.0, "b": 2.0, "c": 1.0}
+    assert seconds_left(expected, ("a", "b", "c"), 0, 1.0) == 6.0
+    assert seconds_left(expected, ("a", "b", "c"), 1, 5.0) == 1.0  # b overran
+    clock = iter([0.0, 0.5, 3.5, 4.0]).__next__
+    startup = Startup(expected, ("a", "b", "c"), clock)
+    startup.step("b")  # at 0.5
+    status = startup.status()  # at 3.5: b overran, c is left
+    assert (status["step"], status["done"], status["elapsed_s"], status["estimate_s"]) == (
+        "b", 1, 3.5, 1.0)
+    assert startup.finish() == {"a": 0.5, "b": 3.5}  # at 4.0
+    assert startup.status() == {"ready": True}
+
+
+def test_a_session_failing_in_the_background_is_one_line_and_exit_2(tmp_path):
+    """The page is up before the session opens; a session that cannot open still ends the
+    command with one line and exit 2 (a process of its own: uvicorn's exit and pytest's
+    capture of this one's output do not mix)."""
+    session = tmp_path / "s"
+    session.mkdir()
+    (session / "session.json").write_text(json.dumps({
+        "kit": str(BUNDLED_KIT), "seed": 0, "session": {"pretrained": str(tmp_path / "no.npz")}}))
+    done = subprocess.run([sys.executable, "-m", "ddjax.cli", "serve", "--port", "0",
+                           "--session", str(session)], capture_output=True, text=True,
+                          timeout=120, cwd=pathlib.Path(__file__).resolve().parents[1])
+    err = done.stderr.strip().splitlines()
+    assert " page at " in done.stdout
+    assert done.returncode == 2 and len(err) == 1 and "no.npz" in err[0], err

@@ -3,6 +3,9 @@
 // Web Audio, sends one rating per loop, and draws counts, the like-rate chart and the
 // liked list. `window.ddjax` exposes what the browser tests check (state, latencies).
 //
+// While the server opens the session (it answers at once, and compiles meanwhile) the page
+// shows the step under way and about how long is left, from /api/status.
+//
 // When the server can't be reached the page says so, keeps a pressed rating (in memory and
 // in localStorage, keyed by session id and loop key, so a reload keeps it too), retries with
 // exponential backoff and sends it once the server answers again.
@@ -14,14 +17,16 @@ const $ = (id) => document.getElementById(id);
 const ctx = new AudioContext();
 const page = { item: null, itemBuffer: null, bar: 0, source: null, buffer: null, startedAt: 0, busy: false,
                clickedAt: null, playing: false };
-window.ddjax = { latencies: [], key: null, duration: 0 };
+window.ddjax = { latencies: [], key: null, duration: 0, startSteps: [] };
 
 class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message, starting = false) { super(message); this.status = status; this.starting = starting; }
 }
 // The server (or a proxy in front of it) can't be reached: fetch itself failed, or a
-// gateway says the server behind it is down.
-const unreachable = (error) => !(error instanceof ApiError) || [502, 503, 504].includes(error.status);
+// gateway says the server behind it is down. A server still starting answers 503 too, but
+// says so (`starting`): it is there, and the page shows its progress instead.
+const unreachable = (error) => !(error instanceof ApiError) ||
+  ([502, 503, 504].includes(error.status) && !error.starting);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 8000;
@@ -31,7 +36,7 @@ async function call(path, options = {}) {
   const response = await fetch(path, options);
   const type = response.headers.get("content-type") || "";
   const data = type.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new ApiError(response.status, (data && data.error) || response.statusText);
+  if (!response.ok) throw new ApiError(response.status, (data && data.error) || response.statusText, !!(data && data.starting));
   return data;
 }
 const api = (path, options) => call(`/api/s/${encodeURIComponent(SID)}${path}`, options);
@@ -104,8 +109,54 @@ function setOffline(retryMs) {
   $("spinner-text").textContent = "waiting for the server\u2026";
 }
 
+// -- the server is starting: what it prepares, and about how long is left --------------------
+
+const STATUS_POLL_MS = 250;
+
+function showStarting(status) {
+  const left = status.estimate_s;
+  const share = status.elapsed_s + left > 0 ? status.elapsed_s / (status.elapsed_s + left) : 0;
+  const percent = Math.round(100 * Math.max(share, status.done / status.steps));
+  $("start-bar").style.width = `${percent}%`;
+  $("start-progress").setAttribute("aria-valuenow", percent);
+  const step = `Step ${status.done + 1} of ${status.steps}: ${status.step}`;
+  if ($("start-step").textContent !== step) {
+    $("start-step").textContent = step;
+    window.ddjax.startSteps.push(status.step);
+  }
+  $("start-left").textContent = (left >= 1 ? `about ${Math.ceil(left)} s left` : "almost ready") +
+    ` (${Math.round(status.elapsed_s)} s so far)`;
+  $("start-pending").hidden = !pending;
+  $("start-pending").textContent = pending ? `Your ${word(pending.liked)} for loop ${pending.key} ` +
+    "is kept on this device and will be sent when the server is ready." : "";
+}
+
+// Shows the server's start until it is ready (or can't be reached: `reach` takes over), then
+// the view from before. A start that failed stays on the page, and nothing goes on.
+async function whileStarting() {
+  let before = null;
+  for (;;) {
+    let status;
+    try { status = await call("/api/status"); } catch (error) { status = null; }
+    if (!status || status.ready) {
+      if (before !== null) setView(before);
+      return;
+    }
+    if (status.error) {
+      $("failed-text").textContent = `The server could not open the session: ${status.error}`;
+      setView("failed");
+      return new Promise(() => {});
+    }
+    if (before === null) { before = document.body.dataset.view; setView("starting"); }
+    setOffline(null);
+    showStarting(status);
+    await sleep(STATUS_POLL_MS);
+  }
+}
+
 // Runs `attempt` until the server answers (whatever it answers), backing off from 0.5 s to
-// at most 8 s between tries while it can't be reached.
+// at most 8 s between tries while it can't be reached, and showing its progress while it
+// starts.
 async function reach(attempt) {
   let delay = RETRY_FIRST_MS;
   for (;;) {
@@ -114,6 +165,12 @@ async function reach(attempt) {
       setOffline(null);
       return value;
     } catch (error) {
+      if (error instanceof ApiError && error.starting) {
+        await whileStarting();
+        await sleep(STATUS_POLL_MS);
+        delay = RETRY_FIRST_MS;
+        continue;
+      }
       if (!unreachable(error)) { setOffline(null); throw error; }
       setOffline(delay);
       await sleep(delay);
@@ -135,12 +192,12 @@ async function deliver(rating, { verify = false } = {}) {
     const state = await reach(async () => {
       if (check) {
         let current = null;
-        try { current = await api("/current"); } catch (error) { if (unreachable(error)) throw error; }
+        try { current = await api("/current"); } catch (error) { if (unreachable(error) || error.starting) throw error; }
         if (current && current.key === rating.key && fingerprint(current) !== rating.loop) throw new LoopGone();
       }
       check = true;
       try { return await api("/rate", post({ key: rating.key, liked: rating.liked })); }
-      catch (error) { if (unreachable(error)) failed = true; throw error; }
+      catch (error) { if (unreachable(error) || error.starting) failed = true; throw error; }
     });
     dropPending(rating);
     if (failed) showMessage(`Back online: your ${word(rating.liked)} for loop ${rating.key} is recorded.`);
@@ -579,6 +636,7 @@ async function start() {
   $("n-phase2").textContent = config.phase2;
   $("minutes").textContent = Math.max(
     2, Math.round(((config.phase1 + config.phase2) * SECONDS_PER_RATING) / 60));
+  await whileStarting();
   // A rating pressed before a reload, while the server was away: send it first, but only
   // to the loop it was for.
   if (SID) {
