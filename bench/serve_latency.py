@@ -106,10 +106,10 @@ def main(argv=None) -> int:
         env = {"XDG_CACHE_HOME": str(pathlib.Path(directory) / "cache"),
                "DDJAX_NO_COMPILATION_CACHE": ""}
         starts = ["cold", "warm"] if args.cold else ["default cache"]
-        servers = []
+        servers, page = [], None
         try:
             for cache in starts:
-                if servers:
+                if page is not None:
                     page.close()
                     servers[-1].kill()
                 row, server, page = start_row(browser, session, args.kit, cache,

@@ -184,7 +184,7 @@ def _session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
     the session in ``directory`` records, else the defaults (a flag that contradicts a
     session's record is the session's error)."""
     from ddjax.journal import read_meta
-    from ddjax.session import recorded_sizes
+    from ddjax.journal import recorded_sizes
     meta = None if directory is None else read_meta(directory)
     bpm, tracks, swing = (None, None, 0.0) if meta is None else recorded_sizes(meta)
     return Pipeline.sized(bpm if args.bpm is None else args.bpm,
@@ -231,7 +231,7 @@ def _export_liked(args) -> int:
     from ddjax.bundle import liked_zip
     from ddjax.journal import read_log, read_meta
     from ddjax.kinds import kit_notes
-    from ddjax.session import recorded_sizes
+    from ddjax.journal import recorded_sizes
     if not args.liked or args.out is None or args.out.suffix != ".zip":
         raise DdjaxError("export --session takes --liked and --out FILE.zip")
     if args.loop is not None or args.midi or args.wav or args.loop_wav:

@@ -26,7 +26,8 @@ from ddjax.errors import DdjaxError
 from ddjax.experiment import ExperimentConfig
 from ddjax.kinds import kit_kinds, kit_notes
 from ddjax.kit import Kit, load_kit
-from ddjax.session import Session, SessionConfig, session_kit
+from ddjax.journal import session_kit
+from ddjax.session import Session, SessionConfig
 from ddjax.startup import RECORD_NAME, Startup, read_record, save_record
 from ddjax.study import Study
 from ddjax.training import TrainConfig

@@ -30,7 +30,7 @@ from flax import serialization
 from ddjax.critic import kind_of, save_critic
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes, write_audio
-from ddjax.kit import Kit
+from ddjax.kit import Kit, load_kit
 
 LOG_NAME = "ratings.jsonl"
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -93,6 +93,42 @@ def create(directory: pathlib.Path, meta: dict) -> None:
     (directory / "wav").mkdir(exist_ok=True)
     if not (directory / META_NAME).exists():
         atomic_write_bytes(directory / META_NAME, (json.dumps(meta, indent=1) + "\n").encode())
+
+
+def recorded_sizes(meta: dict) -> tuple[float, int, float]:
+    """(bpm, tracks, swing) a session's ``session.json`` records; older sessions: 120, 4
+    and 0."""
+    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4)), float(
+        meta.get("swing", 0.0))
+
+
+def check_sizes(directory, meta: dict, pipeline) -> None:
+    """A DdjaxError unless ``pipeline`` has the tempo, track count and swing the session in
+    ``directory`` was made with."""
+    bpm, tracks, swing = recorded_sizes(meta)
+    here = (pipeline.render.bpm, pipeline.loops.n_tracks, pipeline.render.swing)
+    if here != (bpm, tracks, swing):
+        raise DdjaxError(f"the session in {directory} was made at {bpm:g} BPM with {tracks}"
+                         f" tracks and {swing:g}% swing, not {here[0]:g} BPM with {here[1]}"
+                         f" and {here[2]:g}%; drop --bpm, --tracks and --swing to resume it")
+
+
+def session_kit(directory: str | os.PathLike, kit_dir: str | os.PathLike | None,
+                pipeline) -> Kit:
+    """The kit of the session in ``directory``: ``kit_dir``, or the one its ``session.json``
+    records. The cheap checks of ``Session.open``, before any JAX work: a DdjaxError says
+    that the folder is no session, that the kit is unusable, or that ``pipeline``'s sizes
+    are not the session's."""
+    directory = pathlib.Path(directory)
+    meta = read_meta(directory)
+    if kit_dir is None:
+        if meta is None:
+            raise DdjaxError(f"{directory} is not a ddjax session; pass the kit to start one")
+        kit_dir = meta["kit"]
+    if meta is not None:
+        check_sizes(directory, meta, pipeline)
+    return load_kit(kit_dir, pipeline.render.bar_samples, sr=pipeline.render.sr,
+                    min_samples=pipeline.loops.n_tracks)
 
 
 def read_log(directory: pathlib.Path, kit: Kit) -> Log:

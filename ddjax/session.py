@@ -47,8 +47,8 @@ from ddjax.engine import Engine, Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.files import loop_record
 from ddjax.journal import (CHECKPOINT_NAME, CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME,
-                           META_NAME, Rating, SessionWarning)
-from ddjax.kit import Kit, load_kit
+                           META_NAME, Rating, SessionWarning, check_sizes, session_kit)
+from ddjax.kit import Kit
 from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays
 from ddjax.prior import make_learner
 from ddjax.sampler import SamplerConfig
@@ -56,7 +56,7 @@ from ddjax.training import TrainConfig
 
 __all__ = ["Session", "SessionConfig", "Loop", "Rating", "SessionWarning", "LOG_NAME",
            "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME", "rated_loop",
-           "STARTUP_STEPS", "session_kit"]
+           "STARTUP_STEPS"]
 QUERIES = ("thompson", "mean")
 # What a session does before its first loop can be heard, in order (``progress``).
 STARTUP_STEPS = ("building the engine", "preparing the critic", "reading the ratings",
@@ -102,42 +102,6 @@ class SessionConfig:
     def sampler(self) -> SamplerConfig:
         """The sampler that serves loops to the person."""
         return SamplerConfig("mh", self.n_iters, self.temperature)
-
-
-def recorded_sizes(meta: dict) -> tuple[float, int, float]:
-    """(bpm, tracks, swing) a session's ``session.json`` records; older sessions: 120, 4
-    and 0."""
-    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4)), float(
-        meta.get("swing", 0.0))
-
-
-def check_sizes(directory, meta: dict, pipeline: Pipeline) -> None:
-    """A DdjaxError unless ``pipeline`` has the tempo, track count and swing the session in
-    ``directory`` was made with."""
-    bpm, tracks, swing = recorded_sizes(meta)
-    here = (pipeline.render.bpm, pipeline.loops.n_tracks, pipeline.render.swing)
-    if here != (bpm, tracks, swing):
-        raise DdjaxError(f"the session in {directory} was made at {bpm:g} BPM with {tracks}"
-                         f" tracks and {swing:g}% swing, not {here[0]:g} BPM with {here[1]}"
-                         f" and {here[2]:g}%; drop --bpm, --tracks and --swing to resume it")
-
-
-def session_kit(directory: str | os.PathLike, kit_dir: str | os.PathLike | None = None,
-                pipeline: Pipeline = Pipeline()) -> Kit:
-    """The kit of the session in ``directory``: ``kit_dir``, or the one its ``session.json``
-    records. The cheap checks of ``Session.open``, before any JAX work: a DdjaxError says
-    that the folder is no session, that the kit is unusable, or that ``pipeline``'s sizes
-    are not the session's."""
-    directory = pathlib.Path(directory)
-    meta = journal.read_meta(directory)
-    if kit_dir is None:
-        if meta is None:
-            raise DdjaxError(f"{directory} is not a ddjax session; pass the kit to start one")
-        kit_dir = meta["kit"]
-    if meta is not None:
-        check_sizes(directory, meta, pipeline)
-    return load_kit(kit_dir, pipeline.render.bar_samples, sr=pipeline.render.sr,
-                    min_samples=pipeline.loops.n_tracks)
 
 
 @dataclasses.dataclass(frozen=True)
