@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from ddjax import zoo  # noqa: E402
 from ddjax.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from ddjax.kind_model import MODEL_FILE  # noqa: E402
+from ddjax.kinds import AUDIO_CONFIDENCE  # noqa: E402
 from ddjax.kit import bundled_kit, load_kit  # noqa: E402
 from ddjax.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
 from ddjax.prior import default_prior_path  # noqa: E402
@@ -84,14 +86,17 @@ def settings_key(session: SessionConfig, experiment: ExperimentConfig,
                  train: TrainConfig = TrainConfig()) -> str:
     """Names the settings a run used, so runs of other settings are not mixed up (the
     training settings count for the CNN only: the head does not read them; the loop
-    space's settings and the render's features count since the accents)."""
+    space's settings and the render's features count since the accents, and the kind
+    model that places the samples no file name places since it replaced the hand rules)."""
     prior = session.pretrained or default_prior_path()
     prior_hash = "none" if session.pretrained == "none" else hashlib.sha256(
         pathlib.Path(prior).read_bytes()).hexdigest()[:12]
     parts = [dataclasses.asdict(session) | {"seed": None, "pretrained": prior_hash},
              dataclasses.asdict(experiment) | {"seed": None},
              {"loops": dataclasses.asdict(LoopConfig(prior=session.loop_prior)),
-              "render": "velocity, swing, -1 dBFS gain"}]
+              "render": "velocity, swing, -1 dBFS gain",
+              "kinds": [AUDIO_CONFIDENCE, hashlib.sha256(
+                  (ROOT / "ddjax" / "pretrained" / MODEL_FILE).read_bytes()).hexdigest()[:12]]}]
     if session.pretrained == "none":
         parts.append(dataclasses.asdict(train))
     text = json.dumps(parts, sort_keys=True)
