@@ -345,6 +345,7 @@ def _write_summary(experiment, results: list[dict], out: pathlib.Path) -> None:
 
 def _serve(args) -> int:
     from ddjax.experiment import ExperimentConfig
+    from ddjax.prior import NONE, load_prior
     from ddjax.serve import ServeConfig, serve
     from ddjax.session import SessionConfig
     _check_session_folder(args.session, args.private)
@@ -353,6 +354,8 @@ def _serve(args) -> int:
         kit_dir = BUNDLED_KIT
     if kit_dir == BUNDLED_KIT and not kit_dir.is_dir():
         raise DdjaxError(f"the bundled kit is not installed here ({kit_dir}); pass --kit DIR")
+    if args.pretrained and args.pretrained != NONE:
+        load_prior(args.pretrained)  # before listening: the session opens in the background
     config = ServeConfig(kit_dir, args.session, study=args.study,
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),
