@@ -22,10 +22,12 @@ import numpy as np
 import soundfile as sf
 
 from ddjax.bundle import liked_zip
+from ddjax.edit import Edit
 from ddjax.encode import audio_bytes
 from ddjax.errors import DdjaxError
 from ddjax.export import loop_bar_path, midi_bytes, track_notes
 from ddjax.files import loop_json, loop_record
+from ddjax.loops import Loop as LoopArrays
 from ddjax.session import Loop, Session, rated_loop
 
 PLAYBACK_BARS = 2
@@ -114,13 +116,50 @@ class Desk:
                                  else self.session.next_loop())
             return self._item(self._current)
 
-    def rate(self, key: str, liked: bool) -> None:
-        """Rates the current loop (on disk before this returns); refuses any other key."""
+    def rate(self, key: str, liked: bool, edit: Edit | None = None) -> None:
+        """Rates the current loop (on disk before this returns); refuses any other key.
+        With ``edit``, rates the loop as edited and heard ("Rate this version"); refused
+        in a study, whose loops are rated as the protocol proposes them."""
         with self._lock:
             if self._current is None or str(self._current.id) != key:
                 raise Refused(self._why_not(key))
-            self.session.rate(self._current, liked)
+            loop = self._current
+            if edit is not None:
+                if self.blind or self.phase != "rate":
+                    raise Refused("a study's loops are rated as they are proposed")
+                if edit.changes(loop.grid, loop.velocity):
+                    loop = self.session.edited(loop, *edit.heard())
+            self.session.rate(loop, liked)
             self._current = None
+
+    def shape(self, key: str) -> tuple[int, int]:
+        """The grid shape (tracks, steps) of the loop ``key`` (KeyError: none such)."""
+        return self._loop_arrays(key).grid.shape
+
+    def audition(self, key: str, edit: Edit) -> bytes:
+        """What the page plays of the loop ``key`` (current or rated) as ``edit`` changes
+        it: the same ``PLAYBACK_BARS`` bars as ``audio``, at the edit's tempo and swing
+        (the session's where it names none)."""
+        loop = self._loop_arrays(key)
+        grid, velocity = edit.heard()
+        render = self.session.pipeline.render
+        batch = jax.tree_util.tree_map(
+            lambda x: None if x is None else x[None],
+            loop._replace(grid=grid, velocity=velocity if velocity is not None
+                          else loop.velocity))
+        audio = self.session.engine.audition(
+            batch, render.bpm if edit.bpm is None else edit.bpm,
+            render.swing if edit.swing is None else edit.swing, PLAYBACK_BARS)
+        return audio_bytes(audio[0], self.session.kit.sr, "float32")
+
+    def _loop_arrays(self, key: str) -> LoopArrays:
+        current = self._current
+        if current is not None and str(current.id) == key:
+            return LoopArrays(current.grid, current.samples, current.velocity)
+        rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
+        if rating is None:
+            raise KeyError(key)
+        return LoopArrays(rating.grid, rating.samples, rating.velocity)
 
     def undo(self) -> None:
         """Takes the last rating back: its loop is the current one again, and the loop

@@ -207,11 +207,14 @@ def append_line(path: pathlib.Path, entry: dict) -> None:
 
 
 def append(directory: pathlib.Path, loop, liked: bool, sr: int) -> None:
-    """Writes the loop's WAV, then appends its rating to the log and fsyncs it."""
+    """Writes the loop's WAV, then appends its rating to the log and fsyncs it. A loop
+    the person edited before rating it keeps the loop as proposed too (``"proposed"``)."""
     write_audio(wav_path(directory, loop.id), loop.audio, sr, "float32")  # exact samples
-    append_line(directory / LOG_NAME, {"id": loop.id, "loop": loop.record(),
-                                       "liked": bool(liked), "time": now(),
-                                       "critic_version": loop.critic_version})
+    entry = {"id": loop.id, "loop": loop.record(), "liked": bool(liked), "time": now(),
+             "critic_version": loop.critic_version}
+    if loop.proposed is not None:
+        entry["proposed"] = loop.proposed.record()
+    append_line(directory / LOG_NAME, entry)
 
 
 def append_undo(directory: pathlib.Path, loop_id: int) -> None:

@@ -127,13 +127,15 @@ def _read_mono(path: pathlib.Path, sr: int) -> np.ndarray:
     return mono
 
 
-def _truncate(mono: np.ndarray, max_samples: int, sr: int) -> np.ndarray:
-    if mono.shape[0] <= max_samples:
-        return mono
-    cut = mono[:max_samples].copy()
+def cut(audio: np.ndarray, max_samples: int, sr: int) -> np.ndarray:
+    """``audio`` [..., samples] cut to at most ``max_samples``, with a ``FADE_SECONDS``
+    linear fade-out where it was cut (the rule every kit sample follows)."""
+    if audio.shape[-1] <= max_samples:
+        return audio
+    out = audio[..., :max_samples].copy()
     n_fade = min(max_samples, int(round(FADE_SECONDS * sr)))
-    cut[max_samples - n_fade:] *= np.linspace(1.0, 0.0, n_fade)
-    return cut
+    out[..., max_samples - n_fade:] *= np.linspace(1.0, 0.0, n_fade).astype(out.dtype)
+    return out
 
 
 def detect_kick(mono: np.ndarray, sr: int) -> bool:
@@ -178,7 +180,7 @@ def load_kit(folder: str | os.PathLike, max_samples: int, *, sr: int = 44100,
     for path in paths:
         name = path.relative_to(root).as_posix()
         try:
-            clips.append(_truncate(_read_mono(path, sr), max_samples, sr))
+            clips.append(cut(_read_mono(path, sr), max_samples, sr))
         except _Skip as skip:
             warnings.warn(KitWarning(f"skipped {path}: {skip.reason}"), stacklevel=2)
             continue

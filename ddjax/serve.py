@@ -21,7 +21,11 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
     POST /api/participants               {"id": optional}: join a study -> {"id"}
     GET  /api/s/SID/state                counts, like history, liked loops, result
     GET  /api/s/SID/current              the loop to rate now (waits while it is drawn)
-    POST /api/s/SID/rate                 {"key": "12", "liked": true}
+    POST /api/s/SID/rate                 {"key": "12", "liked": true}; with "edit": {...}
+                                         (as for audition), rates the loop as heard
+    POST /api/s/SID/audition             {"key": "12", "grid": [[0, 1, ...], ...],
+                                         "velocity", "mute", "solo", "bpm", "swing"}:
+                                         the loop as edited, as WAV (``ddjax.edit``)
     POST /api/s/SID/undo                 takes the last rating back; its loop is current
     POST /api/s/SID/skip                 {"key": "12"}: passes the current loop over
     POST /api/s/SID/more                 {"key": "7"}: a variation on rated loop 7, now
@@ -58,12 +62,13 @@ from starlette.routing import Route
 from ddjax.desk import KEY_PATTERN, Desk
 from ddjax.desks import (MAIN, Desks, HttpError, Opening, ServeConfig, Starting, desks_kit,
                          open_desks)
+from ddjax.edit import Edit, EditError, parse as parse_edit
 from ddjax.errors import DdjaxError
 from ddjax.study import Study
 
 __all__ = ["Desks", "Opening", "ServeConfig", "create_app", "is_loopback", "listen",
            "open_desks", "serve"]
-MAX_BODY_BYTES = 4096
+MAX_BODY_BYTES = 16384  # an edit of the largest loop (8 x 64 cells) fits
 FAILURE_GRACE_S = 2.0  # a failed start stays on the page this long before the server exits
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 MEDIA = {"wav": "audio/wav", "bar": "audio/wav", "mid": "audio/midi",
@@ -166,20 +171,46 @@ def create_app(desks: Desks | Opening) -> Starlette:
                             headers={"Cache-Control": "no-store"})
 
     async def rate(request: Request) -> Response:
-        desk = await desk_of(request)
         data = await _json_body(request)
+        desk = await (desk_of(request) if data.get("edit") is None else free_desk(request))
         key, liked = data.get("key"), data.get("liked")
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
             raise HttpError(422, "'key' must be a loop key such as \"12\" or \"e3\"")
         if not isinstance(liked, bool):
             raise HttpError(422, "'liked' must be true or false")
-        await run_in_threadpool(desk.rate, key, liked)
+        if data.get("edit") is None:
+            await run_in_threadpool(desk.rate, key, liked)
+        else:
+            await run_in_threadpool(desk.rate, key, liked, edit_of(desk, key, data["edit"]))
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
+
+    def edit_of(desk: Desk, key: str, body) -> Edit:
+        if not isinstance(body, dict):
+            raise HttpError(422, "'edit' must be an object with the loop's 'grid'")
+        try:
+            return parse_edit(body, desk.shape(key))
+        except KeyError:
+            raise HttpError(404, f"no loop {key} to edit") from None
+        except EditError as err:
+            raise HttpError(422, str(err)) from None
+
+    async def audition(request: Request) -> Response:
+        desk = await free_desk(request)
+        data = await _json_body(request)
+        key = data.get("key")
+        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+            raise HttpError(422, "'key' must be a loop key such as \"12\"")
+        edit = edit_of(desk, key, data)
+        try:
+            audio = await run_in_threadpool(desk.audition, key, edit)
+        except KeyError:
+            raise HttpError(404, f"no loop {key} to edit") from None
+        return Response(audio, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     async def free_desk(request: Request) -> Desk:
         desk = await desk_of(request)
         if not isinstance(desk, Desk):
-            raise HttpError(409, "a study's ratings follow its protocol: no undo, skip or"
+            raise HttpError(409, "a study's ratings follow its protocol: no undo, skip, edits or"
                                  " variations")
         return desk
 
@@ -266,6 +297,7 @@ def create_app(desks: Desks | Opening) -> Starlette:
         Route("/api/s/{sid}/undo", guarded(undo), methods=["POST"]),
         Route("/api/s/{sid}/skip", guarded(skip), methods=["POST"]),
         Route("/api/s/{sid}/more", guarded(more), methods=["POST"]),
+        Route("/api/s/{sid}/audition", guarded(audition), methods=["POST"]),
         Route("/api/s/{sid}/liked.zip", guarded(liked_zip)),
         Route("/api/s/{sid}/loops/{name}", guarded(loop_file)),
         Route("/api/s/{sid}/archive.zip", guarded(archive)),

@@ -119,6 +119,8 @@ class Loop:
       bpm: tempo.
       swing: percent (``RenderConfig.swing``).
       velocity: int[tracks, steps], each cell's MIDI velocity, or None: every hit at 127.
+      proposed: the loop as the sampler proposed it, when the person edited it into this
+        one (``Session.edited``); None for a loop as proposed.
     """
 
     id: int
@@ -131,6 +133,7 @@ class Loop:
     bpm: float
     swing: float = 0.0
     velocity: np.ndarray | None = None
+    proposed: "Loop | None" = None
 
     def record(self) -> dict:
         """The loop's JSON object (``files.loop_record``)."""
@@ -228,6 +231,18 @@ class Session:
             raise DdjaxError(f"no rated loop {loop_id} in this session")
         start = self.engine.check_start(rated_loop(rating))
         self._prepared = self._worker.submit(self._candidate, start)
+
+    def edited(self, loop: Loop, grid: np.ndarray, velocity: np.ndarray | None) -> Loop:
+        """``loop`` with the person's changes (``ddjax.edit``): same id and samples, the
+        new grid and velocities, its audio rendered again and its score from the current
+        critic. Raises a DdjaxError when the grid does not fit the loop space."""
+        arrays = self.engine.check_start(LoopArrays(grid, loop.samples, velocity))
+        batch = jax.tree_util.tree_map(lambda x: x[None], arrays)
+        score = float(self.engine.score(batch, critic=self.belief.critic())[0])
+        return dataclasses.replace(
+            loop, audio=self.engine.listen(batch)[0], grid=np.asarray(arrays.grid),
+            velocity=np.asarray(arrays.velocity), score=score,
+            proposed=loop.proposed or loop)
 
     def rate(self, loop: Loop, liked: bool) -> None:
         """Records a rating on disk (fsync'ed), then learns from it in the background."""

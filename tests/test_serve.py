@@ -19,6 +19,7 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from conftest import BUNDLED_KIT
+from test_render import numpy_gain, numpy_render
 from ddjax import cli
 from ddjax.experiment import ExperimentConfig
 from ddjax.desks import build_desks, desks_kit
@@ -238,9 +239,92 @@ def test_malformed_ratings_are_4xx_with_a_message(free, body, status):
 
 def test_an_oversized_body_without_a_length_is_refused(free):
     _, client = free
-    chunks = (b"{" + b" " * 1024 for _ in range(8))
+    chunks = (b"{" + b" " * 1024 for _ in range(MAX_BODY_BYTES // 1024 + 1))
     response = client.post("/api/s/main/rate", content=chunks)
     assert response.status_code == 413
+
+
+def test_an_edited_loop_is_auditioned_and_rated_as_heard(free, bundled_kit):
+    """Toggled cells, a muted track and another tempo come back as WAV equal to a plain
+    NumPy mix of the cells that sound (each sample cut to one bar of that tempo with the
+    kit's 10 ms fade) at that mix's own gain; "Rate this version" logs the loop as heard at
+    the session's tempo, with the loop as proposed beside it, and its WAV is that mix."""
+    directory, client = free
+    item = client.get("/api/s/main/current").json()
+    key = item["key"]
+    grid = np.array(item["grid"], bool)
+    velocity = np.array(item["velocity"])
+    grid[2, 3] = not grid[2, 3]
+    grid[0, 0] = not grid[0, 0]
+    samples = [bundled_kit.index(row["name"]) for row in item["rows"]]
+    mute = [False, True, False, False]
+    heard = grid & ~np.array(mute)[:, None]
+    audio = np.asarray(bundled_kit.audio)
+    for bpm in (120.0, 150.0):  # both tempi whose bar is a whole number of samples
+        edit = {"key": key, "grid": grid.astype(int).tolist(), "velocity": velocity.tolist(),
+                "mute": mute, "bpm": bpm}
+        response = client.post("/api/s/main/audition", json=edit)
+        assert response.status_code == 200, response.text
+        got, sr = sf.read(io.BytesIO(response.content), dtype="float64")
+        bar = int(16 * sr * 60 / bpm / 4)
+        kit = audio.astype(np.float64)
+        if kit.shape[1] > bar:  # cut to one bar, faded over its last 10 ms
+            kit = kit[:, :bar] * np.concatenate([np.ones(bar - 441), np.linspace(1, 0, 441)])
+        ref, _ = numpy_render(kit, heard, samples, bpm, bars=2, velocity=velocity)
+        gain = numpy_gain(kit, heard, samples, bpm, velocity=velocity)
+        assert got.shape == (2 * bar,)
+        np.testing.assert_allclose(got, gain * ref[:2 * bar], atol=2e-6)
+    solo = client.post("/api/s/main/audition", json={**edit, "bpm": None, "mute": None,
+                                                     "solo": [False, False, True, False]})
+    got, _ = sf.read(io.BytesIO(solo.content), dtype="float64")
+    only = np.zeros_like(grid)
+    only[2] = grid[2]
+    ref, _ = numpy_render(audio, only, samples, 120.0, bars=2, velocity=velocity)
+    gain = numpy_gain(audio, only, samples, 120.0, velocity=velocity)
+    np.testing.assert_allclose(got, gain * ref[:len(got)], atol=2e-6)
+
+    log = directory / "ratings.jsonl"
+    n = len(read_log(log)) if log.exists() else 0
+    response = client.post("/api/s/main/rate", json={"key": key, "liked": True, "edit": edit})
+    assert response.status_code == 200, response.text
+    entry = read_log(log)[n]
+    assert entry["id"] == int(key) and entry["liked"] is True
+    assert entry["loop"]["grid"] == heard.astype(int).tolist()
+    assert entry["loop"]["bpm"] == 120.0  # rated at the session's tempo
+    assert entry["proposed"]["grid"] == item["grid"]
+    wav, sr = sf.read(directory / "wav" / f"loop_{int(key):05d}.wav", dtype="float64")
+    ref, bar = numpy_render(audio, heard, samples, 120.0, bars=4, velocity=velocity)
+    gain = numpy_gain(audio, heard, samples, 120.0, velocity=velocity)
+    np.testing.assert_allclose(wav, gain * ref[:len(wav)], atol=2e-6)
+    rated = client.get(f"/api/s/main/loops/{key}.json").json()
+    assert rated["grid"] == heard.astype(int).tolist()
+    # A rated loop can be auditioned too; an unknown one cannot.
+    assert client.post("/api/s/main/audition", json=edit).status_code == 200
+    assert client.post("/api/s/main/audition",
+                       json={**edit, "key": "424242"}).status_code == 404
+
+
+@pytest.mark.parametrize("change,status", [
+    ({"grid": [[0] * 16] * 3}, 422), ({"grid": [[0] * 15] * 4}, 422),
+    ({"grid": [["on"] * 16] * 4}, 422), ({"grid": [[2] * 16] * 4}, 422),
+    ({"velocity": [[0] * 16] * 4}, 422), ({"velocity": [[128] * 16] * 4}, 422),
+    ({"mute": [True]}, 422), ({"solo": [1, 0, 0, 0]}, 422), ({"bpm": 300}, 422),
+    ({"bpm": "fast"}, 422), ({"swing": 80}, 422), ({"grid": None}, 422),
+    ({"key": "424242"}, 404),
+])
+def test_malformed_edits_are_4xx_with_a_message(free, change, status):
+    _, client = free
+    item = client.get("/api/s/main/current").json()
+    edit = {"key": item["key"], "grid": item["grid"], **change}
+    response = client.post("/api/s/main/audition", json=edit)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+    if "key" in change:  # a rating names its loop outside the edit
+        return
+    rated = client.post("/api/s/main/rate",
+                        json={"key": item["key"], "liked": False, "edit": edit})
+    assert rated.status_code == status, rated.text
+    assert client.get("/api/s/main/current").json()["key"] == item["key"]  # not rated
 
 
 def test_study_only_routes_are_404_outside_a_study(free):
@@ -260,6 +344,10 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
         assert client.get("/study/bob").status_code == 404
         item = client.get("/api/s/ann/current").json()
         assert item["score"] is None and item["phase"] == "phase1"  # blind
+        edit = {"key": item["key"], "grid": item["grid"]}  # a study's loops are not edited
+        assert client.post("/api/s/ann/audition", json=edit).status_code == 409
+        assert client.post("/api/s/ann/rate", json={**edit, "liked": True,
+                                                     "edit": edit}).status_code == 409
         rate(client, "ann", True)
         rate(client, "ann", False)
         # Phase II is drawn in the background; a rating meanwhile is refused.
