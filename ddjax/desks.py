@@ -34,6 +34,7 @@ from ddjax.training import TrainConfig
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAIN = "main"
+LOOPS_AHEAD = 2  # loops a rating page keeps prepared (``Session``'s ``ahead``)
 PARTICIPANTS_DIR = "participants"
 
 
@@ -181,7 +182,7 @@ def build_desks(config: ServeConfig, kit: Kit,
         config.directory.mkdir(parents=True, exist_ok=True)
         return Desks(config, kit)
     session = Session(kit, config.directory, train=config.train, config=config.session,
-                      pipeline=config.pipeline, progress=progress)
+                      pipeline=config.pipeline, progress=progress, ahead=LOOPS_AHEAD)
     try:
         session.wait_started()
     except BaseException:

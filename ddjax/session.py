@@ -9,11 +9,13 @@ head by default, the paper's CNN with ``pretrained="none"``), held by a
 the thread between them.
 
 Overlap. Learning and sampling run on one background worker while the person listens:
-after ``rate`` (rating k) the worker learns rating k, and ``next_loop`` hands out the
-loop it sampled meanwhile from the critic that had learned ratings 1..k-1. So **the
-loop shown after rating k comes from the critic trained on ratings 1..k-1**
-(``Loop.critic_version`` is that count), and the wait after a rating is only what is
-left of one update and one sampling run once the person has listened.
+after ``rate`` (rating k) the worker learns rating k, and ``next_loop`` hands out a loop
+it sampled meanwhile. The worker keeps ``ahead`` loops prepared (1 by default; the
+rating page keeps 2), each from the critic of its time, so **the loop shown after rating
+k comes from the critic trained on ratings 1..k-ahead** (``Loop.critic_version`` is
+that count), and the wait after a rating is only what is left of one update and one
+sampling run once the person has listened; with 2 ahead, a quick rating does not wait
+for a slow sampling run.
 
 Which loop. With ``query="thompson"`` (the default) each loop's chain targets one draw
 of the critic from the learner's belief (Thompson sampling), so the session keeps asking
@@ -31,6 +33,7 @@ worker; ``wait_started`` returns once the first loop is drawn and learning is co
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import os
@@ -45,100 +48,20 @@ from ddjax import journal
 from ddjax.belief import Belief, rated_loop
 from ddjax.engine import Engine, Pipeline
 from ddjax.errors import DdjaxError
-from ddjax.files import loop_record
 from ddjax.journal import (CHECKPOINT_NAME, CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME,
                            META_NAME, Rating, SessionWarning, check_sizes, session_kit)
 from ddjax.kit import Kit
-from ddjax.loops import LOOP_PRIORS, Loop as LoopArrays
+from ddjax.loops import Loop as LoopArrays
 from ddjax.prior import make_learner
-from ddjax.sampler import SamplerConfig
+from ddjax.proposing import Loop, SessionConfig
 from ddjax.training import TrainConfig
 
 __all__ = ["Session", "SessionConfig", "Loop", "Rating", "SessionWarning", "LOG_NAME",
            "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME", "rated_loop",
            "STARTUP_STEPS"]
-QUERIES = ("thompson", "mean")
 # What a session does before its first loop can be heard, in order (``progress``).
 STARTUP_STEPS = ("building the engine", "preparing the critic", "reading the ratings",
                  "drawing the first loop", "compiling the learner")
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionConfig:
-    """How a session learns and picks loops.
-
-    Attributes:
-      n_chains: MH chains run per loop to show; one of them, picked at random, is shown.
-        Any one chain's final loop has the same distribution, so 1 (the default) costs
-        least; 8 took 0.5 s more per rating on a 2-core CPU, for the same loops in law.
-      n_iters: MH iterations per chain (the original's 100).
-      temperature: MH temperature. At 0.1 the chain draws loops in proportion to f^10,
-        so it prefers what the critic believes you like even while the critic is unsure;
-        tuned on the zoo's tuning half (``bench/README.md``).
-      seed: seeds the critic's initialisation, the sampler and training.
-      query: "thompson" or "mean": which critic a loop's chain targets (see above).
-      pretrained: None for the packaged prior, "none" for the paper's CNN from scratch,
-        or a prior file (``ddjax.prior``).
-      loop_prior: "musical" or "uniform" (the paper's generator): P(x) in the chains'
-        target (``ddjax.loops``); it replaces the pipeline's.
-    """
-
-    n_chains: int = 1
-    n_iters: int = 100
-    temperature: float = 0.1
-    seed: int = 0
-    query: str = "thompson"
-    pretrained: str | None = None
-    loop_prior: str = "musical"
-
-    def __post_init__(self):
-        if self.loop_prior not in LOOP_PRIORS:
-            raise DdjaxError(f"the loop prior must be one of {', '.join(LOOP_PRIORS)},"
-                             f" got {self.loop_prior!r}")
-        if self.query not in QUERIES:
-            raise DdjaxError(f"query must be one of {', '.join(QUERIES)}, got {self.query!r}")
-
-    @property
-    def sampler(self) -> SamplerConfig:
-        """The sampler that serves loops to the person."""
-        return SamplerConfig("mh", self.n_iters, self.temperature)
-
-
-@dataclasses.dataclass(frozen=True)
-class Loop:
-    """A loop as the person meets it.
-
-    Attributes:
-      id: unique within the session.
-      audio: float32[samples], the listening render.
-      grid: bool[tracks, steps].
-      samples: int[tracks], kit indices.
-      sample_paths: each track's sample, relative to the kit folder.
-      score: the proposing critic's P(like).
-      critic_version: how many ratings that critic had trained on.
-      bpm: tempo.
-      swing: percent (``RenderConfig.swing``).
-      velocity: int[tracks, steps], each cell's MIDI velocity, or None: every hit at 127.
-      proposed: the loop as the sampler proposed it, when the person edited it into this
-        one (``Session.edited``); None for a loop as proposed.
-    """
-
-    id: int
-    audio: np.ndarray
-    grid: np.ndarray
-    samples: np.ndarray
-    sample_paths: tuple[str, ...]
-    score: float
-    critic_version: int
-    bpm: float
-    swing: float = 0.0
-    velocity: np.ndarray | None = None
-    proposed: "Loop | None" = None
-
-    def record(self) -> dict:
-        """The loop's JSON object (``files.loop_record``)."""
-        return loop_record(self.grid, list(self.sample_paths), bpm=self.bpm, score=self.score,
-                           swing=self.swing, velocity=self.velocity)
 
 
 class Session:
@@ -152,13 +75,16 @@ class Session:
       config: how the session learns and picks loops, and the seed.
       progress: called with each of ``STARTUP_STEPS`` as it begins (the last two from the
         worker thread), or None.
+      ahead: loops kept prepared (see "Overlap" above), at least 1.
     """
 
     def __init__(self, kit: Kit, directory: str | os.PathLike | None = None, *,
                  pipeline: Pipeline = Pipeline(), train: TrainConfig = TrainConfig(),
                  config: SessionConfig = SessionConfig(),
-                 progress: Callable[[str], None] | None = None):
-        self._progress = progress
+                 progress: Callable[[str], None] | None = None, ahead: int = 1):
+        if ahead < 1:
+            raise ValueError("a session keeps at least one loop prepared")
+        self._progress, self._ahead = progress, ahead
         self._announce(STARTUP_STEPS[0])
         meta = None if directory is None else journal.read_meta(pathlib.Path(directory))
         if meta is not None:  # resuming: learn with what the session learned with
@@ -190,11 +116,13 @@ class Session:
         self._announce(STARTUP_STEPS[2])
         if self.directory is not None:
             self._open_directory()
-        self._prepared = self._worker.submit(self._announced, STARTUP_STEPS[3], self._candidate)
+        first = self._worker.submit(self._announced, STARTUP_STEPS[3], self._candidate)
         # Learning compiles before the first loop is shown, so no wait after a rating
         # ever includes compilation.
         self._warm = self._worker.submit(self._announced, STARTUP_STEPS[4], self._warm_up)
-        self._started = (self._prepared, self._warm)
+        self._started = (first, self._warm)
+        self._prepared = collections.deque([first])  # the loops to show next, in order
+        self._prepare()
 
     @classmethod
     def open(cls, directory: str | os.PathLike, kit_dir: str | os.PathLike | None = None,
@@ -216,11 +144,11 @@ class Session:
 
     def next_loop(self) -> Loop:
         """The next loop to listen to (waits for the worker if it is still sampling)."""
-        candidate = self._prepared.result()
+        candidate = self._prepared.popleft().result()
         if self._warm is not None:
             self._warm.result()
             self._warm = None
-        self._prepared = self._worker.submit(self._candidate)
+        self._prepare()
         return candidate
 
     def more_like(self, loop_id: int) -> None:
@@ -230,7 +158,7 @@ class Session:
         if rating is None:
             raise DdjaxError(f"no rated loop {loop_id} in this session")
         start = self.engine.check_start(rated_loop(rating))
-        self._prepared = self._worker.submit(self._candidate, start)
+        self._prepared.appendleft(self._worker.submit(self._candidate, start))
 
     def edited(self, loop: Loop, grid: np.ndarray, velocity: np.ndarray | None) -> Loop:
         """``loop`` with the person's changes (``ddjax.edit``): same id and samples, the
@@ -323,6 +251,11 @@ class Session:
         self.close()
 
     # -- the worker's side -------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Queues sampling runs until ``ahead`` loops are prepared or being prepared."""
+        while len(self._prepared) < self._ahead:
+            self._prepared.append(self._worker.submit(self._candidate))
 
     def _announce(self, step: str) -> None:
         if self._progress is not None:

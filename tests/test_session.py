@@ -15,7 +15,9 @@ import pytest
 import soundfile as sf
 
 from conftest import BUNDLED_KIT
+from ddjax.engine import Pipeline
 from ddjax.errors import DdjaxError
+from ddjax.loops import LoopConfig
 from ddjax.session import Session, SessionConfig, SessionWarning
 from ddjax.training import TrainConfig
 
@@ -320,6 +322,60 @@ def test_more_like_this_starts_the_next_chain_from_a_rated_loop(bundled_kit):
         assert again.id != first.id
         with pytest.raises(DdjaxError, match="no rated loop 999"):
             session.more_like(999)
+
+
+@pytest.mark.parametrize("ahead", [1, 2])
+def test_loops_prepared_ahead_come_from_the_critic_of_their_time(bundled_kit, ahead):
+    """With ``ahead`` loops prepared, the n-th loop shown (0-based, no skips) was queued
+    when n - ahead ratings were in, so its critic had learned max(0, n - ahead) of them;
+    the same seed gives the same loops; "more like this" comes before the prepared ones."""
+    def one_run():
+        with Session(bundled_kit, None, config=SessionConfig(n_iters=3, seed=5),
+                     ahead=ahead, **{k: v for k, v in FAST.items() if k != "config"}) as s:
+            shown = []
+            for n in range(5):
+                loop = s.next_loop()
+                shown.append(loop)
+                assert loop.critic_version == max(0, n - ahead), (n, loop.critic_version)
+                s.rate(loop, liked=n % 2 == 0)
+            s.more_like(shown[0].id)
+            variation = s.next_loop()
+            assert variation.id not in [loop.id for loop in shown]
+            return shown + [variation]
+
+    first, second = one_run(), one_run()
+    for a, b in zip(first, second, strict=True):
+        assert a.id == b.id and a.score == b.score
+        np.testing.assert_array_equal(a.grid, b.grid)
+        np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def test_an_edited_loop_is_rated_as_edited_and_resumed_so(bundled_kit, tmp_path):
+    """``edited`` keeps the loop's id and samples, takes the new grid and velocities, and
+    renders and scores it again; the log keeps the loop as proposed beside it, and a
+    resumed session has the edited loop in its history. A grid the loop space does not
+    allow (--four-on-floor) is refused."""
+    with Session(bundled_kit, tmp_path / "s", **FAST) as session:
+        loop = session.next_loop()
+        grid = ~loop.grid
+        velocity = np.full(grid.shape, 90, np.int32)
+        edited = session.edited(loop, grid, velocity)
+        assert (edited.id, tuple(edited.samples)) == (loop.id, tuple(loop.samples))
+        np.testing.assert_array_equal(edited.grid, grid)
+        np.testing.assert_array_equal(edited.velocity, velocity)
+        assert edited.proposed is loop and not np.allclose(edited.audio, loop.audio)
+        session.rate(edited, liked=True)
+    entry = json.loads((tmp_path / "s" / "ratings.jsonl").read_text().splitlines()[0])
+    assert entry["loop"]["grid"] == grid.astype(int).tolist()
+    assert entry["proposed"]["grid"] == loop.grid.astype(int).tolist()
+    with Session(bundled_kit, tmp_path / "s", **FAST) as session:
+        np.testing.assert_array_equal(session.history[0].grid, grid)
+        np.testing.assert_array_equal(session.history[0].velocity, velocity)
+    floor = Pipeline(loops=LoopConfig(four_on_the_floor=True))
+    with Session(bundled_kit, None, pipeline=floor, **FAST) as session:
+        loop = session.next_loop()
+        with pytest.raises(DdjaxError, match="four-on-floor"):
+            session.edited(loop, ~loop.grid, None)
 
 
 def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bundled_kit,
