@@ -65,12 +65,13 @@ def liked_zip(ratings: list[Rating], kit: Kit, render: RenderConfig,
             name = f"loop_{rating.loop_id:05d}"
             track = track_notes([notes[i] for i in rating.samples])
             archive.writestr(f"{name}.mid", midi_bytes(rating.grid, track, render.bpm,
-                                                       render.swing, rating.velocity))
+                                                       render.swing, rating.velocity,
+                                                       render.humanize))
             archive.writestr(loop_bar_path(name, render.bpm).name,
                              audio_bytes(bar, kit.sr,
                                          tempo=(render.bpm, rating.grid.shape[-1] // 4)))
             record = loop_record(rating.grid, [kit.names[i] for i in rating.samples],
                                  bpm=render.bpm, score=rating.score, swing=render.swing,
-                                 velocity=rating.velocity)
+                                 velocity=rating.velocity, humanize=render.humanize)
             archive.writestr(f"{name}.json", loop_json(record))
     return buffer.getvalue()

@@ -183,13 +183,14 @@ def _session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
     """The pipeline at ``--bpm``, ``--tracks`` and ``--swing``; where a flag is absent, what
     the session in ``directory`` records, else the defaults (a flag that contradicts a
     session's record is the session's error)."""
-    from ddjax.journal import read_meta
-    from ddjax.journal import recorded_sizes
+    from ddjax.journal import read_meta, recorded_humanize, recorded_sizes
     meta = None if directory is None else read_meta(directory)
     bpm, tracks, swing = (None, None, 0.0) if meta is None else recorded_sizes(meta)
+    humanize = Humanize() if meta is None else recorded_humanize(meta)
     return Pipeline.sized(bpm if args.bpm is None else args.bpm,
                           tracks if args.tracks is None else args.tracks,
-                          swing if args.swing is None else args.swing)
+                          swing if args.swing is None else args.swing,
+                          humanize if args.humanize is None else args.humanize)
 
 
 def _check_session_folder(directory: pathlib.Path, private: bool) -> None:
@@ -231,7 +232,7 @@ def _export_liked(args) -> int:
     from ddjax.bundle import liked_zip
     from ddjax.journal import read_log, read_meta
     from ddjax.kinds import kit_notes
-    from ddjax.journal import recorded_sizes
+    from ddjax.journal import recorded_humanize, recorded_sizes
     if not args.liked or args.out is None or args.out.suffix != ".zip":
         raise DdjaxError("export --session takes --liked and --out FILE.zip")
     if args.loop is not None or args.midi or args.wav or args.loop_wav:
@@ -242,7 +243,7 @@ def _export_liked(args) -> int:
     if meta is None:
         raise DdjaxError(f"{args.session} is not a ddjax session (no session.json)")
     bpm, tracks, swing = recorded_sizes(meta)
-    render = Pipeline.sized(bpm, tracks, swing).render
+    render = Pipeline.sized(bpm, tracks, swing, recorded_humanize(meta)).render
     kit = _load_kit(args.kit or pathlib.Path(meta["kit"]), render, tracks)
     ratings = read_log(args.session, kit).ratings
     data = liked_zip(ratings, kit, render, kit_notes(kit),

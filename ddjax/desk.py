@@ -65,6 +65,7 @@ class Item:
                 "velocity": (None if self.loop.velocity is None
                              else np.asarray(self.loop.velocity).astype(int).tolist()),
                 "swing": self.loop.swing,
+                "humanize": self.loop.humanize.record() if self.loop.humanize else None,
                 "rows": [{"name": name, "kind": kinds[kit_names.index(name)]}
                          for name in self.loop.sample_paths],
                 "score": None if self.blind else self.loop.score,
@@ -250,10 +251,12 @@ class Desk:
                     loop_bar_path(name, bpm).name)
         if kind == "mid":
             notes = track_notes([self.notes[i] for i in rating.samples])
-            return (midi_bytes(rating.grid, notes, bpm, render.swing, rating.velocity),
+            return (midi_bytes(rating.grid, notes, bpm, render.swing, rating.velocity,
+                               render.humanize),
                     f"{name}.mid")
         record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm,
-                             swing=render.swing, velocity=rating.velocity)
+                             swing=render.swing, velocity=rating.velocity,
+                             humanize=render.humanize)
         return loop_json(record).encode(), f"{name}.json"
 
     def audio(self, key: str) -> bytes:

@@ -115,7 +115,8 @@ def _draw(session: Session, critic: dict, key, sampler: SamplerConfig, n: int):
     render = session.pipeline.render
     loops = [Loop(-1, audio[i], grids[i], samples[i],
                   tuple(session.kit.names[j] for j in samples[i]), float(scores[i]), -1,
-                  render.bpm, render.swing, velocities[i]) for i in range(n)]
+                  render.bpm, render.swing, velocities[i], humanize=render.humanize)
+             for i in range(n)]
     return loops, float(np.mean(np.asarray(info.reached)))
 
 

@@ -68,6 +68,10 @@ class Humanize:
         """int32[n_tracks, n_steps]: each cell's velocity offset."""
         return np.round(self.velocity * self._unit(n_steps)[1, :n_tracks]).astype(np.int32)
 
+    def describe(self) -> str:
+        """``MS,VELOCITY,SEED`` as ``--humanize`` takes it, or "none"."""
+        return f"{self.ms:g},{self.velocity},{self.seed}" if self else "none"
+
     def record(self) -> dict[str, Any]:
         """The loop JSON's ``humanize`` value."""
         ms = int(self.ms) if float(self.ms).is_integer() else float(self.ms)

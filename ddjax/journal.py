@@ -30,6 +30,7 @@ from flax import serialization
 from ddjax.critic import kind_of, save_critic
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes, write_audio
+from ddjax.groove import Humanize, of_record
 from ddjax.kit import Kit, load_kit
 
 LOG_NAME = "ratings.jsonl"
@@ -102,15 +103,30 @@ def recorded_sizes(meta: dict) -> tuple[float, int, float]:
         meta.get("swing", 0.0))
 
 
+def recorded_humanize(meta: dict) -> Humanize:
+    """The humanize a session's ``session.json`` records (none before sessions had it)."""
+    return of_record(meta, "session.json")
+
+
+def humanize_meta(humanize: Humanize) -> dict:
+    """What ``session.json`` keeps of ``humanize``: nothing where there is no jitter."""
+    return {"humanize": humanize.record()} if humanize else {}
+
+
 def check_sizes(directory, meta: dict, pipeline) -> None:
-    """A DdjaxError unless ``pipeline`` has the tempo, track count and swing the session in
-    ``directory`` was made with."""
+    """A DdjaxError unless ``pipeline`` has the tempo, track count, swing and humanize the
+    session in ``directory`` was made with."""
     bpm, tracks, swing = recorded_sizes(meta)
     here = (pipeline.render.bpm, pipeline.loops.n_tracks, pipeline.render.swing)
     if here != (bpm, tracks, swing):
         raise DdjaxError(f"the session in {directory} was made at {bpm:g} BPM with {tracks}"
                          f" tracks and {swing:g}% swing, not {here[0]:g} BPM with {here[1]}"
                          f" and {here[2]:g}%; drop --bpm, --tracks and --swing to resume it")
+    humanize = recorded_humanize(meta)
+    if pipeline.render.humanize != humanize:
+        raise DdjaxError(f"the session in {directory} was made with humanize"
+                         f" {humanize.describe()}, not {pipeline.render.humanize.describe()};"
+                         " drop --humanize to resume it")
 
 
 def session_kit(directory: str | os.PathLike, kit_dir: str | os.PathLike | None,

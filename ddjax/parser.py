@@ -63,6 +63,15 @@ def _size_args(parser: argparse.ArgumentParser, resumed: bool = False) -> None:
     parser.add_argument("--swing", type=swing, metavar="PERCENT",
                         help=f"0 to {limits.MAX_SWING:g}: off-beat 16ths PERCENT/200 of a 16th"
                              f" late (default 0{keeps})")
+    _humanize_arg(parser, f"none{keeps}")
+
+
+def _humanize_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--humanize", type=humanize, metavar="MS[,VELOCITY[,SEED]]",
+                        help=f"seeded jitter, the same in the audio the critic hears and in"
+                             f" the MIDI: each cell moves up to MS ms (at most {MAX_MS:g}) and"
+                             f" its velocity up to VELOCITY (at most {MAX_VELOCITY}), e.g. 8,10"
+                             f" (default {default})")
 
 
 def _loop_prior_arg(parser: argparse.ArgumentParser, resumed: bool = True) -> None:
@@ -117,11 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"0 to {limits.MAX_SWING:g}: every off-beat 16th starts PERCENT/200"
                           " of a 16th late, in the audio and the MIDI (66.7 is a triplet"
                           " shuffle; default 0, or the --from loop's)")
-    gen.add_argument("--humanize", type=humanize, metavar="MS[,VELOCITY[,SEED]]",
-                     help=f"seeded jitter, the same in the audio and the MIDI: each cell moves"
-                          f" up to MS ms (at most {MAX_MS:g}) and its velocity up to VELOCITY"
-                          f" (at most {MAX_VELOCITY}), e.g. 8,10 (default none, or the --from"
-                          " loop's)")
+    _humanize_arg(gen, "none, or the --from loop's")
     gen.add_argument("--from", dest="start_from", type=pathlib.Path, metavar="LOOP.json",
                      help="more like this: every chain starts from this loop (its samples"
                           " must be in --kit) instead of from the prior")

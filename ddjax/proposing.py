@@ -11,6 +11,7 @@ import numpy as np
 
 from ddjax.errors import DdjaxError
 from ddjax.files import loop_record
+from ddjax.groove import Humanize
 from ddjax.loops import LOOP_PRIORS
 from ddjax.sampler import SamplerConfig
 
@@ -75,6 +76,7 @@ class Loop:
       velocity: int[tracks, steps], each cell's MIDI velocity, or None: every hit at 127.
       proposed: the loop as the sampler proposed it, when the person edited it into this
         one (``Session.edited``); None for a loop as proposed.
+      humanize: the render's seeded jitter (``RenderConfig.humanize``).
     """
 
     id: int
@@ -88,8 +90,10 @@ class Loop:
     swing: float = 0.0
     velocity: np.ndarray | None = None
     proposed: "Loop | None" = None
+    humanize: Humanize = Humanize()
 
     def record(self) -> dict:
         """The loop's JSON object (``files.loop_record``)."""
         return loop_record(self.grid, list(self.sample_paths), bpm=self.bpm, score=self.score,
-                           swing=self.swing, velocity=self.velocity)
+                           swing=self.swing, velocity=self.velocity,
+                           humanize=self.humanize)

@@ -292,7 +292,8 @@ class Session:
                     tuple(self.kit.names[i] for i in rating.samples),
                     float("nan") if rating.score is None else rating.score,
                     rating.critic_version, self.pipeline.render.bpm,
-                    self.pipeline.render.swing, rating.velocity)
+                    self.pipeline.render.swing, rating.velocity,
+                    humanize=self.pipeline.render.humanize)
 
     def _candidate(self, start: LoopArrays | None = None) -> Loop:
         """Samples one loop from the current critic, from the prior or from ``start``
@@ -319,7 +320,8 @@ class Session:
             self._next_id += 1
         return Loop(loop_id, audio, grid, samples,
                     tuple(self.kit.names[i] for i in samples), score, version,
-                    self.pipeline.render.bpm, self.pipeline.render.swing, velocity)
+                    self.pipeline.render.bpm, self.pipeline.render.swing, velocity,
+                    humanize=self.pipeline.render.humanize)
 
     # -- the disk ------------------------------------------------------------------------
 
@@ -337,7 +339,8 @@ class Session:
                            "train": dataclasses.asdict(self.train_config),
                            "bpm": self.pipeline.render.bpm,
                            "tracks": self.pipeline.loops.n_tracks,
-                           "swing": self.pipeline.render.swing})
+                           "swing": self.pipeline.render.swing,
+                           **journal.humanize_meta(self.pipeline.render.humanize)})
         journal.repair_log(d)
         self.history, self.skipped = history, log.skipped
         self._next_id = log.last_id + 1  # no logged loop, rated or skipped, comes back

@@ -34,6 +34,7 @@ from ddjax.desk import Desk, Item, Refused, playback_wav
 from ddjax.engine import Pipeline
 from ddjax.experiment import ExperimentConfig, draw_phase_two, thetas
 from ddjax.files import atomic_write_bytes, write_audio
+from ddjax.groove import of_record
 from ddjax.journal import append_line, now
 from ddjax.kit import Kit
 from ddjax.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
@@ -218,7 +219,8 @@ class Study:
                     np.array([kit.names.index(n) for n in names], np.int32), names,
                     float(entry["score"]), -1, float(entry["loop"]["bpm"]),
                     float(entry["loop"].get("swing", 0.0)),
-                    None if velocity is None else np.array(velocity, np.int32))
+                    None if velocity is None else np.array(velocity, np.int32),
+                    humanize=of_record(entry["loop"], "phase II"))
 
     def _finish(self) -> None:
         """Writes result.json and both critics (idempotent)."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 
 import jax
 import numpy as np
@@ -376,6 +377,51 @@ def test_an_edited_loop_is_rated_as_edited_and_resumed_so(bundled_kit, tmp_path)
         loop = session.next_loop()
         with pytest.raises(DdjaxError, match="four-on-floor"):
             session.edited(loop, ~loop.grid, None)
+
+
+def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit, tmp_path,
+                                                                     capsys):
+    """A session with humanize plays each loop with each cell moved by its documented
+    jitter (the NumPy loop, 1e-5); session.json records it, the log's loops carry it, and
+    resuming with other jitter is one line (exit 2 from the command line), no file
+    changed; the liked zip's JSON carries it, so ``ddjax render`` plays the loop again."""
+    from ddjax import cli
+    from ddjax.groove import Humanize
+    from test_render import numpy_gain, numpy_render, spec_jitter
+    pipeline = Pipeline.sized(humanize=Humanize(10.0, 20, 3))
+    directory = tmp_path / "s"
+    with Session(bundled_kit, directory, pipeline=pipeline,
+                 config=SessionConfig(n_iters=2, seed=1)) as session:
+        loop = session.next_loop()
+        session.rate(loop, liked=True)
+    timing, jitter = spec_jitter(3, 4, 16, 10.0, 20)
+    moved = np.clip(loop.velocity + jitter, 1, 127)
+    audio = np.asarray(bundled_kit.audio)
+    ref, bar = numpy_render(audio, loop.grid, loop.samples, 120.0, bars=4, velocity=moved,
+                            timing_ms=timing)
+    gain = numpy_gain(audio, loop.grid, loop.samples, 120.0, velocity=moved, timing_ms=timing)
+    np.testing.assert_allclose(loop.audio, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)
+    meta = json.loads((directory / "session.json").read_text())
+    assert meta["humanize"] == {"ms": 10, "velocity": 20, "seed": 3}
+    entry = json.loads((directory / "ratings.jsonl").read_text().splitlines()[0])
+    assert entry["loop"]["humanize"] == meta["humanize"]
+    before = {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    with pytest.raises(DdjaxError, match="made with humanize 10,20,3, not none"):
+        Session(bundled_kit, directory, config=SessionConfig(n_iters=2, seed=1))
+    capsys.readouterr()
+    assert cli.main(["play", "--session", str(directory), "--humanize", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "made with humanize 10,20,3, not 5,0,0" in err and "\n" not in err
+    assert {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
+    assert cli.main(["export", "--session", str(directory), "--liked", "--out",
+                     str(tmp_path / "liked.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "liked.zip") as archive:
+        (tmp_path / "loop.json").write_bytes(archive.read(f"loop_{loop.id:05d}.json"))
+    assert json.loads((tmp_path / "loop.json").read_text())["humanize"] == meta["humanize"]
+    assert cli.main(["render", str(tmp_path / "loop.json"), "--format", "float32", "--out",
+                     str(tmp_path / "again.wav")]) == 0
+    again, _ = sf.read(tmp_path / "again.wav", dtype="float32")
+    np.testing.assert_allclose(again, loop.audio, atol=2.0 ** -23)
 
 
 def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bundled_kit,
