@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import pathlib
 import sys
-import time
 import warnings
 
 import jax
@@ -27,23 +25,18 @@ from ddjax.engine import Engine, Pipeline
 from ddjax.ensemble import load_ensemble
 from ddjax.errors import DdjaxError
 from ddjax.export import export_loop, loop_bar_path, track_notes
-from ddjax.files import (atomic_write_bytes, check_file_target, check_folder_target,
+from ddjax.files import (check_file_target, check_folder_target,
                          loop_record, os_reason, read_loop_json, write_audio, write_loop_json)
 from ddjax.groove import Humanize, of_record
 from ddjax.hardware import use_all_cores
-from ddjax.kit import load_kit
 from ddjax.parser import BUNDLED_KIT, build_parser
 from ddjax.loops import Loop
 from ddjax.render import RenderConfig, listening_render, loop_render
 from ddjax.sampler import SamplerConfig
+from ddjax.session_cli import (experiment_command, export_liked, load_command_kit,
+                               play_command, serve_command)
 
 MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
-
-
-def _load_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
-    if folder == BUNDLED_KIT and not folder.is_dir():
-        raise DdjaxError(f"the bundled kit is not installed here ({folder}); pass --kit DIR")
-    return load_kit(folder, render.bar_samples, sr=render.sr, min_samples=n_tracks)
 
 
 def _next_index(out: pathlib.Path) -> int:
@@ -93,7 +86,7 @@ def _generate(args) -> int:
         variables, critic_config = load_critic(args.critic[0], pipeline)
     pipeline = dataclasses.replace(pipeline, critic=critic_config)
     _check_generate_sizes(args, pipeline)
-    kit = _load_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
+    kit = load_command_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
     if not args.critic:
         variables = init_critic(jax.random.key(args.seed), critic_config)
     engine = Engine(kit, variables, pipeline, reduction=reduction)
@@ -161,7 +154,7 @@ def _saved_loop(record: dict, kit_dir: pathlib.Path):
     grid = record["grid"]
     render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1],
                           swing=record.get("swing", 0.0), humanize=of_record(record))
-    kit = _load_kit(kit_dir, render, grid.shape[0])
+    kit = load_command_kit(kit_dir, render, grid.shape[0])
     ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
     return render, kit, Loop(grid=grid, samples=ids, velocity=record.get("velocity"))
 
@@ -179,86 +172,12 @@ def _render(args) -> int:
     return 0
 
 
-def _session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
-    """The pipeline at ``--bpm``, ``--tracks`` and ``--swing``; where a flag is absent, what
-    the session in ``directory`` records, else the defaults (a flag that contradicts a
-    session's record is the session's error)."""
-    from ddjax.journal import read_meta, recorded_humanize, recorded_sizes
-    meta = None if directory is None else read_meta(directory)
-    bpm, tracks, swing = (None, None, 0.0) if meta is None else recorded_sizes(meta)
-    humanize = Humanize() if meta is None else recorded_humanize(meta)
-    return Pipeline.sized(bpm if args.bpm is None else args.bpm,
-                          tracks if args.tracks is None else args.tracks,
-                          swing if args.swing is None else args.swing,
-                          humanize if args.humanize is None else args.humanize)
-
-
-def _check_session_folder(directory: pathlib.Path, private: bool) -> None:
-    """A session folder that can be written and, if it is one already, whose
-    session.json reads; with ``private``, made 0700."""
-    check_folder_target(directory, "--session")
-    meta = directory / "session.json"
-    if meta.exists():
-        try:
-            kit = json.loads(meta.read_text(encoding="utf-8")).get("kit")
-            if not isinstance(kit, str):
-                raise ValueError("no kit recorded")
-        except (OSError, ValueError, AttributeError) as err:
-            raise DdjaxError(f"{meta} is not a session file ({err}); restore it from a"
-                             " backup, or pass another --session to start anew") from None
-    if private and directory.is_dir():
-        directory.chmod(0o700)
-
-
-def _play(args) -> int:
-    from ddjax.play import play
-    from ddjax.session import Session, SessionConfig
-    directory = args.session or pathlib.Path(
-        time.strftime("ddjax-session-%Y%m%d-%H%M%S"))
-    _check_session_folder(directory, args.private)
-    resuming = (directory / "session.json").exists()
-    kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
-    session = Session.open(directory, kit_dir, pipeline=_session_pipeline(args, directory),
-                           config=SessionConfig(seed=args.seed, pretrained=args.pretrained,
-                                                loop_prior=args.loop_prior))
-    if resuming:
-        print(f"resumed {directory}: {session.n_ratings} ratings")
-    play(session, directory)
-    return 0
-
-
-def _export_liked(args) -> int:
-    """``export --session DIR --liked --out FILE.zip``."""
-    from ddjax.bundle import liked_zip
-    from ddjax.journal import read_log, read_meta
-    from ddjax.kinds import kit_notes
-    from ddjax.journal import recorded_humanize, recorded_sizes
-    if not args.liked or args.out is None or args.out.suffix != ".zip":
-        raise DdjaxError("export --session takes --liked and --out FILE.zip")
-    if args.loop is not None or args.midi or args.wav or args.loop_wav:
-        raise DdjaxError("export --session --liked writes the zip only; drop LOOP.json,"
-                         " --midi, --wav and --loop-wav")
-    check_file_target(args.out, "--out")
-    meta = read_meta(args.session) if args.session.is_dir() else None
-    if meta is None:
-        raise DdjaxError(f"{args.session} is not a ddjax session (no session.json)")
-    bpm, tracks, swing = recorded_sizes(meta)
-    render = Pipeline.sized(bpm, tracks, swing, recorded_humanize(meta)).render
-    kit = _load_kit(args.kit or pathlib.Path(meta["kit"]), render, tracks)
-    ratings = read_log(args.session, kit).ratings
-    data = liked_zip(ratings, kit, render, kit_notes(kit),
-                     title=f"ddjax session {args.session.resolve().name}")
-    atomic_write_bytes(args.out, data)
-    print(f"wrote {sum(r.liked for r in ratings)} liked loops to {args.out}")
-    return 0
-
-
 def _export(args) -> int:
     from ddjax.kinds import kit_notes
     if args.session is not None or args.liked:
         if args.session is None:
             raise DdjaxError("--liked needs --session DIR")
-        return _export_liked(args)
+        return export_liked(args)
     if args.loop is None:
         raise DdjaxError("export needs LOOP.json, or --session DIR --liked --out FILE.zip")
     args.kit = args.kit or BUNDLED_KIT
@@ -287,84 +206,6 @@ def _export(args) -> int:
                           fmt=args.format)
     for path in written:
         print(f"wrote {path}")
-    return 0
-
-
-def _experiment(args) -> int:
-    from ddjax import experiment, users
-    from ddjax.prior import load_prior, NONE
-    from ddjax.session import SessionConfig
-    from ddjax.training import TrainConfig
-    if args.pretrained and args.pretrained != NONE:
-        load_prior(args.pretrained)  # a bad file is reported before anything runs
-    check_folder_target(args.out, "--out")
-    if args.private and args.out.is_dir():
-        args.out.chmod(0o700)
-    if args.from_sessions:
-        results = experiment.load_results(args.from_sessions)
-        for result in results:
-            print(f"{result.get('rater', '?')}: theta_init {result['theta_init']:.2f},"
-                  f" theta_final {result['theta_final']:.2f}, delta {result['delta']:+.2f}"
-                  f" ({result['path']})")
-        _write_summary(experiment, results, args.out)
-        return 0
-    pipeline = _session_pipeline(args, None)
-    kit = _load_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
-    train = TrainConfig() if args.steps_per_rating is None else TrainConfig(
-        steps_per_rating=args.steps_per_rating)
-    specs = list(users.BUILT_IN) if args.rater == "all" else [args.rater]
-    results = []
-    for spec in specs:
-        for seed in range(args.seed, args.seed + args.seeds):
-            rater = experiment.load_rater(spec, kit, seed=seed, pipeline=pipeline)
-            label = spec if len(specs) > 1 or ":" not in spec else spec.rpartition(":")[2]
-            out = args.out if len(specs) == 1 and args.seeds == 1 else (
-                args.out / label.replace("/", "_") / f"seed_{seed}")
-            result = experiment.run_experiment(
-                kit, rater, experiment.ExperimentConfig(args.ratings, args.eval, seed=seed),
-                out=out, train=train, label=label, pipeline=pipeline,
-                session_config=SessionConfig(seed=seed, pretrained=args.pretrained,
-                                             loop_prior=args.loop_prior))
-            print(f"{label} seed {seed}: theta_init {result['theta_init']:.2f}, theta_final"
-                  f" {result['theta_final']:.2f}, delta {result['delta']:+.2f} -> {out}")
-            results.append(result)
-    if len(results) > 1:
-        _write_summary(experiment, results, args.out)
-    return 0
-
-
-def _write_summary(experiment, results: list[dict], out: pathlib.Path) -> None:
-    """The paper's table on stdout; summary.json and densities.png in ``out``."""
-    summary = experiment.summarize(results)
-    experiment.print_table(summary)
-    atomic_write_bytes(out / "summary.json", (json.dumps(
-        {**summary, "runs_detail": [{k: r.get(k) for k in (
-            "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
-        indent=1) + "\n").encode())
-    experiment.plot_densities(results, out / "densities.png")
-
-
-def _serve(args) -> int:
-    from ddjax.experiment import ExperimentConfig
-    from ddjax.prior import NONE, load_prior
-    from ddjax.serve import ServeConfig, serve
-    from ddjax.session import SessionConfig
-    _check_session_folder(args.session, args.private)
-    kit_dir = args.kit
-    if kit_dir is None and (args.study or not (args.session / "session.json").exists()):
-        kit_dir = BUNDLED_KIT
-    if kit_dir == BUNDLED_KIT and not kit_dir.is_dir():
-        raise DdjaxError(f"the bundled kit is not installed here ({kit_dir}); pass --kit DIR")
-    if args.pretrained and args.pretrained != NONE:
-        load_prior(args.pretrained)  # before listening: the session opens in the background
-    config = ServeConfig(kit_dir, args.session, study=args.study,
-                         experiment=ExperimentConfig(args.study_ratings, args.study_eval,
-                                                     seed=args.seed),
-                         session=SessionConfig(seed=args.seed, pretrained=args.pretrained,
-                                               loop_prior=args.loop_prior),
-                         pipeline=_session_pipeline(args, None if args.study else args.session),
-                         resume_by_id=args.resume_by_id)
-    serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0
 
 
@@ -404,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _umask(getattr(args, "private", False)):
             return {"generate": _generate, "render": _render, "rescore": rescore.run,
-                    "play": _play, "export": _export, "experiment": _experiment,
-                    "serve": _serve}[args.command](args)
+                    "play": play_command, "export": _export,
+                    "experiment": experiment_command, "serve": serve_command}[args.command](args)
     except DdjaxError as err:
         print(f"ddjax {args.command}: error: {err}", file=sys.stderr)
         return 2
