@@ -17,18 +17,32 @@ Ratings. On the warm server, before each click the page plays the loop for
 ``--listen-seconds`` (default 2 s: one bar, the least a rating can be based on). The page
 itself measures each wait, from the click to the next loop's audio starting: the rating's
 POST (on disk before it returns), the next loop, its WAV download and decoding. One JSON
-line per block of 10 ratings (median, p95, max), then one for all. Target: every wait
-<= 1.0 s.
+line per block of 10 ratings (median, p95, max), then one for all. Target: p95 <= 1.0 s.
+With ``--competing N`` (default 1), the same number of ratings again while N other
+processes each keep a core busy (a Python busy loop), reported the same way with
+``"competing": N``: the wait on a machine that is doing something else too.
+
+Auditions. Then, on the same page, ``--edits`` cells are toggled one at a time at the
+session's tempo, each auditioned before the next, and the tempo slider is moved to each of
+``NEW_TEMPI`` in turn. The page measures each audition from its request (``POST
+/audition``, sent ``AUDITION_DEBOUNCE_MS`` after the last change) to the decoded WAV
+(``window.ddjax.auditions``). One row for the toggles (the first apart; then median, p95,
+max), one for the new tempi: the first audition at each and a toggle after it. Auditions
+are rendered on the host in NumPy (``render.host_listening_render``), so no tempo compiles
+anything. Target: 0.3 s.
 
 Usage: python bench/serve_latency.py [--json] [--ratings 40] [--listen-seconds 2] [--no-cold]
+       [--edits 20] [--competing 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +59,14 @@ from latency import block_rows, print_rows  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 from ddjax.startup import RECORD_NAME  # noqa: E402
+
+NEW_TEMPI = (90, 140, 175)  # BPM, none of them the session's 120
+AUDITION_DEBOUNCE_MS = 120  # as in ddjax/web/app.js
+SET_TEMPO = """(bpm) => {
+  const slider = document.getElementById("bpm");
+  slider.value = bpm;
+  slider.dispatchEvent(new Event("input", { bubbles: true }));
+}"""
 
 
 def until_answered(url: str, timeout: float = 60.0) -> dict:
@@ -85,11 +107,67 @@ def start_row(browser, session: pathlib.Path, kit: pathlib.Path, cache: str,
             "cpu": cpu_model()}, server, page
 
 
+def rate(page, key: str, n: int, listen_seconds: float, rng) -> str:
+    """Listens ``listen_seconds``, then likes (40%) or dislikes, ``n`` times; the last key."""
+    for _ in range(n):
+        time.sleep(listen_seconds)
+        page.keyboard.press("l" if rng.random() < 0.4 else "d")
+        key = wait_for_loop(page, key)
+    return key
+
+
+@contextlib.contextmanager
+def busy(n: int):
+    """``n`` processes that each keep one core busy until the block ends."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def audition_rows(page, edits: int, summary: dict) -> list[dict]:
+    """Toggles ``edits`` + 1 cells, then moves the tempo to each of ``NEW_TEMPI`` and
+    toggles one more cell there; returns the two rows (seconds, as the page measured)."""
+    def audition(act) -> float:
+        done = page.evaluate("window.ddjax.auditions.length")
+        act()
+        page.wait_for_function(f"window.ddjax.auditions.length > {done}", timeout=120_000)
+        return page.evaluate("window.ddjax.auditions")[-1]
+
+    cells = page.locator("#grid .cell button")
+    n_cells = cells.count()
+    order = iter(range(0, 7 * n_cells, 7))  # 7 and 64 are coprime: each cell once
+
+    def toggle():
+        cells.nth(next(order) % n_cells).click()
+
+    first, *at_session = [audition(toggle) for _ in range(edits + 1)]
+    new_tempo, then = [], []
+    for bpm in NEW_TEMPI:
+        new_tempo.append(audition(lambda: page.evaluate(SET_TEMPO, bpm)))
+        then.append(audition(toggle))
+    at_session = np.array(at_session)
+    return [{"auditions": f"{edits} cell toggles at the session's tempo",
+             "first_s": round(first, 3), "median_s": round(float(np.median(at_session)), 3),
+             "p95_s": round(float(np.percentile(at_session, 95)), 3),
+             "max_s": round(float(at_session.max()), 3), **summary},
+            {"auditions": "the first at each new tempo, then a toggle there",
+             "bpm": list(NEW_TEMPI), "first_at_new_tempo_s": [round(x, 3) for x in new_tempo],
+             "toggle_after_s": [round(x, 3) for x in then], **summary}]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--ratings", type=int, default=40)
     parser.add_argument("--listen-seconds", type=float, default=2.0)
+    parser.add_argument("--edits", type=int, default=20,
+                        help="cell toggles to audition after the ratings (0: none)")
+    parser.add_argument("--competing", type=int, default=1,
+                        help="then rate again beside this many busy processes (0: don't)")
     parser.add_argument("--kit", type=pathlib.Path, default=REPO / "samples")
     parser.add_argument("--cold", action=argparse.BooleanOptionalAction, default=True,
                         help="start cold, then warm, in a fresh compile cache (default)")
@@ -119,22 +197,36 @@ def main(argv=None) -> int:
                       f"start {cache}: page answers in {row['page_answers_s']:.2f} s, first"
                       f" loop plays at {row['first_loop_s']:.2f} s", flush=True)
             key = page.evaluate("document.body.dataset.key")
-            for _ in range(args.ratings):
-                time.sleep(args.listen_seconds)
-                page.keyboard.press("l" if rng.random() < 0.4 else "d")
-                key = wait_for_loop(page, key)
+            key = rate(page, key, args.ratings, args.listen_seconds, rng)
             waits = page.evaluate("window.ddjax.latencies")
+            loaded = []
+            if args.competing > 0:
+                with busy(args.competing):
+                    rate(page, key, args.ratings, args.listen_seconds, rng)
+                    load_avg = round(os.getloadavg()[0], 2)
+                loaded = page.evaluate("window.ddjax.latencies")[len(waits):]
             version = page.evaluate("navigator.userAgent").split("Chrome/")[-1].split()[0]
+            edit_rows = [] if args.edits <= 0 else audition_rows(page, args.edits, {
+                "target_s": 0.3, "debounce_s": AUDITION_DEBOUNCE_MS / 1000, "device": "cpu",
+                "cpu": cpu_model(), "browser": f"chromium {version} headless",
+                "load_avg_1min": round(os.getloadavg()[0], 2),
+                "measured": "POST /audition to the decoded WAV, in the page"})
         finally:
             for server in servers:
                 server.kill()
         browser.close()
+    summary = {"listen_seconds": args.listen_seconds, "device": "cpu", "cpu": cpu_model(),
+               "browser": f"chromium {version} headless",
+               "measured": "click to the next loop's audio starting"}
     if waits:
-        print_rows(block_rows(waits, {"listen_seconds": args.listen_seconds, "device": "cpu",
-                                      "cpu": cpu_model(),
-                                      "browser": f"chromium {version} headless",
-                                      "measured": "click to the next loop's audio starting"}),
-                   args.json)
+        print_rows(block_rows(waits, {**summary, "competing": 0}), args.json)
+    if loaded:
+        print_rows(block_rows(loaded, {**summary, "competing": args.competing,
+                                       "load_avg_1min": load_avg}), args.json)
+    for row in edit_rows:
+        print(json.dumps(row) if args.json else f"auditions, {row['auditions']}: " + ", ".join(
+            f"{name} {value}" for name, value in row.items()
+            if name.endswith("_s") or name == "bpm"), flush=True)
     return 0
 
 

@@ -144,14 +144,11 @@ class Desk:
         loop = self._loop_arrays(key)
         grid, velocity = edit.heard()
         render = self.session.pipeline.render
-        batch = jax.tree_util.tree_map(
-            lambda x: None if x is None else x[None],
-            loop._replace(grid=grid, velocity=velocity if velocity is not None
-                          else loop.velocity))
         audio = self.session.engine.audition(
-            batch, render.bpm if edit.bpm is None else edit.bpm,
+            loop._replace(grid=grid, velocity=loop.velocity if velocity is None else velocity),
+            render.bpm if edit.bpm is None else edit.bpm,
             render.swing if edit.swing is None else edit.swing, PLAYBACK_BARS)
-        return audio_bytes(audio[0], self.session.kit.sr, "float32")
+        return audio_bytes(audio, self.session.kit.sr, "float32")
 
     def _loop_arrays(self, key: str) -> LoopArrays:
         current = self._current

@@ -28,8 +28,8 @@ from ddjax.groove import Humanize
 from ddjax.kinds import kind_ids, kit_kinds
 from ddjax.kit import Kit, cut
 from ddjax.loops import Loop, LoopConfig
-from ddjax.render import (RenderConfig, critic_view, listening_render, loop_render,
-                          render_tables)
+from ddjax.render import (RenderConfig, critic_view, host_listening_render, listening_render,
+                          loop_render, render_tables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,21 +235,19 @@ class Engine:
         """The listening render of a batch of loops, on the host: float32[batch, samples]."""
         return np.asarray(_listen(self.kit.audio, loops, config=self.pipeline.render))
 
-    def audition(self, loops: Loop, bpm: float, swing: float, bars: int) -> np.ndarray:
-        """The first ``bars`` bars of each loop's listening render at another tempo and
-        swing, on the host: float32[batch, bars * bar_samples] at that tempo. Each of the
-        loop's samples is cut to one bar of that tempo as the kit stage would cut it, so
-        a faster tempo needs no other kit. One compile per tempo, swing and size."""
+    def audition(self, loop: Loop, bpm: float, swing: float, bars: int) -> np.ndarray:
+        """The first ``bars`` bars of one loop's listening render at any tempo and swing,
+        on the host with nothing to compile (``render.host_listening_render``):
+        float32[bars * bar_samples] at that tempo. Each of the loop's samples is cut to one
+        bar of that tempo as the kit stage would cut it, so a faster tempo needs no other
+        kit."""
         config = dataclasses.replace(self.pipeline.render, bpm=bpm, swing=swing,
                                      repeats=bars, tail_seconds=0.0)
-        samples = np.asarray(loops.samples)
-        batch, n_tracks = samples.shape
-        audio = cut(np.asarray(self.kit.audio[samples.reshape(-1)]), config.bar_samples,
-                    self.kit.sr)
-        own = np.arange(batch * n_tracks, dtype=np.int32).reshape(batch, n_tracks)
-        rendered = _listen(jnp.asarray(audio), loops._replace(samples=jnp.asarray(own)),
-                           config=config)
-        return np.asarray(rendered)[:, :bars * config.bar_samples]
+        rows = cut(np.asarray(jnp.take(self.kit.audio, jnp.asarray(loop.samples), axis=0)),
+                   config.bar_samples, self.kit.sr)
+        return host_listening_render(rows, np.asarray(loop.grid, bool),
+                                     None if loop.velocity is None else np.asarray(loop.velocity),
+                                     config)[:bars * config.bar_samples]
 
     def loop_bar(self, loops: Loop) -> np.ndarray:
         """One seamless bar of each loop (``render.loop_render``), on the host:

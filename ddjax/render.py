@@ -45,7 +45,7 @@ import numpy as np
 from ddjax import limits
 from ddjax.batching import in_chunks
 from ddjax.errors import DdjaxError
-from ddjax.groove import Humanize
+from ddjax.groove import Humanize, humanized_velocity
 from ddjax.loops import FULL_VELOCITY, Loop
 
 MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
@@ -229,15 +229,16 @@ def _one_bar_blocks(tables: jax.Array, loop: Loop, config: RenderConfig,
     return out
 
 
-def loop_gain(unwrapped: jax.Array, bar: int) -> jax.Array:
+def loop_gain(unwrapped: jax.Array, bar: int, xp=jnp) -> jax.Array:
     """The one gain of each loop: ``min(1, PEAK / p)``, where p is the largest absolute
     sample of the loop's first bar, of its steady-state bar (the bar plus the tails that
     wrap around) and of its tails after the last bar. Every render is made of these three,
-    so none peaks above ``PEAK`` (-1 dBFS). float32[...] for ``unwrapped`` [..., 2 bar]."""
+    so none peaks above ``PEAK`` (-1 dBFS). float32[...] for ``unwrapped`` [..., 2 bar]
+    (``xp=np``: the same on the host)."""
     first, tails = unwrapped[..., :bar], unwrapped[..., bar:]
-    peak = jnp.maximum(jnp.max(jnp.abs(first + tails), axis=-1),
-                       jnp.max(jnp.abs(unwrapped), axis=-1))
-    return jnp.minimum(1.0, PEAK / jnp.maximum(peak, 1e-30))
+    peak = xp.maximum(xp.max(xp.abs(first + tails), axis=-1),
+                      xp.max(xp.abs(unwrapped), axis=-1))
+    return xp.minimum(1.0, PEAK / xp.maximum(peak, 1e-30))
 
 
 def _steady_bar(unwrapped: jax.Array, bar: int) -> jax.Array:
@@ -284,6 +285,37 @@ def listening_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> 
     for repeat in range(config.repeats):
         out = out.at[..., repeat * bar:(repeat + 2) * bar].add(one_bar)
     return loop_gain(one_bar, bar)[..., None] * out[..., :total]
+
+
+def host_listening_render(rows: np.ndarray, grid: np.ndarray, velocity: np.ndarray | None,
+                          config: RenderConfig) -> np.ndarray:
+    """``listening_render`` of one loop in NumPy, on the host, with nothing to compile: the
+    same rule (each hit at ``cell_offsets``, at ``volume`` x velocity / 127 after the
+    humanize jitter, one gain per loop), so a loop is heard at once at any tempo and swing
+    (the rating page's auditions; the critic and every file use ``listening_render``).
+
+    Args:
+      rows: float32[tracks, samples], each track's sample, at most one bar long.
+      grid: bool[tracks, steps].
+      velocity: int[tracks, steps] or None (every hit at 127).
+      config: the render settings.
+
+    Returns:
+      float32[listening_samples].
+    """
+    bar, total, length = config.bar_samples, config.listening_samples, rows.shape[-1]
+    offsets = config.cell_offsets(grid.shape[0])
+    velocity = humanized_velocity(velocity, config.humanize, grid.shape)
+    gains = config.volume * (np.ones(grid.shape) if velocity is None
+                             else np.asarray(velocity) / FULL_VELOCITY)
+    one_bar = np.zeros(2 * bar)
+    for track, step in zip(*np.nonzero(grid)):
+        start = offsets[track, step]
+        one_bar[start:start + length] += gains[track, step] * rows[track]
+    out = np.zeros(max(total, (config.repeats + 1) * bar))
+    for repeat in range(config.repeats):
+        out[repeat * bar:(repeat + 2) * bar] += one_bar
+    return (loop_gain(one_bar, bar, xp=np) * out[:total]).astype(np.float32)
 
 
 def loop_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:

@@ -199,6 +199,8 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         page.wait_for_url("**/study/alice")
         shown = [wait_for_loop(page)]
         assert page.locator("#score").text_content() == ""  # blind
+        # A study's loops are rated as proposed: nothing to edit.
+        assert page.locator("#edit").is_hidden() and page.locator("#grid button").count() == 0
         width = "document.getElementById('progress-bar').style.width"
         progress = []
         phase1 = [True, False, True]
@@ -246,13 +248,18 @@ def test_a_small_study_end_to_end(browser, tmp_path):
 
 
 def test_the_page_shows_accents_and_swing(browser, tmp_path):
-    """Each hit's brightness and ring follow its velocity, and the swing is named."""
+    """Each hit's brightness and ring follow its velocity; the swing and the humanize
+    jitter are named."""
     page = browser.new_page(viewport={"width": 1200, "height": 760})
-    with Server("--session", str(tmp_path / "groove"), "--swing", "54") as server:
+    with Server("--session", str(tmp_path / "groove"), "--swing", "54",
+                "--humanize", "6,8,2") as server:
         page.goto(server.url + "/")
         wait_for_loop(page)
         current = page.request.get(f"{server.url}/api/s/main/current").json()
-        assert current["swing"] == 54 and page.locator("#groove").text_content() == "swing 54%"
+        assert current["swing"] == 54
+        assert current["humanize"] == {"ms": 6, "velocity": 8, "seed": 2}
+        assert page.locator("#groove").text_content() == \
+            "swing 54% \u00b7 humanized: up to 6 ms and 8 velocity"
         velocity = np.array(current["velocity"])
         on = page.locator("#grid .cell.on")
         for i in range(on.count()):
@@ -265,6 +272,105 @@ def test_the_page_shows_accents_and_swing(browser, tmp_path):
                 0.35 + 0.65 * v / 127, abs=0.006)
         if SCREENSHOTS:
             page.screenshot(path=str(REPO / "docs" / "serve-groove.png"))
+
+
+def test_edit_a_loop_audition_it_and_rate_this_version(browser, tmp_path):
+    """A cell toggled by a click, a track muted, the tempo raised: the page auditions the
+    edit (2 bars at the new tempo) and Like rates the version heard, at the session's
+    tempo. On the next loop, space toggles a focused cell and Revert brings back the loop
+    as proposed."""
+    from playwright.sync_api import expect
+    session_dir = tmp_path / "session"
+    page = browser.new_page(viewport={"width": 1200, "height": 760}, color_scheme="light")
+    errors, sent = [], []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("request", lambda r: sent.append(r.post_data_json)
+            if r.url.endswith("/audition") else None)
+    with Server("--session", str(session_dir)) as server:
+        page.goto(server.url + "/")
+        key = wait_for_loop(page)
+        current = page.request.get(f"{server.url}/api/s/main/current").json()
+        assert current["key"] == key and current["bpm"] == 120
+        grid = np.array(current["grid"])
+        who = [row["kind"] or row["name"] for row in current["rows"]]
+        # Mute a track that plays; switch on a step another track leaves off.
+        muted = int(np.flatnonzero(grid.any(axis=1))[0])
+        track, step = next((t, s) for t in range(len(grid)) if t != muted
+                           for s in range(grid.shape[1]) if not grid[t, s])
+        cell = page.locator(f"#grid .cell[data-track='{track}'][data-step='{step}']")
+        cell.get_by_role("button").click()
+        expect(cell).to_have_attribute("aria-label", f"{who[track]}, step {step + 1}, on")
+        expect(cell.get_by_role("button")).to_have_attribute("aria-pressed", "true")
+        mute = page.get_by_role("button", name=f"Mute track {muted + 1} ({who[muted]})")
+        mute.click()
+        expect(mute).to_have_attribute("aria-pressed", "true")
+        page.focus("#bpm")
+        for _ in range(20):  # the slider keeps the arrow keys: no rating
+            page.keyboard.press("ArrowRight")
+        expect(page.locator("#bpm")).to_have_value("140")
+
+        # The edit is auditioned: the page plays 2 bars at 140 BPM, as edited.
+        page.wait_for_function("Math.abs(window.ddjax.duration - 2 * 4 * 60 / 140) < 1e-3")
+        edit = sent[-1]
+        heard = grid.copy()
+        heard[track, step] = 1
+        assert edit["key"] == key and edit["bpm"] == 140 and edit["mute"][muted]
+        assert np.array_equal(edit["grid"], heard)
+        assert edit["velocity"][track][step] == 100  # a new hit is a normal one
+        assert page.evaluate("window.ddjax.auditions")
+        expect(page.locator("#play")).to_have_accessible_name(f"Pause loop {key}")
+        expect(page.locator("#edited-text")).to_contain_text("rate this version")
+        expect(page.locator("#edited-text")).to_contain_text("120 BPM")
+        expect(page.locator("#like")).to_have_accessible_name(f"Like this version of loop {key}")
+        assert not (session_dir / "ratings.jsonl").exists() or not read_log(
+            session_dir / "ratings.jsonl")
+        page.locator("#bpm").blur()
+        if importlib.util.find_spec("axe_playwright_python") is not None:
+            assert axe_violations(page) == []
+        if SCREENSHOTS:
+            page.screenshot(path=str(REPO / "docs" / "serve-edit.png"))
+
+        # Like rates the version heard (the muted row cleared) at the session's tempo, and
+        # the log keeps the loop as proposed.
+        page.click("#like")
+        second = wait_for_loop(page, key)
+        (entry,) = read_log(session_dir / "ratings.jsonl")
+        heard[muted] = 0
+        assert entry["id"] == int(key) and entry["liked"] is True
+        assert np.array_equal(entry["loop"]["grid"], heard)
+        assert entry["loop"]["bpm"] == 120
+        assert entry["proposed"]["grid"] == current["grid"]
+
+        # The next loop is as proposed; space toggles a focused cell (and doesn't pause), and
+        # Revert undoes every change, the tempo's too, and plays the loop as proposed again.
+        current = page.request.get(f"{server.url}/api/s/main/current").json()
+        assert current["key"] == second
+        expect(page.locator("#bpm")).to_have_value("120")
+        assert page.locator("#revert").is_hidden()
+        on = f"#grid .cell[data-track='0'][data-step='{step}']"
+        auditioned = len(page.evaluate("window.ddjax.auditions"))
+        page.focus(f"{on} button")
+        page.keyboard.press(" ")
+        expect(page.locator(on)).to_have_attribute(
+            "aria-label", re.compile(f", {'off' if current['grid'][0][step] else 'on'}\\b"))
+        expect(page.locator("#play")).to_have_accessible_name(f"Pause loop {second}")
+        page.get_by_role("button", name=re.compile(r"^Solo track 2 ")).click()
+        page.focus("#bpm")
+        page.keyboard.press("End")
+        page.wait_for_function("Math.abs(window.ddjax.duration - 2 * 4 * 60 / 200) < 1e-3")
+        assert len(page.evaluate("window.ddjax.auditions")) > auditioned
+        page.get_by_role("button", name=f"Revert to loop {second} as proposed").click()
+        drawn = page.locator("#grid .cell").evaluate_all(
+            "cells => cells.map((c) => [+c.dataset.track, +c.dataset.step,"
+            " c.classList.contains('on')])")
+        assert {(t, s) for t, s, lit in drawn if lit} == {
+            (t, s) for t, row in enumerate(current["grid"]) for s, v in enumerate(row) if v}
+        assert page.locator("#grid [aria-pressed='true']").count() == sum(map(sum, current["grid"]))
+        expect(page.locator("#edited-text")).to_have_text("")
+        assert page.locator("#revert").is_hidden()
+        expect(page.locator("#bpm")).to_have_value("120")
+        assert page.evaluate("window.ddjax.duration") == pytest.approx(4.0, abs=1e-3)
+    assert not errors, errors
 
 
 def srgb(css: str) -> tuple[float, float, float]:
@@ -373,14 +479,17 @@ def test_the_page_on_a_phone_in_both_themes_and_to_a_screen_reader(browser, tmp_
             expect(rows.nth(track)).to_match_aria_snapshot(
                 '- row:\n  - rowheader\n' + "".join(f"  {line}\n" for line in lines))
 
-        # Two ratings: the liked list, the chart, and a critic that has learned one rating
-        # (the loop after rating k comes from the critic trained on ratings 1..k-1).
+        # Three ratings: the liked list, the chart, and a critic that has learned one rating
+        # (the page keeps two loops prepared, so the loop after rating k comes from the
+        # critic trained on ratings 1..k-2).
         page.keyboard.press("l")
         second = wait_for_loop(page, key)
         page.keyboard.press("d")
         third = wait_for_loop(page, second)
+        page.keyboard.press("d")
+        fourth = wait_for_loop(page, third)
         current = page.request.get(f"{server.url}/api/s/main/current").json()
-        assert current["key"] == third and current["critic_version"] >= 1
+        assert current["key"] == fourth and current["critic_version"] == 1
         score = page.locator("#score").text_content()
         n = current["critic_version"]
         assert any(f"{p}% chance" in score for p in {math.floor(100 * current["score"]),
@@ -398,7 +507,7 @@ def test_the_page_on_a_phone_in_both_themes_and_to_a_screen_reader(browser, tmp_
         # log gives, with labelled axes; its last point sits at that rate on the y axis.
         log = read_log(session_dir / "ratings.jsonl")
         likes = [e["liked"] for e in log]
-        assert likes == [True, False]
+        assert likes == [True, False, False]
         rate = sum(likes[-10:]) / len(likes[-10:])
         chart = page.get_by_role("img", name=re.compile("like rate", re.I))
         expect(chart).to_have_count(1)
@@ -415,7 +524,7 @@ def test_the_page_on_a_phone_in_both_themes_and_to_a_screen_reader(browser, tmp_
         light = browser.new_page(viewport={"width": 1200, "height": 760}, color_scheme="light")
         light.on("pageerror", lambda err: errors.append(str(err)))
         light.goto(server.url + "/")
-        assert wait_for_loop(light) == third
+        assert wait_for_loop(light) == fourth
         light.locator("#liked li").first.wait_for()
         colours = {}
         for scheme, p in (("dark", page), ("light", light)):

@@ -8,8 +8,8 @@ import pytest
 from ddjax.errors import DdjaxError
 from ddjax.groove import Humanize
 from ddjax.loops import Loop
-from ddjax.render import (RenderConfig, critic_view, listening_render, loop_render,
-                          render_tables)
+from ddjax.render import (RenderConfig, critic_view, host_listening_render, listening_render,
+                          loop_render, render_tables)
 
 MINUS_1_DBFS = 10 ** (-1 / 20)
 
@@ -219,3 +219,25 @@ def test_humanize_out_of_range_is_an_error():
         RenderConfig(humanize=Humanize(31.0))
     with pytest.raises(DdjaxError, match="humanize velocity must be 0 to 40"):
         Humanize(5.0, 41)
+
+
+@pytest.mark.parametrize("bpm,swing,humanize", [(120.0, 0.0, Humanize()),
+                                                 (100.0, 60.0, Humanize(12.0, 30, 4))])
+def test_the_host_render_of_an_audition_is_the_numpy_loop(bundled_kit, bpm, swing, humanize):
+    """``host_listening_render`` (the page's auditions, no compile) against the NumPy loop:
+    the same hits, velocities, swing, jitter and gain, 1e-5."""
+    config = RenderConfig(bpm=bpm, swing=swing, humanize=humanize)
+    audio = np.asarray(bundled_kit.audio)
+    rng = np.random.default_rng(13)
+    grid, samples = random_loops(rng, len(bundled_kit), 1)
+    grid[0, :, 15] = True  # tails that wrap around
+    velocity = rng.choice([70, 100, 127], grid[0].shape).astype(np.int32)
+    timing, jitter = spec_jitter(humanize.seed, 4, 16, humanize.ms, humanize.velocity)
+    moved = np.clip(velocity + jitter, 1, 127)
+    got = host_listening_render(audio[samples[0]], grid[0], velocity, config)
+    ref, bar = numpy_render(audio, grid[0], samples[0], bpm, bars=4, swing=swing,
+                            velocity=moved, timing_ms=timing)
+    gain = numpy_gain(audio, grid[0], samples[0], bpm, swing=swing, velocity=moved,
+                      timing_ms=timing)
+    assert got.dtype == np.float32 and got.shape == (config.listening_samples,)
+    np.testing.assert_allclose(got, gain * ref[:4 * bar + 44100], atol=1e-5, rtol=0)

@@ -9,6 +9,11 @@
 // When the server can't be reached the page says so, keeps a pressed rating (in memory and
 // in localStorage, keyed by session id and loop key, so a reload keeps it too), retries with
 // exponential backoff and sends it once the server answers again.
+//
+// Rating freely (not in a study), the loop can be edited and auditioned: a click on a cell
+// toggles it, each track has mute and solo, and tempo and swing have sliders. Each change
+// is sent (debounced) to /audition, whose WAV replaces the one playing, in phase. Like and
+// Dislike then rate the version heard, at the session's tempo and swing.
 "use strict";
 
 const MODE = document.body.dataset.mode;
@@ -16,8 +21,10 @@ const SID = document.body.dataset.sid;
 const $ = (id) => document.getElementById(id);
 const ctx = new AudioContext();
 const page = { item: null, itemBuffer: null, bar: 0, source: null, buffer: null, startedAt: 0, busy: false,
-               clickedAt: null, playing: false };
-window.ddjax = { latencies: [], key: null, duration: 0, startSteps: [] };
+               clickedAt: null, playing: false, edit: null, proposedBuffer: null, auditions: 0 };
+// `auditions`: seconds from each audition's request to its decoded buffer.
+window.ddjax = { latencies: [], auditions: [], key: null, duration: 0, startSteps: [] };
+const EDITABLE = MODE !== "study";  // a study's loops are rated as proposed
 
 class ApiError extends Error {
   constructor(status, message, starting = false) { super(message); this.status = status; this.starting = starting; }
@@ -31,6 +38,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 8000;
 const word = (liked) => (liked ? "Like" : "Dislike");
+// "Like for loop 12", and whether it is for the loop as edited.
+const ratingName = (rating) => `${word(rating.liked)} for loop ${rating.key}` +
+  (rating.edit ? " (as you edited it)" : "");
 
 async function call(path, options = {}) {
   const response = await fetch(path, options);
@@ -100,8 +110,8 @@ function setOffline(retryMs) {
     return;
   }
   document.body.dataset.net = "offline";
-  const text = "Can't reach the server." + (pending ? ` Your ${word(pending.liked)} for loop ` +
-    `${pending.key} is kept on this device and will be sent when the server is back.` : "");
+  const text = "Can't reach the server." + (pending ? ` Your ${ratingName(pending)} is kept on` +
+    " this device and will be sent when the server is back." : "");
   if ($("offline-text").textContent !== text) $("offline-text").textContent = text;
   $("offline-retry").textContent = "Trying again in " +
     `${retryMs < 1000 ? (retryMs / 1000).toFixed(1) : Math.round(retryMs / 1000)} s\u2026`;
@@ -127,8 +137,8 @@ function showStarting(status) {
   $("start-left").textContent = (left >= 1 ? `about ${Math.ceil(left)} s left` : "almost ready") +
     ` (${Math.round(status.elapsed_s)} s so far)`;
   $("start-pending").hidden = !pending;
-  $("start-pending").textContent = pending ? `Your ${word(pending.liked)} for loop ${pending.key} ` +
-    "is kept on this device and will be sent when the server is ready." : "";
+  $("start-pending").textContent = pending ? `Your ${ratingName(pending)} is kept on this ` +
+    "device and will be sent when the server is ready." : "";
 }
 
 // Shows the server's start until it is ready (or can't be reached: `reach` takes over), then
@@ -184,7 +194,8 @@ class LoopGone extends Error {}
 // Sends a rating until the server takes or refuses it. After a failed try (or from a
 // reload) it first asks which loop the server is on: a restarted server may have dealt a
 // different loop under the same key, and a rating belongs only to the loop that was heard.
-// Returns the session's state, or null when the rating was dropped (and says why).
+// A rating of an edited loop carries its `edit`, kept with it, so a retry rates the same
+// version. Returns the session's state, or null when the rating was dropped (and says why).
 async function deliver(rating, { verify = false } = {}) {
   let check = verify;
   let failed = false;
@@ -196,20 +207,22 @@ async function deliver(rating, { verify = false } = {}) {
         if (current && current.key === rating.key && fingerprint(current) !== rating.loop) throw new LoopGone();
       }
       check = true;
-      try { return await api("/rate", post({ key: rating.key, liked: rating.liked })); }
+      const body = { key: rating.key, liked: rating.liked };
+      if (rating.edit) body.edit = rating.edit;
+      try { return await api("/rate", post(body)); }
       catch (error) { if (unreachable(error) || error.starting) failed = true; throw error; }
     });
     dropPending(rating);
-    if (failed) showMessage(`Back online: your ${word(rating.liked)} for loop ${rating.key} is recorded.`);
-    else if (verify) showMessage(`Your ${word(rating.liked)} for loop ${rating.key}, kept over the reload, is recorded.`);
+    if (failed) showMessage(`Back online: your ${ratingName(rating)} is recorded.`);
+    else if (verify) showMessage(`Your ${ratingName(rating)}, kept over the reload, is recorded.`);
     return state;
   } catch (error) {
     dropPending(rating);
     if (error instanceof LoopGone) {
-      showMessage(`The server restarted without loop ${rating.key}, so your ${word(rating.liked)} ` +
-                  "for it was dropped; here is the loop it has now.");
+      showMessage(`The server restarted without loop ${rating.key}, so your ${ratingName(rating)} ` +
+                  "was dropped; here is the loop it has now.");
     } else if (error.status === 409) {
-      showMessage(`Your ${word(rating.liked)} for loop ${rating.key} was dropped: ${error.message}.`);
+      showMessage(`Your ${ratingName(rating)} was dropped: ${error.message}.`);
     } else {
       showMessage(error.message);
     }
@@ -233,16 +246,19 @@ function updatePlayButton() {
   $("play").setAttribute("aria-label", `${pause ? "Pause" : "Play"} ${loop}`);
   $("play-text").textContent = pause ? "Pause" : "Play";
   $("play").querySelector(".icon").textContent = pause ? "\u2016" : "\u25B6\uFE0E";
-  $("like").setAttribute("aria-label", `Like ${loop}`);
-  $("dislike").setAttribute("aria-label", `Dislike ${loop}`);
+  const version = item && page.edit && soundChanged(item, page.edit) ? `this version of ${loop}` : loop;
+  $("like").setAttribute("aria-label", `Like ${version}`);
+  $("dislike").setAttribute("aria-label", `Dislike ${version}`);
 }
 
 // A listening render is several bars plus the last bar's tail. The page plays bar 1, then
 // repeats bar 2, which already holds the tails ringing over from the bar before it: a
 // seamless loop.
-function barSeconds(item) { return (4 * 60 / item.bpm) * (item.grid[0].length / 16); }
+// `bpm`: the tempo heard (an edit's), the item's own by default.
+function barSeconds(item, bpm = item.bpm) { return (4 * 60 / bpm) * (item.grid[0].length / 16); }
 
-function startAudio(buffer, bar) {
+// Plays `buffer` from `offset` seconds (0: its start; within bar 2 it goes on looping).
+function startAudio(buffer, bar, offset = 0) {
   stopAudio();
   const source = ctx.createBufferSource();
   source.buffer = buffer;
@@ -250,10 +266,10 @@ function startAudio(buffer, bar) {
   if (bar && buffer.duration >= 2 * bar) { source.loopStart = bar; source.loopEnd = 2 * bar; }
   page.bar = bar || buffer.duration;
   source.connect(ctx.destination);
-  source.start();
+  source.start(0, offset);
   page.source = source;
   page.buffer = buffer;
-  page.startedAt = ctx.currentTime;
+  page.startedAt = ctx.currentTime - offset;
   page.playing = true;
   updateAudioHint();
   updatePlayButton();
@@ -264,7 +280,7 @@ function togglePlay() {
   if (ctx.state === "suspended") { ctx.resume().then(() => { updateAudioHint(); updatePlayButton(); }); return; }
   if (!page.itemBuffer) return;
   if (page.playing && page.buffer === page.itemBuffer) { stopAudio(); setState("paused"); }
-  else { startAudio(page.itemBuffer, barSeconds(page.item)); setState("playing"); }
+  else { startAudio(page.itemBuffer, page.itemBar); setState("playing"); }
 }
 
 function updateAudioHint() { $("audio-hint").hidden = ctx.state !== "suspended"; }
@@ -289,6 +305,8 @@ requestAnimationFrame(drawPlayhead);
 
 // The grid is an ARIA table: a row per track, named by its sample's kind and name, and a
 // cell per step that says whether it plays and how loud ("snare, step 5, on, accent").
+// Rating freely, each cell holds a toggle button (pressed: the step plays), and each row's
+// header a mute and a solo button. The grid drawn is the loop as edited (`page.edit`).
 function drawGrid(item) {
   const grid = $("grid");
   grid.replaceChildren();
@@ -299,15 +317,15 @@ function drawGrid(item) {
   item.grid.forEach((row, track) => {
     const sample = item.rows[track].name;
     const kindName = item.rows[track].kind || "unknown kind";
-    const who = item.rows[track].kind || sample;
     const line = document.createElement("div");
     line.className = "track";
     line.setAttribute("role", "row");
-    line.setAttribute("aria-label", `${kindName}: ${sample}`);
+    line.dataset.track = track;
     const label = document.createElement("div");
     label.className = "label";
     label.setAttribute("role", "rowheader");
-    label.setAttribute("aria-label", `${kindName}: ${sample}`);
+    const what = document.createElement("span");
+    what.className = "what";
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = sample;
@@ -315,28 +333,55 @@ function drawGrid(item) {
     const kind = document.createElement("span");
     kind.className = "kind";
     kind.textContent = kindName;
-    label.append(name, kind);
-    line.append(label);
-    row.forEach((on, step) => {
-      const cell = document.createElement("div");
-      const velocity = item.velocity ? item.velocity[track][step] : 127;
-      const accent = on && velocity >= 120, ghost = on && velocity <= 80;
-      cell.className = "cell" + (on ? " on" : "") + (step % 4 === 0 ? " beat" : "")
-        + (accent ? " accent" : "") + (ghost ? " ghost" : "");
-      cell.setAttribute("role", "cell");
-      cell.setAttribute("aria-label", `${who}, step ${step + 1}, ${on ? "on" : "off"}` +
-                        (accent ? ", accent" : "") + (ghost ? ", ghost note" : ""));
-      if (on) {  // louder hits are brighter: the accent, the normal hit and the ghost note
-        cell.style.opacity = (0.35 + 0.65 * velocity / 127).toFixed(2);
-        cell.title = `velocity ${velocity}`;
+    what.append(name, kind);
+    label.append(what);
+    if (EDITABLE) {
+      const who = item.rows[track].kind || sample;
+      const buttons = document.createElement("span");
+      buttons.className = "track-buttons";
+      for (const [flag, text, verb] of [["mute", "M", "Mute"], ["solo", "S", "Solo"]]) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = flag;
+        button.dataset.edit = "";
+        button.textContent = text;
+        button.title = `${verb} ${who}`;
+        button.setAttribute("aria-label", `${verb} track ${track + 1} (${who})`);
+        button.addEventListener("click", (event) => {
+          toggleTrack(flag, track);
+          if (event.detail > 0) button.blur();  // a click leaves space to play and pause
+        });
+        buttons.append(button);
       }
+      label.append(buttons);
+    }
+    line.append(label);
+    row.forEach((_, step) => {
+      const cell = document.createElement("div");
+      cell.className = "cell";
+      cell.setAttribute("role", "cell");
       cell.dataset.step = step;
       cell.dataset.track = track;
+      if (EDITABLE) {
+        const hit = document.createElement("button");
+        hit.type = "button";
+        hit.className = "hit";
+        hit.dataset.edit = "";
+        hit.addEventListener("click", (event) => {
+          toggleCell(track, step);
+          if (event.detail > 0) hit.blur();
+        });
+        cell.append(hit);
+      }
       line.append(cell);
     });
     grid.append(line);
   });
-  $("groove").textContent = item.swing ? `swing ${item.swing}%` : "";
+  paintGrid();
+  const humanize = item.humanize;
+  $("groove").textContent = [item.swing ? `swing ${item.swing}%` : "",
+    humanize ? `humanized: up to ${humanize.ms} ms and ${humanize.velocity} velocity` : ""]
+    .filter(Boolean).join(" \u00b7 ");
   $("score").textContent = scoreText(item);
   if (item.total !== null) {
     // One bar over both phases, so it never runs backwards when phase II starts.
@@ -346,6 +391,223 @@ function drawGrid(item) {
     $("progress-text").textContent =
       `${item.phase === "phase2" ? "Phase II" : "Phase I"}: loop ${item.number} of ${item.total}`;
   }
+}
+
+// Draws the loop as edited: each cell on or off and how loud, each track sounding or not.
+function paintGrid() {
+  const item = page.item, edit = page.edit;
+  if (!item || !edit) return;
+  const sounds = audible(edit);
+  for (const line of document.querySelectorAll("#grid .track")) {
+    const track = Number(line.dataset.track);
+    const sample = item.rows[track].name;
+    const who = item.rows[track].kind || sample;
+    const silent = edit.mute[track] ? " (muted)" : sounds[track] ? "" : " (silent: another track is soloed)";
+    const name = `${item.rows[track].kind || "unknown kind"}: ${sample}${silent}`;
+    line.setAttribute("aria-label", name);
+    line.querySelector(".label").setAttribute("aria-label", name);
+    line.classList.toggle("silent", !sounds[track]);
+    for (const flag of ["mute", "solo"]) {
+      const button = line.querySelector(`button.${flag}`);
+      if (button) button.setAttribute("aria-pressed", String(edit[flag][track]));
+    }
+    for (const cell of line.querySelectorAll(".cell")) paintCell(cell, who, edit);
+  }
+}
+
+function paintCell(cell, who, edit) {
+  const track = Number(cell.dataset.track), step = Number(cell.dataset.step);
+  const on = !!edit.grid[track][step];
+  const velocity = edit.velocity ? edit.velocity[track][step] : FULL_VELOCITY;
+  const accent = on && velocity >= 120, ghost = on && velocity <= 80;
+  const loudness = (accent ? ", accent" : "") + (ghost ? ", ghost note" : "");
+  cell.className = "cell" + (on ? " on" : "") + (step % 4 === 0 ? " beat" : "")
+    + (accent ? " accent" : "") + (ghost ? " ghost" : "");
+  cell.setAttribute("aria-label", `${who}, step ${step + 1}, ${on ? "on" : "off"}${loudness}`);
+  if (on) {  // louder hits are brighter: the accent, the normal hit and the ghost note
+    cell.style.opacity = (0.35 + 0.65 * velocity / FULL_VELOCITY).toFixed(2);
+    cell.title = `velocity ${velocity}`;
+  } else {
+    cell.style.removeProperty("opacity");
+    cell.removeAttribute("title");
+  }
+  const hit = cell.querySelector(".hit");
+  if (hit) {  // "snare, step 5, accent, toggle button, pressed"
+    hit.setAttribute("aria-label", `${who}, step ${step + 1}${loudness}`);
+    hit.setAttribute("aria-pressed", String(on));
+  }
+}
+
+// -- editing: toggle cells, mute and solo tracks, tempo and swing; audition the result -------
+
+const FULL_VELOCITY = 127;  // every hit of a loop without velocities (the uniform prior)
+const NORMAL_VELOCITY = 100;  // a cell switched on that the proposal left off
+const AUDITION_DEBOUNCE_MS = 120;
+
+// The loop as proposed, as an edit: grid and velocity as drawn, no track muted or soloed,
+// the session's tempo and swing. Velocities stay null for a loop without them (every hit,
+// a new one too, plays at 127).
+function freshEdit(item) {
+  return { grid: item.grid.map((row) => row.slice()),
+           velocity: item.velocity ? item.velocity.map((row) => row.slice()) : null,
+           mute: item.grid.map(() => false), solo: item.grid.map(() => false),
+           bpm: item.bpm, swing: item.swing || 0 };
+}
+
+// The tracks that sound: not muted, and soloed when any track is (as `Edit.audible`).
+function audible(edit) {
+  const soloing = edit.solo.some(Boolean);
+  return edit.mute.map((muted, track) => !muted && (!soloing || edit.solo[track]));
+}
+
+// Whether what sounds differs from the loop as proposed (as `Edit.changes`): then Like and
+// Dislike rate this version.
+function soundChanged(item, edit) {
+  const sounds = audible(edit);
+  return edit.grid.some((row, track) => row.some((on, step) => {
+    const heard = sounds[track] && !!on;
+    if (heard !== !!item.grid[track][step]) return true;
+    return heard && !!edit.velocity && edit.velocity[track][step] !== item.velocity[track][step];
+  }));
+}
+
+// Whether anything differs from the loop as proposed, tempo and swing included.
+function isEdited(item, edit) {
+  return edit.bpm !== item.bpm || edit.swing !== (item.swing || 0) ||
+    edit.mute.some(Boolean) || edit.solo.some(Boolean) ||
+    edit.grid.some((row, track) => row.some((on, step) => on !== item.grid[track][step])) ||
+    soundChanged(item, edit);
+}
+
+// The edit as /audition and /rate take it (tempo and swing apart).
+function editBody(edit) {
+  const body = { grid: edit.grid, mute: edit.mute, solo: edit.solo };
+  if (edit.velocity) body.velocity = edit.velocity;
+  return JSON.parse(JSON.stringify(body));
+}
+
+const canEdit = () => EDITABLE && !!page.item && !!page.edit && !page.busy &&
+  document.body.dataset.state !== "loading";
+
+function toggleCell(track, step) {
+  if (!canEdit()) return;
+  const item = page.item, edit = page.edit;
+  const on = edit.grid[track][step] ? 0 : 1;
+  edit.grid[track][step] = on;
+  // A cell the proposal left off plays at the normal velocity; one it played keeps its own.
+  if (edit.velocity && !item.grid[track][step]) {
+    edit.velocity[track][step] = on ? NORMAL_VELOCITY : item.velocity[track][step];
+  }
+  edited();
+}
+
+function toggleTrack(flag, track) {
+  if (!canEdit()) return;
+  page.edit[flag][track] = !page.edit[flag][track];
+  edited();
+}
+
+// After any change: draw it, say what a rating rates now, and audition it shortly (a burst
+// of changes, such as a slider dragged, is one request).
+function edited() {
+  paintGrid();
+  showKnobs();
+  showEdited();
+  clearTimeout(page.auditionTimer);
+  page.auditionTimer = setTimeout(audition, AUDITION_DEBOUNCE_MS);
+}
+
+const tenths = (x) => `${Math.round(10 * x) / 10}`;
+
+function showKnobs() {
+  const edit = page.edit;
+  if (!edit) return;
+  for (const [id, value, text] of [["bpm", edit.bpm, `${tenths(edit.bpm)} BPM`],
+                                   ["swing", edit.swing, `${tenths(edit.swing)}%`]]) {
+    if (Number($(id).value) !== value) $(id).value = value;
+    $(id).setAttribute("aria-valuetext", text);
+    $(`${id}-value`).textContent = text;
+  }
+}
+
+// The line under Like and Dislike: what they rate while the loop is edited.
+function showEdited() {
+  const item = page.item, edit = page.edit;
+  const changed = !!item && !!edit && isEdited(item, edit);
+  const version = changed && soundChanged(item, edit);
+  let text = "";
+  if (changed) {
+    const session = `the session's ${tenths(item.bpm)} BPM` +
+      (item.swing ? ` and ${tenths(item.swing)}% swing` : "");
+    const listening = edit.bpm !== item.bpm || edit.swing !== (item.swing || 0);
+    text = version ? `Edited: Like / Dislike rate this version (at ${session}).` :
+      listening ? `Tempo and swing are for listening: Like / Dislike rate the loop as proposed (at ${session}).` :
+      "Like / Dislike rate the loop as proposed: your changes don't change what it plays.";
+  }
+  if ($("edited-text").textContent !== text) $("edited-text").textContent = text;
+  $("revert").hidden = !changed;
+  if (item) $("revert").setAttribute("aria-label", `Revert to loop ${item.key} as proposed`);
+  document.body.dataset.edited = version ? "version" : changed ? "listening" : "no";
+  for (const span of document.querySelectorAll(".this-version")) span.hidden = !version;
+  updatePlayButton();
+}
+
+// Sends the edit and plays what comes back. A reply overtaken by a later change, or by the
+// next loop, is dropped; a refusal is shown, and the audio playing stays.
+async function audition() {
+  const item = page.item, edit = page.edit;
+  if (!item || !edit) return;
+  const ticket = ++page.auditions;
+  if (!isEdited(item, edit)) { swapAudio(page.proposedBuffer, barSeconds(item)); return; }
+  const body = { key: item.key, ...editBody(edit), bpm: edit.bpm, swing: edit.swing };
+  const started = performance.now();
+  let buffer;
+  try {
+    const response = await fetch(`/api/s/${encodeURIComponent(SID)}/audition`, post(body));
+    if (!response.ok) {
+      const type = response.headers.get("content-type") || "";
+      const data = type.includes("json") ? await response.json() : null;
+      throw new ApiError(response.status, (data && data.error) || response.statusText);
+    }
+    buffer = await ctx.decodeAudioData(await response.arrayBuffer());
+  } catch (error) {
+    if (ticket === page.auditions && page.item === item) {
+      const why = error instanceof TypeError ? "the server can't be reached" : error.message;
+      showMessage(`Can't play loop ${item.key} as edited: ${why}`);
+    }
+    return;
+  }
+  window.ddjax.auditions.push((performance.now() - started) / 1000);
+  if (ticket !== page.auditions || page.item !== item) return;
+  swapAudio(buffer, barSeconds(item, body.bpm));
+}
+
+// Makes `buffer` the loop's audio; playing, it goes on from the same point of the bar.
+function swapAudio(buffer, bar) {
+  if (!buffer || buffer === page.itemBuffer) return;
+  const playing = page.playing && !!page.source && page.buffer === page.itemBuffer;
+  let offset = 0;
+  if (playing) {
+    const elapsed = Math.max(0, ctx.currentTime - page.startedAt);
+    offset = (elapsed >= page.bar ? bar : 0) + ((elapsed % page.bar) / page.bar) * bar;
+  }
+  page.itemBuffer = buffer;
+  page.itemBar = bar;
+  window.ddjax.duration = buffer.duration;
+  window.ddjax.bar = bar;
+  if (playing) startAudio(buffer, bar, offset);
+  else updatePlayButton();
+}
+
+function revert() {
+  if (!canEdit()) return;
+  page.edit = freshEdit(page.item);
+  clearTimeout(page.auditionTimer);
+  page.auditions++;  // an audition on its way is not played
+  paintGrid();
+  showKnobs();
+  showEdited();
+  swapAudio(page.proposedBuffer, barSeconds(page.item));
 }
 
 // What the critic thinks of the loop; nothing it says means much before it has learned.
@@ -358,7 +620,7 @@ function scoreText(item) {
 }
 
 function setButtons(enabled) {
-  for (const id of ["like", "dislike", "play", "skip"]) $(id).disabled = !enabled;
+  for (const id of ["like", "dislike", "play", "skip", "bpm", "swing", "revert"]) $(id).disabled = !enabled;
   $("undo").disabled = !enabled || !page.ratings;
 }
 
@@ -389,9 +651,15 @@ async function loadCurrent() {
     return;
   }
   page.item = item;
-  page.itemBuffer = buffer;
+  page.itemBuffer = page.proposedBuffer = buffer;
+  page.itemBar = barSeconds(item);
+  page.edit = freshEdit(item);
+  clearTimeout(page.auditionTimer);
+  page.auditions++;
   $("skip").setAttribute("aria-label", `Skip loop ${item.key} without rating it`);
   drawGrid(item);
+  showKnobs();
+  showEdited();
   startAudio(buffer, barSeconds(item));
   window.ddjax.key = item.key;
   window.ddjax.duration = buffer.duration;
@@ -412,8 +680,12 @@ async function rate(liked) {
   // A clicked button keeps the focus, and space on it would click it again.
   if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
   // Kept before it is sent: if the server can't be reached, nothing is lost, not even on
-  // a reload.
-  storePending({ sid: SID, key: page.item.key, liked, loop: fingerprint(page.item), at: Date.now() });
+  // a reload. An edited loop is rated as heard, and its edit is kept with the rating.
+  const rating = { sid: SID, key: page.item.key, liked, loop: fingerprint(page.item), at: Date.now() };
+  if (page.edit && soundChanged(page.item, page.edit)) rating.edit = editBody(page.edit);
+  clearTimeout(page.auditionTimer);
+  page.auditions++;
+  storePending(rating);
   setButtons(false);
   stopAudio();
   setState("loading");
@@ -607,12 +879,27 @@ $("play").addEventListener("click", togglePlay);
 $("undo").addEventListener("click", undo);
 $("skip").addEventListener("click", skip);
 $("begin").addEventListener("click", begin);
+$("revert").addEventListener("click", revert);
+for (const id of ["bpm", "swing"]) {
+  $(id).addEventListener("input", () => {
+    if (!canEdit()) return;
+    page.edit[id] = Number($(id).value);
+    edited();
+  });
+}
 
 const LIKE_KEYS = new Set(["l", "L", "ArrowRight"]);
 const DISLIKE_KEYS = new Set(["d", "D", "ArrowLeft"]);
+// Keys a slider keeps for itself; space on one still plays and pauses.
+const SLIDER_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
 document.addEventListener("keydown", (event) => {
-  if (event.target instanceof HTMLInputElement || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target instanceof HTMLInputElement && (target.type !== "range" || SLIDER_KEYS.has(event.key))) return;
+  if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
   if (document.body.dataset.view !== "rate") return;
+  // Space or Enter on a focused cell, mute, solo or Revert presses it (the button's own click).
+  if ((event.key === " " || event.key === "Enter") && target instanceof Element &&
+      target.closest("[data-edit]")) return;
   if (event.key === " ") { event.preventDefault(); togglePlay(); }
   else if (LIKE_KEYS.has(event.key)) { event.preventDefault(); rate(true); }
   else if (DISLIKE_KEYS.has(event.key)) { event.preventDefault(); rate(false); }
