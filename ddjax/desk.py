@@ -137,18 +137,28 @@ class Desk:
         """The grid shape (tracks, steps) of the loop ``key`` (KeyError: none such)."""
         return self._loop_arrays(key).grid.shape
 
-    def audition(self, key: str, edit: Edit) -> bytes:
+    def audition(self, key: str, edit: Edit) -> tuple[bytes, float | None, int]:
         """What the page plays of the loop ``key`` (current or rated) as ``edit`` changes
         it: the same ``PLAYBACK_BARS`` bars as ``audio``, at the edit's tempo and swing
-        (the session's where it names none)."""
+        (the session's where it names none). Also the current critic's score of the
+        version that sounds, as a rating would rate it (at the session's tempo and swing;
+        None where the loop space does not allow it, or in a blind phase), and how many
+        ratings that critic has learned."""
         loop = self._loop_arrays(key)
         grid, velocity = edit.heard()
+        heard = loop._replace(grid=grid, velocity=loop.velocity if velocity is None
+                              else velocity)
         render = self.session.pipeline.render
         audio = self.session.engine.audition(
-            loop._replace(grid=grid, velocity=loop.velocity if velocity is None else velocity),
-            render.bpm if edit.bpm is None else edit.bpm,
+            heard, render.bpm if edit.bpm is None else edit.bpm,
             render.swing if edit.swing is None else edit.swing, PLAYBACK_BARS)
-        return audio_bytes(audio, self.session.kit.sr, "float32")
+        score, version = None, self.session.belief.n_trained
+        if not self.blind:
+            try:
+                score, version = self.session.score_of(self.session.engine.check_start(heard))
+            except DdjaxError:  # e.g. a kick row that --four-on-floor does not allow
+                pass
+        return audio_bytes(audio, self.session.kit.sr, "float32"), score, version
 
     def _loop_arrays(self, key: str) -> LoopArrays:
         current = self._current

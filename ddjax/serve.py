@@ -25,7 +25,10 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
                                          (as for audition), rates the loop as heard
     POST /api/s/SID/audition             {"key": "12", "grid": [[0, 1, ...], ...],
                                          "velocity", "mute", "solo", "bpm", "swing"}:
-                                         the loop as edited, as WAV (``ddjax.edit``)
+                                         the loop as edited, as WAV (``ddjax.edit``);
+                                         headers X-Ddjax-Score (the critic's P(like) of
+                                         the version heard, or "none") and
+                                         X-Ddjax-Critic-Version (its ratings learned)
     POST /api/s/SID/undo                 takes the last rating back; its loop is current
     POST /api/s/SID/skip                 {"key": "12"}: passes the current loop over
     POST /api/s/SID/more                 {"key": "7"}: a variation on rated loop 7, now
@@ -202,10 +205,12 @@ def create_app(desks: Desks | Opening) -> Starlette:
             raise HttpError(422, "'key' must be a loop key such as \"12\"")
         edit = edit_of(desk, key, data)
         try:
-            audio = await run_in_threadpool(desk.audition, key, edit)
+            audio, score, version = await run_in_threadpool(desk.audition, key, edit)
         except KeyError:
             raise HttpError(404, f"no loop {key} to edit") from None
-        return Response(audio, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+        return Response(audio, media_type="audio/wav", headers={
+            "Cache-Control": "no-store", "X-Ddjax-Critic-Version": str(version),
+            "X-Ddjax-Score": "none" if score is None else f"{score:.6f}"})
 
     async def free_desk(request: Request) -> Desk:
         desk = await desk_of(request)

@@ -42,6 +42,7 @@ import threading
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ddjax import journal
@@ -166,11 +167,18 @@ class Session:
         critic. Raises a DdjaxError when the grid does not fit the loop space."""
         arrays = self.engine.check_start(LoopArrays(grid, loop.samples, velocity))
         batch = jax.tree_util.tree_map(lambda x: x[None], arrays)
-        score = float(self.engine.score(batch, critic=self.belief.critic())[0])
+        score, _ = self.score_of(arrays)
         return dataclasses.replace(
             loop, audio=self.engine.listen(batch)[0], grid=np.asarray(arrays.grid),
             velocity=np.asarray(arrays.velocity), score=score,
             proposed=loop.proposed or loop)
+
+    def score_of(self, loop: LoopArrays) -> tuple[float, int]:
+        """The current critic's P(like) of one loop (at the session's tempo and swing), and
+        how many ratings that critic has learned."""
+        version = self.belief.n_trained
+        batch = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], loop)
+        return float(self.engine.score(batch, critic=self.belief.critic())[0]), version
 
     def rate(self, loop: Loop, liked: bool) -> None:
         """Records a rating on disk (fsync'ed), then learns from it in the background."""

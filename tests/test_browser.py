@@ -282,9 +282,11 @@ def test_edit_a_loop_audition_it_and_rate_this_version(browser, tmp_path):
     from playwright.sync_api import expect
     session_dir = tmp_path / "session"
     page = browser.new_page(viewport={"width": 1200, "height": 760}, color_scheme="light")
-    errors, sent = [], []
+    errors, sent, scored = [], [], []
     page.on("pageerror", lambda err: errors.append(str(err)))
     page.on("request", lambda r: sent.append(r.post_data_json)
+            if r.url.endswith("/audition") else None)
+    page.on("response", lambda r: scored.append(r.headers)
             if r.url.endswith("/audition") else None)
     with Server("--session", str(session_dir)) as server:
         page.goto(server.url + "/")
@@ -359,6 +361,12 @@ def test_edit_a_loop_audition_it_and_rate_this_version(browser, tmp_path):
         page.keyboard.press("End")
         page.wait_for_function("Math.abs(window.ddjax.duration - 2 * 4 * 60 / 200) < 1e-3")
         assert len(page.evaluate("window.ddjax.auditions")) > auditioned
+        # The critic's word is on the version heard, as the server scored it.
+        version, score = int(scored[-1]["x-ddjax-critic-version"]), scored[-1]["x-ddjax-score"]
+        expect(page.locator("#score")).to_have_text(
+            "critic: not trained yet (it learns from your ratings)" if version == 0 else
+            f"critic: {math.floor(100 * float(score) + 0.5)}% chance you like this version"
+            f" (trained on {version} rating{'' if version == 1 else 's'})")
         page.get_by_role("button", name=f"Revert to loop {second} as proposed").click()
         drawn = page.locator("#grid .cell").evaluate_all(
             "cells => cells.map((c) => [+c.dataset.track, +c.dataset.step,"

@@ -304,6 +304,32 @@ def test_an_edited_loop_is_auditioned_and_rated_as_heard(free, bundled_kit):
                        json={**edit, "key": "424242"}).status_code == 404
 
 
+def test_an_audition_tells_the_score_a_rating_of_that_version_logs(tmp_path):
+    """The critic's score the page shows for a version (the audition's X-Ddjax-Score) is the
+    score the log records when that version is rated, with the same critic."""
+    desks, client = serving(free_config(tmp_path / "s"))
+    with client:
+        first = client.get("/api/s/main/current").json()
+        audition = client.post("/api/s/main/audition", json={"key": first["key"],
+                                                              "grid": first["grid"]})
+        assert audition.headers["X-Ddjax-Critic-Version"] == "0"
+        rate(client, "main", True)
+        desks.get("main").session.wait()  # the critic has learned rating 1
+        item = client.get("/api/s/main/current").json()
+        grid = np.array(item["grid"])
+        grid[:, ::4] = 1 - grid[:, ::4]
+        edit = {"key": item["key"], "grid": grid.tolist(), "velocity": item["velocity"]}
+        audition = client.post("/api/s/main/audition", json=edit)
+        score = float(audition.headers["X-Ddjax-Score"])
+        assert 0.0 <= score <= 1.0 and audition.headers["X-Ddjax-Critic-Version"] == "1"
+        assert client.post("/api/s/main/rate", json={"key": item["key"], "liked": False,
+                                                     "edit": edit}).status_code == 200
+        entry = read_log(tmp_path / "s" / "ratings.jsonl")[-1]
+        assert entry["loop"]["grid"] == grid.tolist()
+        assert entry["loop"]["score"] == pytest.approx(score, abs=1e-6)
+    desks.close()
+
+
 @pytest.mark.parametrize("change,status", [
     ({"grid": [[0] * 16] * 3}, 422), ({"grid": [[0] * 15] * 4}, 422),
     ({"grid": [["on"] * 16] * 4}, 422), ({"grid": [[2] * 16] * 4}, 422),

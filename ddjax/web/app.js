@@ -558,10 +558,14 @@ async function audition() {
   const item = page.item, edit = page.edit;
   if (!item || !edit) return;
   const ticket = ++page.auditions;
-  if (!isEdited(item, edit)) { swapAudio(page.proposedBuffer, barSeconds(item)); return; }
+  if (!isEdited(item, edit)) {
+    swapAudio(page.proposedBuffer, barSeconds(item));
+    $("score").textContent = scoreText(item);
+    return;
+  }
   const body = { key: item.key, ...editBody(edit), bpm: edit.bpm, swing: edit.swing };
   const started = performance.now();
-  let buffer;
+  let buffer, heard;
   try {
     const response = await fetch(`/api/s/${encodeURIComponent(SID)}/audition`, post(body));
     if (!response.ok) {
@@ -569,6 +573,9 @@ async function audition() {
       const data = type.includes("json") ? await response.json() : null;
       throw new ApiError(response.status, (data && data.error) || response.statusText);
     }
+    // The critic's score of the version a rating would rate (at the session's tempo).
+    heard = { score: Number.parseFloat(response.headers.get("X-Ddjax-Score")),
+              critic_version: Number(response.headers.get("X-Ddjax-Critic-Version")) };
     buffer = await ctx.decodeAudioData(await response.arrayBuffer());
   } catch (error) {
     if (ticket === page.auditions && page.item === item) {
@@ -580,6 +587,8 @@ async function audition() {
   window.ddjax.auditions.push((performance.now() - started) / 1000);
   if (ticket !== page.auditions || page.item !== item) return;
   swapAudio(buffer, barSeconds(item, body.bpm));
+  $("score").textContent = soundChanged(item, edit) ? scoreText(heard, "this version")
+    : scoreText(item);
 }
 
 // Makes `buffer` the loop's audio; playing, it goes on from the same point of the bar.
@@ -608,14 +617,16 @@ function revert() {
   showKnobs();
   showEdited();
   swapAudio(page.proposedBuffer, barSeconds(page.item));
+  $("score").textContent = scoreText(page.item);
 }
 
 // What the critic thinks of the loop; nothing it says means much before it has learned.
-function scoreText(item) {
+// `what`: "it" (the loop as proposed) or "this version" (as edited and heard).
+function scoreText(item, what = "it") {
   if (item.score === null || item.score === undefined || !Number.isFinite(item.score)) return "";
   const n = item.critic_version;
   if (!n) return "critic: not trained yet (it learns from your ratings)";
-  return `critic: ${(100 * item.score).toFixed(0)}% chance you like it` +
+  return `critic: ${(100 * item.score).toFixed(0)}% chance you like ${what}` +
     ` (trained on ${n} rating${n === 1 ? "" : "s"})`;
 }
 
