@@ -349,6 +349,18 @@ def test_edit_a_loop_audition_it_and_rate_this_version(browser, tmp_path):
         assert current["key"] == second
         expect(page.locator("#bpm")).to_have_value("120")
         assert page.locator("#revert").is_hidden()
+        # The grid is one Tab stop; there the arrow keys move between cells and rate
+        # nothing.
+        assert page.locator("#grid .hit[tabindex='0']").count() == 1
+        page.focus("#grid .cell[data-track='0'][data-step='0'] button")
+        for key_name in (["ArrowRight"] * step + ["ArrowDown", "ArrowUp", "End", "Home",
+                                                    "ArrowLeft"] + ["ArrowRight"] * step):
+            page.keyboard.press(key_name)
+        focused = page.evaluate("[+document.activeElement.closest('.cell').dataset.track,"
+                                " +document.activeElement.closest('.cell').dataset.step]")
+        assert focused == [0, step]
+        assert page.locator("#grid .hit[tabindex='0']").count() == 1
+        assert len(read_log(session_dir / "ratings.jsonl")) == 1  # no arrow rated
         on = f"#grid .cell[data-track='0'][data-step='{step}']"
         auditioned = len(page.evaluate("window.ddjax.auditions"))
         page.focus(f"{on} button")

@@ -367,6 +367,8 @@ function drawGrid(item) {
         hit.type = "button";
         hit.className = "hit";
         hit.dataset.edit = "";
+        // One Tab stop for the whole grid: the arrow keys move between cells there.
+        hit.tabIndex = track === 0 && step === 0 ? 0 : -1;
         hit.addEventListener("click", (event) => {
           toggleCell(track, step);
           if (event.detail > 0) hit.blur();
@@ -902,12 +904,35 @@ for (const id of ["bpm", "swing"]) {
 const LIKE_KEYS = new Set(["l", "L", "ArrowRight"]);
 const DISLIKE_KEYS = new Set(["d", "D", "ArrowLeft"]);
 // Keys a slider keeps for itself; space on one still plays and pauses.
+// In the grid, the arrow keys (and Home/End) move the focus from cell to cell, instead of
+// rating: one Tab stop for the grid, the last cell focused.
+const GRID_MOVES = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0],
+                     ArrowDown: [1, 0], Home: [0, -Infinity], End: [0, Infinity] };
+function moveInGrid(button, key) {
+  const cell = button.closest(".cell");
+  const tracks = page.item.grid.length, steps = page.item.grid[0].length;
+  const [dt, ds] = GRID_MOVES[key];
+  const track = Math.min(tracks - 1, Math.max(0, Number(cell.dataset.track) + dt));
+  const step = Math.min(steps - 1, Math.max(0, Number(cell.dataset.step) + ds));
+  const next = document.querySelector(
+    `#grid .cell[data-track='${track}'][data-step='${step}'] .hit`);
+  if (!next) return;
+  for (const hit of document.querySelectorAll("#grid .hit")) hit.tabIndex = -1;
+  next.tabIndex = 0;
+  next.focus();
+}
 const SLIDER_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
 document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (target instanceof HTMLInputElement && (target.type !== "range" || SLIDER_KEYS.has(event.key))) return;
   if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
   if (document.body.dataset.view !== "rate") return;
+  if (target instanceof Element && target.classList.contains("hit") &&
+      Object.hasOwn(GRID_MOVES, event.key) && page.item) {
+    event.preventDefault();
+    moveInGrid(target, event.key);
+    return;
+  }
   // Space or Enter on a focused cell, mute, solo or Revert presses it (the button's own click).
   if ((event.key === " " || event.key === "Enter") && target instanceof Element &&
       target.closest("[data-edit]")) return;
