@@ -22,8 +22,9 @@ from browser import REPO, Server, launch, wait_for_loop, why_not_available
 from ddjax.session import STARTUP_STEPS
 from ddjax.startup import RECORD_NAME
 
-pytestmark = pytest.mark.skipif(why_not_available() is not None,
-                                reason=why_not_available() or "")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(why_not_available() is not None,
+                                 reason=why_not_available() or "")]
 
 LISTEN_SECONDS = 2.0
 # General MIDI percussion key map (GM 1, channel 10), written out here as the reference.

@@ -25,6 +25,7 @@ class Audio:
         self.audio = audio
 
 
+@pytest.mark.slow
 def test_built_in_users_like_about_a_third_of_random_loops(bundled_kit):
     calibration = calibration_audio(bundled_kit, n=128)
     fresh = calibration_audio(bundled_kit, n=128, seed=999)  # loops the users never saw
@@ -58,6 +59,7 @@ def test_tastes_measure_what_they_say():
     assert user("pulse").value(on_beats) > user("pulse").value(clicks)
 
 
+@pytest.mark.slow
 def test_small_experiment_end_to_end(bundled_kit, tmp_path):
     rater = make_user("bright", bundled_kit)
     result = run_experiment(bundled_kit, rater, ExperimentConfig(n_ratings=3, n_eval=2,
@@ -80,6 +82,7 @@ def test_small_experiment_end_to_end(bundled_kit, tmp_path):
     assert (tmp_path / "like_rate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled_kit,
                                                                         monkeypatch):
     calls = []
@@ -139,6 +142,7 @@ def test_raters_load_from_files_and_modules(tmp_path, bundled_kit):
             load_rater(bad, bundled_kit)
 
 
+@pytest.mark.slow
 def test_experiment_command_with_a_rater_file(tmp_path, capsys):
     (tmp_path / "rater.py").write_text(
         "def likes_busy(loop):\n    return int(loop.grid.sum()) > 32\n")

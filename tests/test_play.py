@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import BUNDLED_KIT
 
 
@@ -28,6 +30,7 @@ def read_until(fd, text, timeout=240.0):
     raise AssertionError(f"did not see {text!r}; got {out[-500:]!r}")
 
 
+@pytest.mark.slow
 def test_play_in_a_terminal(tmp_path):
     session = tmp_path / "s"
     leader, follower = pty.openpty()
@@ -59,6 +62,7 @@ def test_play_in_a_terminal(tmp_path):
     assert len(list((session / "exports").glob("*.mid"))) == 1
 
 
+@pytest.mark.slow
 def test_end_of_input_ends_cleanly(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ddjax.cli", "play", "--session",
                            str(tmp_path / "s")], input="l\n", capture_output=True, text=True,

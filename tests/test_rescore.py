@@ -205,6 +205,7 @@ def test_two_hosts_write_shards_that_partition_the_rows(one_device_run, inputs, 
                                np.array([r[2:] for r in whole], float), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_an_identical_csv(critic_dir, tmp_path):
     args = ["rescore", "--critics", str(critic_dir / "c0.critic"), str(critic_dir / "c1.critic"),
             "--generate", "40", "--batch", "2", "--seed", "3"]

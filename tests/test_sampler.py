@@ -198,6 +198,7 @@ print(json.dumps({"devices": jax.device_count(), "grid": np.asarray(state.loop.g
 """
 
 
+@pytest.mark.slow
 def test_chains_split_over_cpu_devices_give_the_same_loops(engine):
     """``use_all_cores`` gives one CPU device per core, and the engine's chains, split over
     them (5 chains on 2 cores: 3 + 3 with one padding chain), are the chains a single

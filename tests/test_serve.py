@@ -358,6 +358,7 @@ def test_study_only_routes_are_404_outside_a_study(free):
     assert client.post("/api/participants", json={}).status_code == 404
 
 
+@pytest.mark.slow
 def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
     config = study_config(tmp_path)
     desks, client = serving(config)

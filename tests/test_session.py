@@ -235,6 +235,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_loses_no_acknowledged_rating(tmp_path):
     directory = tmp_path / "killed"
     acked, rng = [], np.random.default_rng(0)
@@ -379,6 +380,7 @@ def test_an_edited_loop_is_rated_as_edited_and_resumed_so(bundled_kit, tmp_path)
             session.edited(loop, ~loop.grid, None)
 
 
+@pytest.mark.slow
 def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit, tmp_path,
                                                                      capsys):
     """A session with humanize plays each loop with each cell moved by its documented
@@ -424,6 +426,7 @@ def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit
     np.testing.assert_allclose(again, loop.audio, atol=2.0 ** -23)
 
 
+@pytest.mark.slow
 def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bundled_kit,
                                                                           tmp_path):
     from ddjax.engine import Pipeline
