@@ -28,7 +28,7 @@ from ddjax.errors import DdjaxError
 from ddjax.export import loop_bar_path, midi_bytes, track_notes
 from ddjax.files import loop_json, loop_record
 from ddjax.loops import Loop as LoopArrays
-from ddjax.session import Loop, Session, rated_loop
+from ddjax.session import Loop, Rating, Session, rated_loop
 
 PLAYBACK_BARS = 2
 KEY_PATTERN = re.compile(r"(?:0|[1-9][0-9]{0,8}|e(?:0|[1-9][0-9]{0,5}))")
@@ -164,10 +164,15 @@ class Desk:
         current = self._current
         if current is not None and str(current.id) == key:
             return LoopArrays(current.grid, current.samples, current.velocity)
+        rating = self._rating(key)
+        return LoopArrays(rating.grid, rating.samples, rating.velocity)
+
+    def _rating(self, key: str) -> Rating:
+        """The rating in force of the loop ``key`` (KeyError: none)."""
         rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
         if rating is None:
             raise KeyError(key)
-        return LoopArrays(rating.grid, rating.samples, rating.velocity)
+        return rating
 
     def undo(self) -> None:
         """Takes the last rating back: its loop is the current one again, and the loop
@@ -242,9 +247,7 @@ class Desk:
     def download(self, key: str, kind: str) -> tuple[bytes, str]:
         """A rated loop as ``wav`` (the preview, 24-bit), ``bar`` (one seamless bar, 24-bit,
         with its tempo), ``mid`` or ``json``: the bytes and a file name."""
-        rating = next((r for r in self.session.history if str(r.loop_id) == key), None)
-        if rating is None:
-            raise KeyError(key)
+        rating = self._rating(key)
         kit, render = self.session.kit, self.session.pipeline.render
         bpm = render.bpm
         name = f"loop_{rating.loop_id:05d}"
@@ -271,8 +274,7 @@ class Desk:
         current = self._current
         if current is not None and str(current.id) == key:
             return playback_wav(current.audio, self.session)
-        if not any(str(r.loop_id) == key for r in self.session.history):
-            raise KeyError(key)
+        self._rating(key)  # KeyError where there is none
         return playback_wav(self.session.wav_path(int(key)), self.session)
 
     def close(self) -> None:

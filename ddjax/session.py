@@ -166,10 +166,10 @@ class Session:
         new grid and velocities, its audio rendered again and its score from the current
         critic. Raises a DdjaxError when the grid does not fit the loop space."""
         arrays = self.engine.check_start(LoopArrays(grid, loop.samples, velocity))
-        batch = jax.tree_util.tree_map(lambda x: x[None], arrays)
         score, _ = self.score_of(arrays)
         return dataclasses.replace(
-            loop, audio=self.engine.listen(batch)[0], grid=np.asarray(arrays.grid),
+            loop, audio=self.engine.listen(jax.tree_util.tree_map(lambda x: x[None], arrays))[0],
+            grid=np.asarray(arrays.grid),
             velocity=np.asarray(arrays.velocity), score=score,
             proposed=loop.proposed or loop)
 
