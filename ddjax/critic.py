@@ -30,6 +30,7 @@ from ddjax.conv import conv_from_blocks, conv_into_blocks, strided_conv
 from ddjax.errors import DdjaxError
 from ddjax.files import atomic_write_bytes
 from ddjax.head import HeadConfig, head_prob_like, init_head
+from ddjax.norm import BatchNorm
 
 FILE_FORMAT = "ddjax-critic"
 FILE_VERSION = 1
@@ -123,10 +124,8 @@ class Critic(nn.Module):
         lead = features.shape[:-2]
         x = features.reshape((-1,) + features.shape[-2:] + (1,))
 
-        def block(x):
-            x = nn.leaky_relu(x, c.negative_slope)
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-            return Dropout(c.dropout, deterministic=not train)(x)
+        def block(x):  # leaky ReLU -> batch norm -> dropout, one fused op in training
+            return BatchNorm(c.negative_slope, c.dropout, momentum=0.9, epsilon=1e-5)(x, train)
 
         conv = functools.partial(StridedConv, c.channels, c.kernel, c.stride, self.dtype)
         first = 0

@@ -3,8 +3,10 @@
 ``jax.random`` draws every value through Threefry-2x32, about 10 ns a value on this
 project's CPUs: a training step's dropout masks (3.4 million values at batch 16) then cost
 more than the critic's forward pass. Here one Threefry call draws two 32-bit seeds, and
-each value is a hash of its index and the seeds (the "lowbias32" integer hash, C. Wellons,
-2018, applied twice with a seed between), a few integer operations that vectorize. It is
+value i is the "lowbias32" integer hash (C. Wellons, 2018) of ``i * m + s``, where the
+seeds give the odd multiplier m and the offset s: a few integer operations that
+vectorize. (Two keys with the same m would give streams shifted against each other; a
+key's own m makes them unrelated.) It is
 meant for masks and noise, not for cryptography; the tests check the moments, the keep
 rate and the independence of neighbouring values.
 
@@ -19,8 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_GOLDEN = 0x9E3779B9
-
 
 def _mix(x: jax.Array) -> jax.Array:
     x = x ^ (x >> 16)
@@ -30,18 +30,31 @@ def _mix(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def uniform_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint32[shape], each value uniform over all 2^32 values."""
-    seeds = jax.random.bits(key, (2,), jnp.uint32)
+def draw_seeds(key: jax.Array) -> jax.Array:
+    """uint32[2]: the two seeds that ``bits`` hashes with, drawn from ``key``."""
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+def bits(seeds: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """uint32[shape] from ``seeds`` (``draw_seeds``), each uniform over all 2^32 values."""
     size = math.prod(shape)
     index = jax.lax.iota(jnp.uint32, size)
-    return _mix(_mix(index * jnp.uint32(_GOLDEN) + seeds[0]) ^ seeds[1]).reshape(shape)
+    return _mix(index * (seeds[1] | jnp.uint32(1)) + seeds[0]).reshape(shape)
+
+
+def uniform_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """uint32[shape], each value uniform over all 2^32 values."""
+    return bits(draw_seeds(key), shape)
+
+
+def keep_threshold(rate: float) -> np.uint32:
+    """``bits(...) >= keep_threshold(rate)`` is True with probability ``1 - rate``."""
+    return np.uint32(min(round(rate * 2.0 ** 32), 2 ** 32 - 1))
 
 
 def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     """bool[shape], each True with probability ``1 - rate`` (to within 2^-32)."""
-    threshold = np.uint32(min(round(rate * 2.0 ** 32), 2 ** 32 - 1))
-    return uniform_bits(key, shape) >= threshold
+    return uniform_bits(key, shape) >= keep_threshold(rate)
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:

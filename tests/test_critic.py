@@ -114,6 +114,67 @@ def test_training_dropout_drops_the_rate_and_rescales():
         np.asarray(Dropout(0.167, deterministic=True).apply({}, x)), np.asarray(x))
 
 
+def test_the_fused_block_is_leaky_relu_then_flax_batch_norm():
+    """``norm.BatchNorm`` without dropout is ``flax.linen.BatchNorm`` after a leaky ReLU:
+    the same variables, output and running averages in training, and output in
+    inference."""
+    import flax.linen as nn
+    from ddjax.norm import BatchNorm
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(0.3, 2.0, (4, 7, 9, 6)), jnp.float32)
+    ours, theirs = BatchNorm(0.01, 0.0), nn.BatchNorm(momentum=0.9, epsilon=1e-5)
+    variables = ours.init(jax.random.key(0), x, False)
+    assert jax.tree_util.tree_map(np.shape, variables) == jax.tree_util.tree_map(
+        np.shape, theirs.init(jax.random.key(0), x, use_running_average=True))
+    variables = jax.tree_util.tree_map(
+        lambda v: v + jnp.asarray(rng.uniform(0.2, 0.5, v.shape), jnp.float32), variables)
+    leaky = nn.leaky_relu(x, 0.01)
+    got, got_stats = ours.apply(variables, x, True, mutable=["batch_stats"])
+    want, want_stats = theirs.apply(variables, leaky, use_running_average=False,
+                                    mutable=["batch_stats"])
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    for name in ("mean", "var"):
+        np.testing.assert_allclose(np.asarray(got_stats["batch_stats"][name]),
+                                   np.asarray(want_stats["batch_stats"][name]), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(ours.apply(variables, x, False)),
+        np.asarray(theirs.apply(variables, leaky, use_running_average=True)), atol=1e-5)
+
+
+def test_the_fused_blocks_gradient_is_autodiff_of_its_formula():
+    """The hand-written backward pass against JAX's autodiff of the block written plainly
+    (leaky ReLU, biased batch statistics, normalization, the same dropout mask), for a
+    cotangent on the output and on both returned statistics."""
+    from ddjax import noise
+    from ddjax.norm import leaky_norm_dropout
+    rng = np.random.default_rng(7)
+    n, c, slope, eps, rate = 500, 5, 0.01, 1e-5, 0.3
+    x, g_out = (jnp.asarray(rng.normal(0.2, 1.5, (n, c)), jnp.float32) for _ in range(2))
+    scale, bias, g_mean, g_var = (jnp.asarray(rng.normal(1, 0.5, c), jnp.float32)
+                                  for _ in range(4))
+    seeds = noise.draw_seeds(jax.random.key(8))
+    keep = noise.bits(seeds, (n, c)) >= noise.keep_threshold(rate)
+
+    def plain(x, scale, bias):
+        a = jnp.where(x >= 0, x, slope * x)
+        mean = a.mean(0)
+        var = jnp.mean((a - mean) ** 2, 0)
+        y = (a - mean) / jnp.sqrt(var + eps) * scale + bias
+        return jnp.where(keep, y / (1 - rate), 0.0), mean, var
+
+    fused = lambda x, scale, bias: leaky_norm_dropout(x, scale, bias, seeds, slope, eps,
+                                                      rate)
+    assert 0.2 < 1 - float(keep.mean()) < 0.4
+    for f_out, p_out in zip(fused(x, scale, bias), plain(x, scale, bias)):
+        np.testing.assert_allclose(np.asarray(f_out), np.asarray(p_out), atol=2e-5)
+    cotangents = (g_out, g_mean, g_var)
+    got = jax.vjp(fused, x, scale, bias)[1](cotangents)
+    want = jax.vjp(plain, x, scale, bias)[1](cotangents)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4,
+                                   atol=1e-4 * float(np.abs(w).max()))
+
+
 def test_conv_into_blocks_is_the_convolution_in_the_next_layers_blocks():
     from ddjax.conv import conv_into_blocks
     rng = np.random.default_rng(3)
