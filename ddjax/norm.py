@@ -38,12 +38,12 @@ def _keep_scale(seeds, shape, rate):
 
 
 def _forward(x, scale, bias, seeds, slope, eps, rate):
-    a = _leaky(x.astype(jnp.float32), slope)
+    a = _leaky(x, slope)
     mean = jnp.mean(a, axis=0)
     var = jnp.maximum(0.0, jnp.mean(jnp.square(a), axis=0) - jnp.square(mean))
     inv = jax.lax.rsqrt(var + eps)
     out = ((a - mean) * (inv * scale) + bias) * _keep_scale(seeds, x.shape, rate)
-    return (out.astype(x.dtype), mean, var), (x, scale, seeds, mean, inv)
+    return (out, mean, var), (x, scale, seeds, mean, inv)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -70,9 +70,9 @@ def _backward(slope, eps, rate, residuals, cotangents):
     x, scale, seeds, mean, inv = residuals
     g_out, g_mean, g_var = cotangents
     n = x.shape[0]
-    a = _leaky(x.astype(jnp.float32), slope)
+    a = _leaky(x, slope)
     xhat = (a - mean) * inv
-    gy = g_out.astype(jnp.float32) * _keep_scale(seeds, x.shape, rate)
+    gy = g_out * _keep_scale(seeds, x.shape, rate)
     g_bias = jnp.sum(gy, axis=0)
     g_scale = jnp.sum(gy * xhat, axis=0)
     # d/da of batch norm (the mean and variance depend on a), plus the paths through the
@@ -82,7 +82,7 @@ def _backward(slope, eps, rate, residuals, cotangents):
     c1 = k * g_scale / n - 2.0 * g_var / (n * inv)
     g_a = k * gy - c0 - xhat * c1
     g_x = jnp.where(x >= 0, g_a, slope * g_a)
-    return g_x.astype(x.dtype), g_scale, g_bias, np.zeros(seeds.shape, jax.dtypes.float0)
+    return g_x, g_scale, g_bias, np.zeros(seeds.shape, jax.dtypes.float0)
 
 
 leaky_norm_dropout.defvjp(_forward, _backward)

@@ -20,13 +20,14 @@ Where the augmentation happens (``TrainConfig.augmentation``):
 
 The optimizer is the original's Adam with L2 weight decay added to the gradient
 (PyTorch's ``Adam(weight_decay=...)``), lr 5.74e-5, decay 5.9e-6. Every default is the
-original's except ``steps_per_rating``: 16 instead of 40, so that a burst (0.75 s on a
+original's except ``steps_per_rating``: 16 instead of 40, so that a burst (0.6 s on a
 2-core CPU with AMX, ``bench/training.py``) hides behind one bar of listening.
 
 Speed (``bench/training.py``): the convolutions' matmuls run in bfloat16 with float32
 accumulation where the CPU has AMX or AVX512-BF16 (``TrainConfig.precision``), dropout
-masks and augmentation noise come from ``ddjax.noise`` rather than Threefry, and every
-matmul of the backward pass is a 2-D one (``ddjax.conv``).
+masks and augmentation noise come from ``ddjax.noise`` rather than Threefry, every
+matmul of the backward pass is a 2-D one (``ddjax.conv``), and each leaky ReLU, batch norm
+and dropout is one op with its own backward pass (``ddjax.norm``).
 """
 
 from __future__ import annotations
