@@ -43,11 +43,6 @@ def browser():
         browser.close()
 
 
-def listen(playing_since: float) -> None:
-    """Waits until one bar has been heard since ``playing_since`` (time.monotonic())."""
-    time.sleep(max(0.0, LISTEN_SECONDS - (time.monotonic() - playing_since)))
-
-
 def read_log(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -73,7 +68,6 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
     with Server("--session", str(session_dir)) as server:
         page.goto(server.url + "/")
         key = wait_for_loop(page)
-        playing_since = time.monotonic()  # the first bar is heard while the page is checked
         # The page answered while the session opened, and named the steps it went through.
         steps = page.evaluate("window.ddjax.startSteps")
         assert steps and steps == sorted(steps, key=STARTUP_STEPS.index), steps
@@ -98,15 +92,14 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
         choices = [True, False, True, False, True, True, False, True, False, True]
         keys, shown = ["l", "d", "ArrowRight", "ArrowLeft", "l"], [key]
         for i, liked in enumerate(choices):
-            listen(playing_since)
+            time.sleep(LISTEN_SECONDS)
             if i < 5:
                 page.keyboard.press(keys[i])
             else:
                 page.click("#like" if liked else "#dislike")
             shown.append(wait_for_loop(page, shown[-1]))
-            playing_since = time.monotonic()
         # A double click is one rating: the second is refused (or never sent).
-        listen(playing_since)
+        time.sleep(LISTEN_SECONDS)
         page.dblclick("#like")
         choices.append(True)
         shown.append(wait_for_loop(page, shown[-1]))
@@ -215,6 +208,7 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         for liked in phase1:
             progress.append(float(page.evaluate(width).rstrip("%")))
             assert page.locator("#progress-text").text_content().startswith("Phase I")
+            time.sleep(0.3)
             page.keyboard.press("l" if liked else "d")
             shown.append(wait_for_loop(page, shown[-1]))
         phase2 = [True, True, False, True]
@@ -643,8 +637,7 @@ def test_a_rating_survives_the_server_going_away(browser, tmp_path):
         assert f"loop {k1}" in banner.text_content()
         assert "Failed to fetch" not in page.locator("body").inner_text()
         page.keyboard.press("d")  # pressed again while the first waits: not another rating
-        # The first try and three retries, 0.5, 1 and 2 s apart (the next is 4 s later).
-        page.wait_for_function("window.__asked.length >= 4", timeout=30_000)
+        page.wait_for_timeout(4_500)
         # Kept, in memory and on disk in the browser, and not on the server (yet).
         assert [(r["key"], r["liked"]) for r in kept_ratings(page)] == [(k1, True)]
         assert [e["id"] for e in read_log(log_path)] == [int(k0)]
