@@ -7,8 +7,15 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Compiled programs persist across test processes (the CLI and kill tests start several).
+# Every program, however quick to compile, as the CLI keeps them (ddjax.cli): a start or a
+# first eager call compiles dozens of small ones, each slower to compile than to load.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "xla"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# One BLAS thread, here and in every process a test starts (set before NumPy loads
+# OpenBLAS): OpenBLAS's threads spin while they wait, and on a 2-core machine shared with
+# a server, Chromium or another job one small LAPACK call (the head's Cholesky) can spin
+# for seconds; 24 learner updates took 11-67 s with two threads, 0.6 s with one.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 BUNDLED_KIT = REPO / "samples"
 SHARED_KIT = REPO.parent / "shared" / "kits" / "deepdrummer"
 

@@ -43,6 +43,11 @@ def browser():
         browser.close()
 
 
+def listen(playing_since: float) -> None:
+    """Waits until one bar has been heard since ``playing_since`` (time.monotonic())."""
+    time.sleep(max(0.0, LISTEN_SECONDS - (time.monotonic() - playing_since)))
+
+
 def read_log(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -68,6 +73,7 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
     with Server("--session", str(session_dir)) as server:
         page.goto(server.url + "/")
         key = wait_for_loop(page)
+        playing_since = time.monotonic()  # the first bar is heard while the page is checked
         # The page answered while the session opened, and named the steps it went through.
         steps = page.evaluate("window.ddjax.startSteps")
         assert steps and steps == sorted(steps, key=STARTUP_STEPS.index), steps
@@ -92,14 +98,15 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
         choices = [True, False, True, False, True, True, False, True, False, True]
         keys, shown = ["l", "d", "ArrowRight", "ArrowLeft", "l"], [key]
         for i, liked in enumerate(choices):
-            time.sleep(LISTEN_SECONDS)
+            listen(playing_since)
             if i < 5:
                 page.keyboard.press(keys[i])
             else:
                 page.click("#like" if liked else "#dislike")
             shown.append(wait_for_loop(page, shown[-1]))
+            playing_since = time.monotonic()
         # A double click is one rating: the second is refused (or never sent).
-        time.sleep(LISTEN_SECONDS)
+        listen(playing_since)
         page.dblclick("#like")
         choices.append(True)
         shown.append(wait_for_loop(page, shown[-1]))
@@ -208,7 +215,6 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         for liked in phase1:
             progress.append(float(page.evaluate(width).rstrip("%")))
             assert page.locator("#progress-text").text_content().startswith("Phase I")
-            time.sleep(0.3)
             page.keyboard.press("l" if liked else "d")
             shown.append(wait_for_loop(page, shown[-1]))
         phase2 = [True, True, False, True]

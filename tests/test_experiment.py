@@ -20,6 +20,12 @@ TINY = dict(train=TrainConfig(steps_per_rating=2, batch_size=4),
             session_config=SessionConfig(n_chains=2, n_iters=2))
 
 
+@pytest.fixture(scope="module")
+def default_calibration(bundled_kit):
+    """What make_user calibrates its users on by default, rendered once for the module."""
+    return calibration_audio(bundled_kit)
+
+
 class Audio:
     def __init__(self, audio):
         self.audio = audio
@@ -60,8 +66,8 @@ def test_tastes_measure_what_they_say():
 
 
 @pytest.mark.slow
-def test_small_experiment_end_to_end(bundled_kit, tmp_path):
-    rater = make_user("bright", bundled_kit)
+def test_small_experiment_end_to_end(bundled_kit, default_calibration, tmp_path):
+    rater = make_user("bright", bundled_kit, audio=default_calibration)
     result = run_experiment(bundled_kit, rater, ExperimentConfig(n_ratings=3, n_eval=2,
                                                                  eval_max_iters=3),
                             out=tmp_path, label="bright", progress=False, **TINY)
@@ -84,6 +90,7 @@ def test_small_experiment_end_to_end(bundled_kit, tmp_path):
 
 @pytest.mark.slow
 def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled_kit,
+                                                                        default_calibration,
                                                                         monkeypatch):
     calls = []
     sample = Engine.sample
@@ -96,8 +103,9 @@ def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled
     serving = SessionConfig(n_iters=3, temperature=0.3, seed=1)
     config = ExperimentConfig(n_ratings=4, n_eval=2, eval_min_iters=2, eval_max_iters=5,
                               snapshots=(2,), calibration_loops=3)
-    result = run_experiment(bundled_kit, make_user("dense", bundled_kit), config,
-                            session_config=serving, progress=False)
+    rater = make_user("dense", bundled_kit, audio=default_calibration)
+    result = run_experiment(bundled_kit, rater, config, session_config=serving,
+                            progress=False)
     phase_two = [(c, critic) for c, critic in calls if c.mode == "until"]
     want = SamplerConfig("until", 5, 0.3, threshold=0.95, min_iters=2)
     assert [c for c, _ in phase_two] == [want] * 3  # init, final, after 2: one sampler
