@@ -2,7 +2,7 @@
 
 A score is one critic's P(like) of one loop, the whole path included: the critic's view
 of the loop (render), its MFCC (once per loop, shared by the K critics) and the K
-critics' forward passes, as ``ddjax rescore`` runs them (``rescore.Scorer``, fed host
+critics' forward passes, as ``ddjax rescore`` runs them (``rescore_scoring.Scorer``, fed host
 batches of random loops). Critics are freshly initialised; their weights do not change
 the cost.
 
@@ -40,7 +40,8 @@ from ddjax.features import mfcc
 from ddjax.kit import load_kit
 from ddjax.loops import Loop
 from ddjax.render import critic_view, render_tables
-from ddjax.rescore import Inputs, Item, Scorer, make_layout, random_sources
+from ddjax.rescore_inputs import Inputs, Item, random_sources
+from ddjax.rescore_scoring import Scorer, make_layout
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import device_name, with_share, yardstick  # noqa: E402

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddjax import limits, rescore
+from ddjax import limits, rescore_cli
 from ddjax.critic import init_critic, load_critic
 from ddjax.encode import suffix
 from ddjax.engine import Engine, Pipeline
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         with _umask(getattr(args, "private", False)):
-            return {"generate": _generate, "render": _render, "rescore": rescore.run,
+            return {"generate": _generate, "render": _render, "rescore": rescore_cli.run,
                     "play": play_command, "export": _export,
                     "experiment": experiment_command, "serve": serve_command}[args.command](args)
     except DdjaxError as err:

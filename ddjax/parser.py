@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from ddjax import __version__, limits, rescore
+from ddjax import __version__, limits, rescore_cli
 from ddjax.argtypes import (bpm, humanize, non_negative_int, port, positive_float, positive_int,
                             probability, swing, tracks)
 from ddjax.encode import DEFAULT_FORMAT, FORMATS
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _audio_args(gen, "also write each loop's LOOP_1bar_<bpm>bpm file:")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
 
-    rescore.add_parser(commands)
+    rescore_cli.add_parser(commands)
 
     ren = commands.add_parser("render", help="re-render a saved loop exactly",
                               description="Renders a loop's JSON file to its listening"
