@@ -13,8 +13,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / 
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # One BLAS thread, here and in every process a test starts (set before NumPy loads
 # OpenBLAS): OpenBLAS's threads spin while they wait, and on a 2-core machine shared with
-# a server, Chromium or another job one small LAPACK call (the head's Cholesky) can spin
-# for seconds; 24 learner updates took 11-67 s with two threads, 0.6 s with one.
+# a server, Chromium or the other test worker, JAX's small LAPACK calls (the head's
+# Cholesky) wait on them: with both cores kept busy by two other processes, the probit
+# test took 19.7 s with two threads and 7.1 s with one (4.0-4.6 s either way when idle).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 BUNDLED_KIT = REPO / "samples"
 SHARED_KIT = REPO.parent / "shared" / "kits" / "deepdrummer"
