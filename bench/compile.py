@@ -35,13 +35,13 @@ def _lowered(path: str, kit_dir: pathlib.Path):
     import jax
     import jax.numpy as jnp
 
-    from ddjax.critic import init_critic
-    from ddjax.engine import Engine, Pipeline
-    from ddjax.kit import load_kit
-    from ddjax.loops import allowed_samples, random_loop
-    from ddjax.prior import make_learner
-    from ddjax.render import render_tables
-    from ddjax.sampler import SamplerConfig
+    from ddjax.core.critic import init_critic
+    from ddjax.sampling.engine import Engine, Pipeline
+    from ddjax.io.kit import load_kit
+    from ddjax.core.loops import allowed_samples, random_loop
+    from ddjax.learning.taste_prior import make_learner
+    from ddjax.core.render import render_tables
+    from ddjax.sampling.sampler import SamplerConfig
 
     kit = load_kit(kit_dir, Pipeline().render.bar_samples)
     if path == "sampler":

@@ -26,10 +26,10 @@ import time
 import jax
 import numpy as np
 
-from ddjax.kit import load_kit
-from ddjax.session import Session, SessionConfig
-from ddjax.training import TrainConfig
-from ddjax.users import make_user
+from ddjax.io.kit import load_kit
+from ddjax.session.session import Session, SessionConfig
+from ddjax.learning.training import TrainConfig
+from ddjax.raters.users import make_user
 from machine import cpu_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

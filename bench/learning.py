@@ -1,5 +1,5 @@
 """How well the critic learns a taste it was not written for: the paper's protocol over
-the zoo of simulated users (``ddjax.zoo``), at 20, 40 and 80 ratings.
+the zoo of simulated users (``ddjax.raters.zoo``), at 20, 40 and 80 ratings.
 
 Each run is one ``ddjax experiment`` (``experiment.run_experiment``) with one zoo user,
 one kit and one seed: phase I with ``--ratings`` ratings, then phase II draws ``--eval``
@@ -39,16 +39,16 @@ from tqdm import tqdm
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddjax import zoo  # noqa: E402
-from ddjax.experiment import ExperimentConfig, run_experiment  # noqa: E402
-from ddjax.kind_model import MODEL_FILE  # noqa: E402
-from ddjax.kinds import AUDIO_CONFIDENCE  # noqa: E402
-from ddjax.kit import bundled_kit, load_kit  # noqa: E402
-from ddjax.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
-from ddjax.prior import default_prior_path  # noqa: E402
-from ddjax.session import SessionConfig  # noqa: E402
-from ddjax.training import AUGMENTATIONS, PRECISIONS, TrainConfig  # noqa: E402
-from ddjax.users import calibration_audio  # noqa: E402
+from ddjax.raters import zoo  # noqa: E402
+from ddjax.session.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from ddjax.io.kind_model import MODEL_FILE  # noqa: E402
+from ddjax.io.kinds import AUDIO_CONFIDENCE  # noqa: E402
+from ddjax.io.kit import bundled_kit, load_kit  # noqa: E402
+from ddjax.core.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
+from ddjax.learning.taste_prior import default_prior_path  # noqa: E402
+from ddjax.session.session import SessionConfig  # noqa: E402
+from ddjax.learning.training import AUGMENTATIONS, PRECISIONS, TrainConfig  # noqa: E402
+from ddjax.raters.users import calibration_audio  # noqa: E402
 from machine import cpu_model, device_name  # noqa: E402
 
 KITS = {"paper": ROOT.parent / "shared" / "kits" / "deepdrummer", "bundled": None}

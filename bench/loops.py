@@ -34,12 +34,12 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import cpu_model, device_name  # noqa: E402  (one JAX device per core)
 
-from ddjax.critic import init_critic  # noqa: E402
-from ddjax.engine import Engine, Pipeline  # noqa: E402
-from ddjax.kinds import kind_from_audio, kind_from_name, kit_kinds, kit_monos  # noqa: E402
-from ddjax.kit import KitWarning, load_kit  # noqa: E402
-from ddjax.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
-from ddjax.sampler import SamplerConfig  # noqa: E402
+from ddjax.core.critic import init_critic  # noqa: E402
+from ddjax.sampling.engine import Engine, Pipeline  # noqa: E402
+from ddjax.io.kinds import kind_from_audio, kind_from_name, kit_kinds, kit_monos  # noqa: E402
+from ddjax.io.kit import KitWarning, load_kit  # noqa: E402
+from ddjax.core.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
+from ddjax.sampling.sampler import SamplerConfig  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KITS = (REPO / "samples", REPO.parent / "shared" / "kits" / "deepdrummer")

@@ -23,7 +23,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from ddjax.hardware import cpu_flags, native_bfloat16, use_all_cores
+from ddjax.core.hardware import cpu_flags, native_bfloat16, use_all_cores
 
 use_all_cores()  # before JAX first uses its backend: benchmarks import this module early
 

@@ -33,15 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddjax.critic import CriticConfig, init_critic, prob_like
-from ddjax.engine import Pipeline
-from ddjax.ensemble import Ensemble
-from ddjax.features import mfcc
-from ddjax.kit import load_kit
-from ddjax.loops import Loop
-from ddjax.render import critic_view, render_tables
-from ddjax.rescore_inputs import Inputs, Item, random_sources
-from ddjax.rescore_scoring import Scorer, make_layout
+from ddjax.core.critic import CriticConfig, init_critic, prob_like
+from ddjax.sampling.engine import Pipeline
+from ddjax.core.ensemble import Ensemble
+from ddjax.core.features import mfcc
+from ddjax.io.kit import load_kit
+from ddjax.core.loops import Loop
+from ddjax.core.render import critic_view, render_tables
+from ddjax.rescore.inputs import Inputs, Item, random_sources
+from ddjax.rescore.scoring import Scorer, make_layout
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import device_name, with_share, yardstick  # noqa: E402

@@ -28,12 +28,12 @@ import time
 import jax
 import numpy as np
 
-from ddjax.batching import CPU_CHUNK
-from ddjax.critic import init_critic
-from ddjax.engine import Engine
-from ddjax.kit import load_kit
-from ddjax.loops import propose, random_loop
-from ddjax.sampler import SamplerConfig
+from ddjax.core.batching import CPU_CHUNK
+from ddjax.core.critic import init_critic
+from ddjax.sampling.engine import Engine
+from ddjax.io.kit import load_kit
+from ddjax.core.loops import propose, random_loop
+from ddjax.sampling.sampler import SamplerConfig
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import with_share, yardstick  # noqa: E402

@@ -52,13 +52,13 @@ import urllib.request
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "web"))
 
 from browser import Server, launch, wait_for_loop, why_not_available  # noqa: E402
 from latency import block_rows, print_rows  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
-from ddjax.startup import RECORD_NAME  # noqa: E402
+from ddjax.session.startup import RECORD_NAME  # noqa: E402
 
 NEW_TEMPI = (90, 140, 175)  # BPM, none of them the session's 120
 AUDITION_DEBOUNCE_MS = 120  # as in ddjax/web/app.js

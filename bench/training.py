@@ -39,14 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddjax import training
-from ddjax.critic import init_critic, prob_like
-from ddjax.engine import Pipeline
-from ddjax.features import mel_power, mfcc
-from ddjax.kit import load_kit
-from ddjax.loops import allowed_samples, random_loop
-from ddjax.prior import make_learner
-from ddjax.render import critic_view, render_tables
+from ddjax.learning import training
+from ddjax.core.critic import init_critic, prob_like
+from ddjax.sampling.engine import Pipeline
+from ddjax.core.features import mel_power, mfcc
+from ddjax.io.kit import load_kit
+from ddjax.core.loops import allowed_samples, random_loop
+from ddjax.learning.taste_prior import make_learner
+from ddjax.core.render import critic_view, render_tables
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import with_share, yardstick  # noqa: E402
@@ -71,7 +71,7 @@ def load_baseline(rev: str) -> types.ModuleType | None:
     modules = {}
     for name, src in (("baseline_critic", critic_src),
                       ("baseline_training",
-                       training_src.replace("from ddjax.critic import",
+                       training_src.replace("from ddjax.core.critic import",
                                             "from baseline_critic import"))):
         spec = importlib.util.spec_from_loader(name, loader=None)
         module = importlib.util.module_from_spec(spec)

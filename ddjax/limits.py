@@ -11,7 +11,7 @@ allocation error.
 - ``--chains`` (generate) and ``--batch`` (rescore) are capped by a memory estimate per
   chain or per loop against half of each device's memory (``memory_budget_bytes``; half
   of the host's RAM on CPU). Scoring a loop at once takes ``score_loop_bytes`` (3.7 MB at
-  the defaults); on CPU, chains are scored a few at a time (``ddjax.batching``), so a
+  the defaults); on CPU, chains are scored a few at a time (``ddjax.core.batching``), so a
   chain costs only its state there. Each loop that ``generate`` writes in a round is
   rendered at once: ``listen_loop_bytes`` (5.8 MB at the defaults).
 - ``--n`` (generate) is capped by the disk: every loop's WAV must fit in the free space of

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Train the audio-only kind classifier (``ddjax.kind_model``) and measure it honestly.
+"""Train the audio-only kind classifier (``ddjax.io.kind_model``) and measure it honestly.
 
 Training data: every file of the bundled kit (``samples/``) and of the paper's kit (at
 ``../shared/kits/deepdrummer``, when it is there) whose *name* says its kind
-(``ddjax.kinds.kind_from_name``); the name is the label and never a feature. Each file
+(``ddjax.io.kinds.kind_from_name``); the name is the label and never a feature. Each file
 also enters in seven processed copies (tape speed x0.8 and x1.25, tanh drive, a 3 kHz
 low-pass, a 200 Hz high-pass, 4-bit crush, drive + 5 kHz low-pass) so that the model
 learns what survives such processing (the paper's 808 kit is one drum machine in three
@@ -57,9 +57,9 @@ sys.path.insert(0, str(ROOT))
 
 import soxr  # noqa: E402
 
-import ddjax.kit  # noqa: E402
-from ddjax import kind_model  # noqa: E402
-from ddjax.kinds import KINDS, kind_from_name, kit_monos  # noqa: E402
+import ddjax.io.kit  # noqa: E402
+from ddjax.io import kind_model  # noqa: E402
+from ddjax.io.kinds import KINDS, kind_from_name, kit_monos  # noqa: E402
 
 PAPER_KIT = ROOT.parent / "shared" / "kits" / "deepdrummer"
 BUNDLED_KIT = ROOT / "samples"
@@ -86,8 +86,8 @@ def processed_copies(x: np.ndarray, sr: int) -> list[np.ndarray]:
 def named_files(folder: pathlib.Path, collection_of) -> list[tuple[str, str, str, np.ndarray, int]]:
     """(collection, name, kind, mono, sr) of every file of a kit whose name says its kind."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ddjax.kit.KitWarning)
-        kit = ddjax.kit.load_kit(folder, MAX_SAMPLES)
+        warnings.simplefilter("ignore", ddjax.io.kit.KitWarning)
+        kit = ddjax.io.kit.load_kit(folder, MAX_SAMPLES)
     rows = []
     for name, mono in zip(kit.names, kit_monos(kit)):
         kind = kind_from_name(name)

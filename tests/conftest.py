@@ -7,7 +7,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Compiled programs persist across test processes (the CLI and kill tests start several).
-# Every program, however quick to compile, as the CLI keeps them (ddjax.cli): a start or a
+# Every program, however quick to compile, as the CLI keeps them (ddjax.cli.main): a start or a
 # first eager call compiles dozens of small ones, each slower to compile than to load.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "xla"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -23,7 +23,7 @@ SHARED_KIT = REPO.parent / "shared" / "kits" / "deepdrummer"
 
 @pytest.fixture(scope="session")
 def bundled_kit():
-    from ddjax.kit import load_kit
+    from ddjax.io.kit import load_kit
     return load_kit(BUNDLED_KIT, 88200)
 
 
@@ -31,5 +31,5 @@ def bundled_kit():
 def shared_kit():
     if not SHARED_KIT.is_dir():
         pytest.skip(f"the paper's kit is not at {SHARED_KIT}")
-    from ddjax.kit import load_kit
+    from ddjax.io.kit import load_kit
     return load_kit(SHARED_KIT, 88200)

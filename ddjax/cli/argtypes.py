@@ -1,0 +1,71 @@
+"""Argument types for the command line: each turns bad input into argparse's one-line error."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ddjax import limits
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _within(name: str, cast, low, high, unit: str):
+    """A type that reads ``cast(text)`` in [low, high], named ``name`` for argparse's own
+    "invalid NAME value" error."""
+    def parse(text: str):
+        value = cast(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:g} to {high:g}{unit}, got {text}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+bpm = _within("bpm", float, limits.MIN_BPM, limits.MAX_BPM, " BPM")
+swing = _within("swing", float, 0.0, limits.MAX_SWING, " (percent)")
+tracks = _within("tracks", int, 1, limits.MAX_TRACKS, " tracks")
+
+
+def humanize(text: str):
+    """``MS[,VELOCITY[,SEED]]``: a ``groove.Humanize``."""
+    from ddjax.errors import DdjaxError
+    from ddjax.core.groove import parse
+    try:
+        return parse(text)
+    except DdjaxError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= limits.MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {limits.MAX_PORT} (or 0 for a free port), got {text}")
+    return value

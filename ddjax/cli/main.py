@@ -1,0 +1,270 @@
+"""The ``ddjax`` command line: the thin, impure shell around the engine.
+
+Errors a user can cause become one line on stderr and exit code 2; loops already written
+stay on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import pathlib
+import sys
+import warnings
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from ddjax import limits
+from ddjax.cli import rescore as rescore_cli
+from ddjax.core.critic import init_critic, load_critic
+from ddjax.io.encode import suffix
+from ddjax.sampling.engine import Engine, Pipeline
+from ddjax.core.ensemble import load_ensemble
+from ddjax.errors import DdjaxError
+from ddjax.io.export import export_loop, loop_bar_path, track_notes
+from ddjax.io.files import (check_file_target, check_folder_target,
+                         loop_record, os_reason, read_loop_json, write_audio, write_loop_json)
+from ddjax.core.groove import Humanize, of_record
+from ddjax.core.hardware import use_all_cores
+from ddjax.cli.parser import BUNDLED_KIT, build_parser
+from ddjax.core.loops import Loop
+from ddjax.core.render import RenderConfig, listening_render, loop_render
+from ddjax.sampling.sampler import SamplerConfig
+from ddjax.cli.session import (experiment_command, export_liked, load_command_kit,
+                               play_command, serve_command)
+
+MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
+
+
+def _next_index(out: pathlib.Path) -> int:
+    taken = [int(p.stem.split("_")[-1]) for p in out.glob("loop_*.json")
+             if p.stem.split("_")[-1].isdigit()]
+    return max(taken, default=-1) + 1
+
+
+def _check_generate_sizes(args, pipeline: Pipeline) -> None:
+    """--chains and --n against memory and disk (see ``ddjax.limits``), before any compile."""
+    per_chain = limits.CHAIN_STATE_BYTES
+    if jax.default_backend() != "cpu":  # all chains are scored at once (ddjax.core.batching)
+        per_chain += limits.score_loop_bytes(pipeline)
+    limits.check_count("--chains", args.chains, per_chain)
+    # A round renders every loop it keeps at once: at most min(--n, --chains).
+    limits.check_count("--n" if args.n < args.chains else "--chains", min(args.n, args.chains),
+                       limits.listen_loop_bytes(pipeline.render))
+    wav = limits.listen_loop_bytes(pipeline.render) // limits.RENDER_COPIES
+    limits.check_disk("--n", args.n, wav + 4096, args.out)
+
+
+def _generate(args) -> int:
+    if args.min_score is not None and args.climb is not None:
+        raise DdjaxError("--min-score and --climb are different modes; pick one")
+    if args.vote and not args.critic:
+        raise DdjaxError("--vote needs critics to vote; pass --critic FILE_OR_DIR")
+    check_folder_target(args.out, "--out")
+    origin = None if args.start_from is None else read_loop_json(args.start_from)
+    if origin is not None:  # variations keep their loop's tempo and size
+        args.bpm = float(origin["bpm"]) if args.bpm is None else args.bpm
+        args.tracks = origin["grid"].shape[0] if args.tracks is None else args.tracks
+        args.swing = origin.get("swing", 0.0) if args.swing is None else args.swing
+        args.humanize = of_record(origin, str(args.start_from)) if args.humanize is None \
+            else args.humanize
+    pipeline = Pipeline.sized(args.bpm, args.tracks, args.swing or 0.0,
+                              args.humanize or Humanize(),
+                              four_on_the_floor=args.four_on_floor, prior=args.loop_prior)
+    args.bpm = pipeline.render.bpm
+    # A fresh critic hears this tempo's bar; a saved one must have been trained on it.
+    critic_config = pipeline.critic
+    reduction = None
+    if args.critic and (args.vote or len(args.critic) > 1 or args.critic[0].is_dir()):
+        ensemble = load_ensemble(args.critic, pipeline)
+        variables, critic_config = ensemble.variables, ensemble.config
+        reduction = "vote" if args.vote else "mean"
+    elif args.critic:
+        variables, critic_config = load_critic(args.critic[0], pipeline)
+    pipeline = dataclasses.replace(pipeline, critic=critic_config)
+    _check_generate_sizes(args, pipeline)
+    kit = load_command_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
+    if not args.critic:
+        variables = init_critic(jax.random.key(args.seed), critic_config)
+    engine = Engine(kit, variables, pipeline, reduction=reduction)
+    start = None
+    if origin is not None:
+        start = engine.check_start(Loop(
+            origin["grid"], np.array([kit.index(name) for name in origin["samples"]]),
+            origin.get("velocity")))
+    if args.min_score is not None:
+        config = SamplerConfig("until", args.iters, args.temperature, threshold=args.min_score)
+    elif args.climb is not None:
+        config = SamplerConfig("climb", args.iters, target=args.climb)
+    else:
+        config = SamplerConfig("mh", args.iters, args.temperature)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    index = _next_index(args.out)
+    written, rounds = 0, 0
+    max_rounds = math.ceil(args.n / args.chains) * (
+        MAX_ROUNDS_PER_BATCH if args.min_score is not None else 1)
+    key = jax.random.key(args.seed)
+    with tqdm(total=args.n, unit="loop", desc="generate", disable=None) as bar:
+        while written < args.n and rounds < max_rounds:
+            state, info = engine.sample(jax.random.fold_in(key, rounds), args.chains, config,
+                                        start=start)
+            rounds += 1
+            keep = np.nonzero(np.asarray(info.reached))[0][: args.n - written]
+            if keep.size == 0:
+                continue
+            chosen = jax.tree_util.tree_map(lambda x: x[keep], state.loop)
+            audio = engine.listen(chosen)
+            bars = engine.loop_bar(chosen) if args.loop_wav else [None] * len(audio)
+            grids, samples = np.asarray(chosen.grid), np.asarray(chosen.samples)
+            velocities = np.asarray(chosen.velocity)
+            scores = np.asarray(state.score)[keep]
+            for grid, ids, velocity, score, wav, one_bar in zip(grids, samples, velocities,
+                                                                scores, audio, bars):
+                stem = args.out / f"loop_{index:04d}"
+                record = loop_record(grid, [kit.names[i] for i in ids], bpm=args.bpm,
+                                     score=score, seed=args.seed,
+                                     swing=pipeline.render.swing, velocity=velocity,
+                                     humanize=pipeline.render.humanize)
+                # The JSON last: no audio is left without its JSON if a write fails.
+                paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
+                                    write_json=False, fmt=args.format)
+                try:
+                    write_loop_json(stem.with_suffix(".json"), record)
+                except DdjaxError:  # the loop is not half-written
+                    for path in paths:
+                        path.unlink(missing_ok=True)
+                    raise
+                index += 1
+                written += 1
+                bar.update(1)
+    if written < args.n:
+        print(f"ddjax: warning: only {written} of {args.n} loops reached --min-score"
+              f" {args.min_score} in {rounds} rounds of {args.iters} iterations; raise --iters"
+              " or lower --min-score", file=sys.stderr)
+    print(f"wrote {written} loops to {args.out}")
+    return 0
+
+
+def _saved_loop(record: dict, kit_dir: pathlib.Path):
+    """A checked loop record's render settings, the kit and the loop on it."""
+    grid = record["grid"]
+    render = RenderConfig(bpm=record["bpm"], n_steps=grid.shape[1],
+                          swing=record.get("swing", 0.0), humanize=of_record(record))
+    kit = load_command_kit(kit_dir, render, grid.shape[0])
+    ids = np.array([kit.index(name) for name in record["samples"]], np.int32)
+    return render, kit, Loop(grid=grid, samples=ids, velocity=record.get("velocity"))
+
+
+def _render(args) -> int:
+    record = read_loop_json(args.loop)
+    check_file_target(args.out, "--out")
+    render, kit, loop = _saved_loop(record, args.kit)
+    if args.loop_wav:
+        audio, tempo = loop_render(kit.audio, loop, render), (render.bpm, render.n_steps // 4)
+    else:
+        audio, tempo = listening_render(kit.audio, loop, render), None
+    write_audio(args.out, np.asarray(audio), kit.sr, args.format, tempo=tempo)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _export(args) -> int:
+    from ddjax.io.kinds import kit_notes
+    if args.session is not None or args.liked:
+        if args.session is None:
+            raise DdjaxError("--liked needs --session DIR")
+        return export_liked(args)
+    if args.loop is None:
+        raise DdjaxError("export needs LOOP.json, or --session DIR --liked --out FILE.zip")
+    args.kit = args.kit or BUNDLED_KIT
+    record = read_loop_json(args.loop)
+    both = not (args.midi or args.wav or args.loop_wav)
+    stem = args.out or args.loop.with_suffix("")
+    targets = ([stem.with_suffix(".json")] if args.out is not None else []) + (
+        [stem.with_suffix(suffix(args.format))] if args.wav or both else []) + (
+        [loop_bar_path(stem, record["bpm"], args.format)] if args.loop_wav else []) + (
+        [stem.with_suffix(".mid")] if args.midi or both else [])
+    for target in targets:
+        check_file_target(target, "--out" if args.out else "LOOP.json")
+    render, kit, loop = _saved_loop(record, args.kit)
+    audio = bar = notes = None
+    if args.wav or both:
+        audio = np.asarray(listening_render(kit.audio, loop, render))
+    if args.loop_wav:
+        bar = np.asarray(loop_render(kit.audio, loop, render))
+    if args.midi or both:
+        sample_notes = kit_notes(kit)
+        notes = track_notes([sample_notes[i] for i in np.asarray(loop.samples)])
+    record = {**record, "grid": loop.grid.astype(int).tolist(), **(
+        {"velocity": record["velocity"].tolist()} if "velocity" in record else {})}
+    written = export_loop(stem, record, audio=audio,
+                          bar=bar, sr=kit.sr, notes=notes, write_json=args.out is not None,
+                          fmt=args.format)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"ddjax: warning: {message}", file=sys.stderr)
+
+
+def _enable_compilation_cache() -> None:
+    """Keeps compiled programs on disk so the next run starts in seconds, not tens."""
+    if os.environ.get("DDJAX_NO_COMPILATION_CACHE"):
+        return
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    jax.config.update("jax_compilation_cache_dir", str(cache / "ddjax" / "xla"))
+    # Every program, however quick to compile: a start compiles dozens of small ones
+    # (the learner's alone took 1 s warm with a 1-s threshold, 0.2 s without).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+@contextlib.contextmanager
+def _umask(private: bool):
+    """--private: everything the command creates is 0700 (folders) or 0600 (files)."""
+    if not private:
+        yield
+        return
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if jax.config.jax_compilation_cache_dir is None:
+        _enable_compilation_cache()
+    warnings.showwarning = _one_line_warning
+    try:
+        with _umask(getattr(args, "private", False)):
+            return {"generate": _generate, "render": _render, "rescore": rescore_cli.run,
+                    "play": play_command, "export": _export,
+                    "experiment": experiment_command, "serve": serve_command}[args.command](args)
+    except DdjaxError as err:
+        print(f"ddjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a filesystem fault that no check foresaw: still one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ddjax {args.command}: error: {where}{os_reason(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddjax: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+def entry() -> int:
+    """The ``ddjax`` command: ``main`` with one JAX CPU device per core."""
+    use_all_cores()
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -1,0 +1,131 @@
+"""``ddjax rescore``: the command line around ``ddjax.rescore.run.rescore``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+
+import jax
+
+from ddjax import limits
+from ddjax.cli.argtypes import bpm, non_negative_int, positive_int, tracks
+from ddjax.sampling.engine import Pipeline
+from ddjax.core.ensemble import load_ensemble
+from ddjax.errors import DdjaxError
+from ddjax.io.files import check_file_target
+from ddjax.io.kit import bundled_kit, load_kit
+from ddjax.rescore.run import RescoreConfig, rescore
+from ddjax.rescore.inputs import Inputs, input_files, iter_sources, random_sources
+from ddjax.rescore.output import best_and_worst, export_ranked, shard_path
+
+BUNDLED_KIT = bundled_kit()
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """Registers ``ddjax rescore`` on the CLI's subparsers."""
+    cmd = commands.add_parser(
+        "rescore", help="score many loops with an ensemble of critics, to CSV",
+        description=(
+            "Scores every loop with K critics at once (one MFCC per loop, critics vmapped),"
+            " streamed in fixed-size batches over all local devices, and writes one CSV row"
+            " per loop: id, source, the ensemble's mean, vote share (critics with f > 0.5)"
+            " and standard deviation."))
+    cmd.add_argument("--critics", nargs="+", required=True, metavar="FILE_OR_DIR",
+                     help="critic files, or folders of *.critic files")
+    what = cmd.add_mutually_exclusive_group(required=True)
+    what.add_argument("--loops", nargs="+", metavar="DIR_OR_JSONL",
+                      help="loop folders (their .json, .jsonl and audio files), .json or"
+                           " .jsonl files, or audio files (the first bar is scored)")
+    what.add_argument("--generate", type=positive_int, metavar="N",
+                      help="score N fresh random loops from the prior instead")
+    cmd.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
+                     help="folder of one-shot samples (default: the bundled samples/)")
+    cmd.add_argument("--bpm", type=bpm, default=120.0,
+                     help="tempo to render at; loops at other tempi are skipped (default 120)")
+    cmd.add_argument("--tracks", type=tracks, default=4,
+                     help=f"tracks a loop has, 1 to {limits.MAX_TRACKS}: --generate makes"
+                          " them, loop files of another size are skipped (default 4)")
+    cmd.add_argument("--batch", type=positive_int, default=64,
+                     help="inputs per batch, split over the devices (default 64)")
+    cmd.add_argument("--top", type=non_negative_int, default=0, metavar="K",
+                     help="write the K best loops (highest mean) as WAV + JSON")
+    cmd.add_argument("--bottom", type=non_negative_int, default=0, metavar="K",
+                     help="write the K worst loops (lowest mean) as WAV + JSON")
+    cmd.add_argument("--per-critic", action="store_true",
+                     help="also write every critic's score, one column each")
+    cmd.add_argument("--seed", type=int, default=0, help="PRNG seed of --generate (default 0)")
+    cmd.add_argument("--model-shards", type=positive_int, default=1, metavar="M",
+                     help="shard the critics over M local devices (default 1: replicate)")
+    cmd.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run with the same arguments")
+    host = cmd.add_argument_group("multi-host (see docs/distributed.md)")
+    host.add_argument("--distributed", action="store_true",
+                      help="call jax.distributed.initialize() (cluster auto-detection, or"
+                           " the flags below); each host writes FILE.partP-of-N.csv")
+    host.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="address of process 0 (implies --distributed)")
+    host.add_argument("--num-processes", type=positive_int, metavar="N")
+    host.add_argument("--process-id", type=non_negative_int, metavar="P")
+    cmd.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.csv")
+    return cmd
+
+
+def _hosts(args) -> tuple[int, int]:
+    if args.distributed or args.coordinator:
+        try:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except (RuntimeError, ValueError) as err:
+            raise DdjaxError(f"jax.distributed.initialize failed: {str(err).splitlines()[0]};"
+                             " check --coordinator, --num-processes and --process-id") from None
+        return jax.process_index(), jax.process_count()
+    if (args.num_processes is None) != (args.process_id is None):
+        raise DdjaxError("--num-processes and --process-id go together")
+    return args.process_id or 0, args.num_processes or 1
+
+
+def run(args) -> int:
+    """``ddjax rescore``: the thin shell around ``rescore``."""
+    process_id, num_processes = _hosts(args)
+    config = RescoreConfig(batch=args.batch, model_shards=args.model_shards,
+                           per_critic=args.per_critic, seed=args.seed,
+                           process_id=process_id, num_processes=num_processes)
+    check_file_target(shard_path(args.out, process_id, num_processes), "--out")
+    pipeline = Pipeline.sized(args.bpm, args.tracks)
+    ensemble = load_ensemble(args.critics, pipeline)
+    pipeline = dataclasses.replace(pipeline, critic=ensemble.config)
+    n_devices = len(jax.local_devices())
+    limits.check_count("--batch", args.batch, limits.score_loop_bytes(pipeline),
+                       devices=max(1, n_devices // args.model_shards))
+    if args.kit == BUNDLED_KIT and not args.kit.is_dir():
+        raise DdjaxError(f"the bundled kit is not installed here ({args.kit}); pass --kit DIR")
+    kit = load_kit(args.kit, pipeline.render.bar_samples, sr=pipeline.render.sr,
+                   min_samples=pipeline.loops.n_tracks)
+    if args.generate is not None:
+        sources_fn = lambda: random_sources(args.generate, args.seed)
+        n_inputs = args.generate
+        facts = {"generate": args.generate}
+    else:
+        files = input_files(args.loops)
+        sources_fn = lambda: iter_sources(files)
+        n_inputs = sum(1 for _ in sources_fn())
+        facts = {"loops": [str(p.resolve()) for p in files]}
+    if n_inputs == 0:
+        raise DdjaxError("no loops to score: the --loops folders hold no .json, .jsonl or"
+                         " audio file")
+    summary = rescore(sources_fn, n_inputs, ensemble, kit, pipeline, config, args.out,
+                      resume=args.resume, facts=facts)
+    if args.top or args.bottom:
+        best, worst = best_and_worst(summary.csv, args.top, args.bottom)
+        inputs = Inputs(kit, pipeline, args.seed)
+        stem = summary.csv.with_suffix("")
+        export_ranked(best, "top", stem.with_name(stem.name + "_top"), sources_fn, inputs)
+        export_ranked(worst, "bottom", stem.with_name(stem.name + "_bottom"), sources_fn,
+                      inputs)
+    if summary.skipped:
+        print(f"ddjax rescore: skipped {summary.skipped} input(s) (see the warnings above)",
+              file=sys.stderr)
+    print(f"scored {summary.rows} loops with {len(ensemble)} critics on"
+          f" {len(jax.local_devices())} device(s): {summary.csv}")
+    return 0

@@ -1,0 +1,255 @@
+"""The assembled pipeline: kit -> loops -> audio -> features -> critic -> sampler.
+
+``critic_score`` chains the pure stages into one score function; ``Engine`` binds a
+loaded kit and a critic to it for the thin Python shell (the CLI, sessions, benchmarks).
+The jit-compiled sampler is module-level, compiled once per shape and setting and shared
+by every Engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from ddjax.core import loops as loops_lib
+from ddjax.sampling import sampler
+from ddjax.core.batching import in_chunks
+from ddjax.core.ensemble import REDUCTIONS, ensemble_score
+from ddjax.errors import DdjaxError
+from ddjax.core.critic import CriticConfig, prob_like
+from ddjax.core.features import FeatureConfig, mfcc
+from ddjax.core.groove import Humanize
+from ddjax.io.kinds import kind_ids, kit_kinds
+from ddjax.io.kit import Kit, cut
+from ddjax.core.loops import Loop, LoopConfig
+from ddjax.core.render import (RenderConfig, critic_view, host_listening_render, listening_render,
+                          loop_render, render_tables)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """Every stage's settings, in data-flow order."""
+
+    loops: LoopConfig = LoopConfig()
+    render: RenderConfig = RenderConfig()
+    features: FeatureConfig = FeatureConfig()
+    critic: CriticConfig = CriticConfig()
+
+    @classmethod
+    def sized(cls, bpm: float | None = None, n_tracks: int | None = None,
+              swing: float = 0.0, humanize: Humanize = Humanize(), **loops) -> "Pipeline":
+        """The default pipeline at ``bpm`` (120 when None), ``swing`` (percent) and
+        ``humanize``, with ``n_tracks`` (4 when None) and other ``LoopConfig`` settings, its
+        critic fitted to that tempo's bar."""
+        render = RenderConfig(bpm=120.0 if bpm is None else bpm, swing=swing,
+                              humanize=humanize)
+        features = FeatureConfig()
+        return cls(loops=LoopConfig(n_tracks=4 if n_tracks is None else n_tracks, **loops),
+                   render=render, features=features,
+                   critic=CriticConfig(n_frames=features.n_frames(render.bar_samples)))
+
+
+class LoopSpace(NamedTuple):
+    """What the loop prior and proposal read about the kit: ``allowed``: bool[tracks, kit]
+    (``loops.allowed_samples``); ``kinds``: int32[kit] (``kinds.kind_ids``)."""
+
+    allowed: jax.Array
+    kinds: jax.Array
+
+
+class ScoreParams(NamedTuple):
+    """The arrays the score function reads: the kit's render tables and the critic."""
+
+    tables: jax.Array
+    critic: dict
+
+
+def critic_score(params: ScoreParams, loops: Loop, pipeline: Pipeline) -> jax.Array:
+    """P(like) of each loop: float32[...] for loops batched over [...]."""
+    def chain(batch: Loop) -> jax.Array:
+        audio = critic_view(params.tables, batch, pipeline.render)
+        return prob_like(params.critic, mfcc(audio, pipeline.features), pipeline.critic)
+
+    # The critic's activations are memory bound when batched whole: keep them in cache.
+    return in_chunks(chain, loops, loops.grid.ndim - 2)
+
+
+def _score_fn(pipeline: Pipeline, reduction: str | None):
+    if reduction is None:
+        return functools.partial(critic_score, pipeline=pipeline)
+    return functools.partial(ensemble_score, pipeline=pipeline, reduction=reduction)
+
+
+def _chains(keys, params, space, start, *, pipeline, config, reduction):
+    """Chains, one per key, from ``start`` (one loop) or from the prior (None), run to the
+    end: pure, on one device."""
+    pairs = jax.vmap(jax.random.split)(keys)
+    if start is None:
+        starts = jax.vmap(lambda k: loops_lib.random_loop(k, space.allowed, pipeline.loops))(
+            pairs[:, 0])
+    else:
+        starts = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, keys.shape + x.shape), start)
+    score_fn = _score_fn(pipeline, reduction)
+    propose_fn = functools.partial(loops_lib.propose, allowed=space.allowed,
+                                   config=pipeline.loops)
+    log_prior_fn = None if pipeline.loops.prior == "uniform" else functools.partial(
+        loops_lib.log_prior, kinds=space.kinds, config=pipeline.loops)
+    state = sampler.init(starts, params, score_fn)
+    return sampler.run(pairs[:, 1], state, params, score_fn=score_fn, propose_fn=propose_fn,
+                       config=config, log_prior_fn=log_prior_fn)
+
+
+def _mesh(n_chains: int) -> Mesh:
+    """The default backend's devices that the chains are split over: all of them, or one
+    per chain when there are fewer chains (``hardware.use_all_cores`` makes one per CPU
+    core)."""
+    devices = jax.devices()
+    return Mesh(np.array(devices[:max(1, min(len(devices), n_chains))]), ("chains",))
+
+
+# Module-level and keyed on hashable settings, so every Engine (one per Session, say)
+# with the same pipeline and shapes shares one compiled program.
+@functools.partial(jax.jit, static_argnames=("n_chains", "pipeline", "config", "reduction",
+                                             "mesh"))
+def _sample(key, params, space, start, *, n_chains, pipeline, config, reduction, mesh):
+    # Each device runs its own chains with no communication; a chain's path depends on its
+    # key only (``sampler.chain_keys``), so the loops do not depend on the device count.
+    n_devices = mesh.devices.size
+    per_device = -(-n_chains // n_devices)
+    keys = sampler.chain_keys(key, per_device * n_devices)
+    keys = keys.at[n_chains:].set(keys[n_chains - 1])  # padding repeats the last chain
+    run = jax.shard_map(
+        functools.partial(_chains, pipeline=pipeline, config=config, reduction=reduction),
+        mesh=mesh, in_specs=(P("chains"), P(), P(), P()), out_specs=P("chains"),
+        check_vma=False)
+    out = run(keys, params, space, start)
+    return jax.tree_util.tree_map(lambda x: x[:n_chains], out)
+
+
+@functools.partial(jax.jit, static_argnames=("pipeline", "reduction"))
+def _score(params, loops, *, pipeline, reduction):
+    return _score_fn(pipeline, reduction)(params, loops)
+
+
+_listen = jax.jit(listening_render, static_argnames=("config",))
+_loop_bar = jax.jit(loop_render, static_argnames=("config",))
+
+
+class Engine:
+    """A kit and a critic, ready to sample and render.
+
+    Args:
+      kit: from ``load_kit`` (loaded with ``pipeline.render.bar_samples``).
+      critic: critic variables (``init_critic`` or ``load_critic``), or with
+        ``reduction``, K critics' variables stacked on a leading axis
+        (``ensemble.stack_critics``).
+      pipeline: the settings of every stage.
+      reduction: None for one critic; "mean" or "vote" to target an ensemble's mean
+        P(like) or its share of critics voting like (see ``ddjax.core.ensemble``).
+    """
+
+    def __init__(self, kit: Kit, critic: dict, pipeline: Pipeline = Pipeline(),
+                 reduction: str | None = None):
+        if reduction is not None and reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be None or one of {REDUCTIONS}")
+        self.kit = kit
+        self.pipeline = pipeline
+        self.reduction = reduction
+        self.allowed = jnp.asarray(loops_lib.allowed_samples(pipeline.loops, kit.is_kick))
+        self.space = LoopSpace(self.allowed, jnp.asarray(kind_ids(kit_kinds(kit))))
+        self.params = ScoreParams(render_tables(kit.audio, pipeline.render), critic)
+
+    def _params(self, critic: dict | None) -> ScoreParams:
+        return self.params if critic is None else self.params._replace(critic=critic)
+
+    def sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig,
+               critic: dict | None = None, start: Loop | None = None
+               ) -> tuple[sampler.ChainState, sampler.RunInfo]:
+        """Starts ``n_chains`` chains from the prior and runs them; all on device, split
+        over the backend's devices. The result is on the first device.
+
+        ``critic`` replaces the engine's critic variables for this call (same shapes, so no
+        recompilation): a critic in training, say. ``start`` (one loop: ``grid``
+        bool[tracks, steps], ``samples`` int32[tracks], no sample twice) starts every chain
+        from it instead of from the prior: variations on a loop ("more like this").
+        """
+        if start is not None:
+            start = self.check_start(start)
+        out = _sample(key, self._params(critic), self.space, start, n_chains=n_chains,
+                      pipeline=self.pipeline, config=config, reduction=self.reduction,
+                      mesh=_mesh(n_chains))
+        return jax.device_put(out, jax.devices()[0])
+
+    def check_start(self, start: Loop) -> Loop:
+        """``start`` as device arrays, or a DdjaxError naming what does not fit this
+        engine's loop space (its shape, a sample used twice, a sample a track may not use,
+        the four-on-the-floor row)."""
+        config = self.pipeline.loops
+        grid = np.asarray(start.grid, bool)
+        samples = np.asarray(start.samples, np.int32)
+        velocity = None if start.velocity is None else np.asarray(start.velocity, np.int32)
+        if velocity is not None and velocity.shape != grid.shape:
+            raise DdjaxError("the loop to start from has velocities of another shape than its"
+                             " grid")
+        if (grid.shape != (config.n_tracks, config.n_steps)
+                or samples.shape != (config.n_tracks,)):
+            raise DdjaxError(f"the loop to start from has a {grid.shape[0]}x{grid.shape[-1]}"
+                             f" grid; this engine's loops are {config.n_tracks} tracks x"
+                             f" {config.n_steps} steps")
+        if len(set(samples.tolist())) != samples.size:
+            raise DdjaxError("the loop to start from uses a sample on two tracks")
+        allowed = np.asarray(self.allowed)
+        if not allowed[np.arange(samples.size), samples].all() or (
+                config.four_on_the_floor
+                and not np.array_equal(grid[0], loops_lib.fixed_row(config))):
+            raise DdjaxError("the loop to start from breaks --four-on-floor (track 0: a kick"
+                             " on steps 0, 4, 8 and 12 only)")
+        return loops_lib.with_velocity(Loop(
+            jnp.asarray(grid), jnp.asarray(samples),
+            None if velocity is None else jnp.asarray(velocity)))
+
+    def score(self, loops: Loop, critic: dict | None = None) -> jax.Array:
+        """P(like) of a batch of loops (the ensemble's mean or vote with ``reduction``)."""
+        return _score(self._params(critic), loops, pipeline=self.pipeline,
+                      reduction=self.reduction)
+
+    def lower_sample(self, key: jax.Array, n_chains: int, config: sampler.SamplerConfig):
+        """``sample`` lowered for these settings (for compile-time measurements)."""
+        return _sample.lower(key, self.params, self.space, None, n_chains=n_chains,
+                             pipeline=self.pipeline, config=config, reduction=self.reduction,
+                             mesh=_mesh(n_chains))
+
+    def lower_score(self, loops: Loop):
+        """The score function lowered for ``loops`` (for XLA's cost analysis)."""
+        return _score.lower(self.params, loops, pipeline=self.pipeline,
+                            reduction=self.reduction)
+
+    def listen(self, loops: Loop) -> np.ndarray:
+        """The listening render of a batch of loops, on the host: float32[batch, samples]."""
+        return np.asarray(_listen(self.kit.audio, loops, config=self.pipeline.render))
+
+    def audition(self, loop: Loop, bpm: float, swing: float, bars: int) -> np.ndarray:
+        """The first ``bars`` bars of one loop's listening render at any tempo and swing,
+        on the host with nothing to compile (``render.host_listening_render``):
+        float32[bars * bar_samples] at that tempo. Each of the loop's samples is cut to one
+        bar of that tempo as the kit stage would cut it, so a faster tempo needs no other
+        kit."""
+        config = dataclasses.replace(self.pipeline.render, bpm=bpm, swing=swing,
+                                     repeats=bars, tail_seconds=0.0)
+        rows = cut(np.asarray(jnp.take(self.kit.audio, jnp.asarray(loop.samples), axis=0)),
+                   config.bar_samples, self.kit.sr)
+        return host_listening_render(rows, np.asarray(loop.grid, bool),
+                                     None if loop.velocity is None else np.asarray(loop.velocity),
+                                     config)[:bars * config.bar_samples]
+
+    def loop_bar(self, loops: Loop) -> np.ndarray:
+        """One seamless bar of each loop (``render.loop_render``), on the host:
+        float32[batch, bar_samples]."""
+        return np.asarray(_loop_bar(self.kit.audio, loops, config=self.pipeline.render))

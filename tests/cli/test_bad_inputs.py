@@ -1,0 +1,358 @@
+"""The contract of every command with bad input: exit code 2, one line on stderr, no
+traceback, nothing written.
+
+Each case runs ``ddjax.cli.main.main`` in-process and fails before anything is compiled, so
+the whole table runs in seconds. Filesystem faults are injected at the system call
+(``os.open``, ``os.mkdir``, ``os.write``): the tests run as root, and chmod does not stop
+root. A command added later adds its rows here.
+"""
+
+import errno
+import json
+import os
+import pathlib
+import subprocess
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import BUNDLED_KIT
+from ddjax.cli.main import main
+from ddjax.core.critic import CriticConfig, init_critic, save_critic
+
+LOOP = {"grid": [[1, 0] * 8, [0, 1] * 8, [1] * 16, [0] * 15 + [1]],
+        "samples": ["kick/kick_01.wav", "snare/snare_01.wav", "closed_hat/closed_hat_01.wav",
+                    "clap/clap_01.wav"], "bpm": 120}
+
+
+def _zeros_critic(config: CriticConfig) -> dict:
+    shapes = jax.eval_shape(lambda: init_critic(jax.random.key(0), config))
+    return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
+def _loop_file(path: pathlib.Path, **changes) -> None:
+    path.write_text(json.dumps({**LOOP, **changes}))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, str]:
+    """Every input the table names, made once; the cases only read them."""
+    w = tmp_path_factory.mktemp("world")
+    (w / "afile").write_text("a file, not a folder")
+    (w / "adir").mkdir()
+    (w / "adir.wav").mkdir()  # a folder with a file's name
+    (w / "ro").mkdir()
+    (w / "forbidden").mkdir()
+    _loop_file(w / "loop.json")
+    _loop_file(w / "nine.json", grid=[[1] * 16] * 9, samples=LOOP["samples"] * 2 + ["x.wav"])
+    _loop_file(w / "long.json", grid=[[1, 0] * 50000] * 4)
+    _loop_file(w / "ragged.json", grid=[[1] * 16, [1] * 15, [1] * 16, [1] * 16])
+    _loop_file(w / "values.json", grid=[[2] * 16] * 4)
+    _loop_file(w / "empty_grid.json", grid=[])
+    _loop_file(w / "few_samples.json", samples=LOOP["samples"][:3])
+    _loop_file(w / "bpm_text.json", bpm="fast")
+    _loop_file(w / "bpm_high.json", bpm=500)
+    _loop_file(w / "bpm_low.json", bpm=10)
+    _loop_file(w / "foreign.json", samples=LOOP["samples"][:3] + ["nope/missing.wav"])
+    (w / "malformed.json").write_text("{not json")
+    (w / "list.json").write_text("[1, 2, 3]")
+    (w / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (w / "bad_prior.json").write_text('{"format": "ddjax-taste-prior", "version": 1}')
+    save_critic(w / "ok.critic", _zeros_critic(CriticConfig()), CriticConfig())
+    save_critic(w / "mfcc40.critic", _zeros_critic(CriticConfig(n_mfcc=40)),
+                CriticConfig(n_mfcc=40))
+    save_critic(w / "hidden.critic", _zeros_critic(CriticConfig(hidden=64)), CriticConfig())
+    save_critic(w / "sr48k.critic", _zeros_critic(CriticConfig()), CriticConfig(), sr=48000)
+    (w / "garbage.critic").write_bytes(b"\x93 not msgpack at all")
+    (w / "no_critics").mkdir()
+    (w / "tiny_kit").mkdir()
+    for i in range(2):
+        sf.write(w / "tiny_kit" / f"s{i}.wav", np.linspace(0.5, 0.0, 300), 44100)
+    (w / "text_kit").mkdir()
+    (w / "text_kit" / "notes.txt").write_text("no audio here")
+    (w / "bad_session").mkdir()
+    (w / "bad_session" / "session.json").write_text("{torn")
+    (w / "no_results").mkdir()
+    (w / "bad_results" / "run").mkdir(parents=True)
+    (w / "bad_results" / "run" / "result.json").write_text('{"theta_init": 0.5}')
+    (w / "results" / "run").mkdir(parents=True)
+    (w / "results" / "run" / "result.json").write_text(json.dumps(
+        {"rater": "r", "seed": 0, "theta_init": 0.4, "theta_final": 0.6, "delta": 0.2}))
+    paths = {p.name.replace(".", "_"): str(p) for p in w.iterdir()}
+    return {**paths, "world": str(w), "kit": str(BUNDLED_KIT)}
+
+
+# (id, argv with {placeholders} from `world` (dots as _), a fault to inject or None, expected text)
+# A fault is (folder name in `world`, errno): os.open/os.mkdir under it fails, or
+# ("*write*", errno): every os.write fails.
+CASES = [
+    # generate
+    ("gen-n-zero", "generate --n 0 --out {adir}", None, "positive"),
+    ("gen-n-negative", "generate --n -3 --out {adir}", None, "positive"),
+    ("gen-n-text", "generate --n many --out {adir}", None, "invalid"),
+    ("gen-chains-zero", "generate --chains 0 --out {adir}", None, "positive"),
+    ("gen-iters-negative", "generate --iters -1 --out {adir}", None, ">= 0"),
+    ("gen-temperature-zero", "generate --temperature 0 --out {adir}", None, "positive"),
+    ("gen-temperature-nan", "generate --temperature nan --out {adir}", None, "positive"),
+    ("gen-min-score-above-1", "generate --min-score 1.5 --out {adir}", None, "[0, 1]"),
+    ("gen-climb-below-0", "generate --climb -0.1 --out {adir}", None, "[0, 1]"),
+    ("gen-bpm-low", "generate --bpm 59 --out {adir}", None, "60 to 200"),
+    ("gen-bpm-high", "generate --bpm 201 --out {adir}", None, "60 to 200"),
+    ("gen-bpm-text", "generate --bpm fast --out {adir}", None, "invalid"),
+    ("gen-no-out", "generate", None, "--out"),
+    ("gen-unknown-flag", "generate --frobnicate --out {adir}", None, "unrecognized"),
+    ("gen-out-is-a-file", "generate --out {afile}", None, "is a file; pass a folder"),
+    ("gen-out-under-a-file", "generate --out {afile}/loops", None, "is a file, not a folder"),
+    ("gen-out-read-only", "generate --out {ro}/loops", ("ro", errno.EROFS),
+     "read-only file system"),
+    ("gen-out-forbidden", "generate --out {forbidden}", ("forbidden", errno.EACCES),
+     "permission denied"),
+    ("gen-kit-missing", "generate --kit {world}/nokit --out {adir}", None, "does not exist"),
+    ("gen-kit-is-a-file", "generate --kit {afile} --out {adir}", None, "not a folder"),
+    ("gen-kit-too-small", "generate --kit {tiny_kit} --out {adir}", None, "at least 4"),
+    ("gen-kit-no-audio", "generate --kit {text_kit} --out {adir}", None, "0 usable"),
+    ("gen-critic-missing", "generate --critic {world}/none.critic --out {adir}", None,
+     "none.critic"),
+    ("gen-critic-garbage", "generate --critic {garbage_critic} --out {adir}", None,
+     "not a ddjax critic"),
+    ("gen-critic-n-mfcc", "generate --critic {mfcc40_critic} --out {adir}", None,
+     "n_mfcc is 40 in the file but 60"),
+    ("gen-critic-hidden", "generate --critic {hidden_critic} --out {adir}", None,
+     "hidden is 128 in its configuration but 64"),
+    ("gen-critic-sample-rate", "generate --critic {sr48k_critic} --out {adir}", None,
+     "sr is 48000 in the file but 44100"),
+    ("gen-critic-other-tempo", "generate --critic {ok_critic} --bpm 100 --out {adir}", None,
+     "bar_samples is 88200 in the file but 105840"),
+    ("gen-critic-folder-empty", "generate --critic {no_critics} --out {adir}", None,
+     "holds no"),
+    ("gen-ensemble-mixed", "generate --critic {ok_critic} --critic {mfcc40_critic}"
+     " --out {adir}", None, "n_mfcc"),
+    ("gen-vote-without-critic", "generate --vote --out {adir}", None, "--vote needs"),
+    ("gen-min-score-and-climb", "generate --min-score 0.9 --climb 1 --out {adir}", None,
+     "pick one"),
+    ("gen-chains-beyond-memory", "generate --n 1 --chains 1000000000000 --out {adir}", None,
+     "--chains 1000000000000 does not fit in memory: at most"),
+    ("gen-n-beyond-memory", "generate --n 1000000 --chains 2000000 --out {adir}", None,
+     "does not fit in memory: at most"),
+    ("gen-n-beyond-disk", "generate --n 1000000000000 --out {adir}", None,
+     "does not fit on disk: at most"),
+    # render
+    ("render-loop-missing", "render {world}/none.json --out {adir}/x.wav", None,
+     "cannot read loop file"),
+    ("render-loop-is-a-folder", "render {adir} --out {world}/x.wav", None,
+     "cannot read loop file"),
+    ("render-malformed", "render {malformed_json} --out {adir}/x.wav", None,
+     "not valid JSON"),
+    ("render-not-utf8", "render {binary_json} --out {adir}/x.wav", None, "not valid JSON"),
+    ("render-not-an-object", "render {list_json} --out {adir}/x.wav", None, "JSON object"),
+    ("render-nine-tracks", "render {nine_json} --out {adir}/x.wav", None,
+     "1 to 8 tracks and 1 to 64 steps"),
+    ("render-100000-steps", "render {long_json} --out {adir}/x.wav", None,
+     "1 to 8 tracks and 1 to 64 steps"),
+    ("render-ragged-grid", "render {ragged_json} --out {adir}/x.wav", None, "equal-length"),
+    ("render-grid-values", "render {values_json} --out {adir}/x.wav", None, "0/1"),
+    ("render-empty-grid", "render {empty_grid_json} --out {adir}/x.wav", None, "non-empty"),
+    ("render-samples-count", "render {few_samples_json} --out {adir}/x.wav", None,
+     "one sample path per grid row"),
+    ("render-bpm-text", "render {bpm_text_json} --out {adir}/x.wav", None,
+     "'bpm' must be a number"),
+    ("render-bpm-high", "render {bpm_high_json} --out {adir}/x.wav", None, "60 to 200"),
+    ("render-bpm-low", "render {bpm_low_json} --out {adir}/x.wav", None, "60 to 200"),
+    ("render-foreign-sample", "render {foreign_json} --out {adir}/x.wav", None,
+     "nope/missing.wav"),
+    ("render-out-is-a-folder", "render {loop_json} --out {adir}", None,
+     "is a folder; pass a file name"),
+    ("render-out-under-a-file", "render {loop_json} --out {afile}/x.wav", None,
+     "is a file, not a folder"),
+    ("render-out-read-only", "render {loop_json} --out {ro}/x.wav", ("ro", errno.EROFS),
+     "read-only file system"),
+    ("render-no-out", "render {loop_json}", None, "--out"),
+    ("render-kit-missing", "render {loop_json} --kit {world}/nokit --out {adir}/x.wav", None,
+     "does not exist"),
+    # export
+    ("export-loop-missing", "export {world}/none.json", None, "cannot read loop file"),
+    ("export-bad-grid", "export {values_json} --out {adir}/x", None, "0/1"),
+    ("export-wav-is-a-folder", "export {loop_json} --wav --out {world}/adir", None,
+     "is a folder"),
+    ("export-out-under-a-file", "export {loop_json} --out {afile}/x", None,
+     "is a file, not a folder"),
+    ("export-out-forbidden", "export {loop_json} --midi --out {forbidden}/x",
+     ("forbidden", errno.EACCES), "permission denied"),
+    ("export-foreign-sample", "export {foreign_json} --midi --out {adir}/x", None,
+     "nope/missing.wav"),
+    # play
+    ("play-session-is-a-file", "play --session {afile}", None, "is a file; pass a folder"),
+    ("play-session-under-a-file", "play --session {afile}/s", None, "is a file, not a folder"),
+    ("play-session-torn-meta", "play --session {bad_session}", None, "not a session file"),
+    ("play-session-read-only", "play --session {ro}/s", ("ro", errno.EROFS),
+     "read-only file system"),
+    ("play-kit-missing", "play --kit {world}/nokit --session {world}/new_session", None,
+     "does not exist"),
+    ("play-seed-text", "play --seed x", None, "invalid int"),
+    ("play-prior-damaged", "play --pretrained {bad_prior_json} --session {world}/p1", None,
+     "damaged prior file"),
+    ("play-prior-missing", "play --pretrained {world}/none.json --session {world}/p2", None,
+     "cannot read the pretrained prior"),
+    ("play-prior-not-json", "play --pretrained {malformed_json} --session {world}/p3", None,
+     "not a ddjax prior file"),
+    # experiment
+    ("exp-no-source", "experiment --out {adir}", None, "required"),
+    ("exp-both-sources", "experiment --rater all --from-sessions {results} --out {adir}",
+     None, "not allowed with"),
+    ("exp-out-is-a-file", "experiment --from-sessions {results} --out {afile}", None,
+     "is a file; pass a folder"),
+    ("exp-out-under-a-file", "experiment --from-sessions {results} --out {afile}/x", None,
+     "is a file, not a folder"),
+    ("exp-sessions-missing", "experiment --from-sessions {world}/none --out {adir}", None,
+     "is not a folder"),
+    ("exp-sessions-empty", "experiment --from-sessions {no_results} --out {adir}", None,
+     "no result.json"),
+    ("exp-sessions-bad-result", "experiment --from-sessions {bad_results} --out {adir}", None,
+     "not a result file"),
+    ("exp-ratings-zero", "experiment --rater all --ratings 0", None, "positive"),
+    ("exp-prior-damaged",
+     "experiment --rater bright --pretrained {bad_prior_json} --out {world}/e1", None,
+     "damaged prior file"),
+    ("exp-rater-unknown", "experiment --rater {world}/none.py:rate --out {adir}", None,
+     "none.py"),
+    ("exp-disk-full", "experiment --from-sessions {results} --out {adir}",
+     ("*write*", errno.ENOSPC), "summary.json: no space left on device"),
+    ("exp-out-read-only", "experiment --from-sessions {results} --out {ro}/x",
+     ("ro", errno.EROFS), "read-only file system"),
+    # serve
+    ("serve-port-too-high", "serve --port 99999", None, "65535"),
+    ("serve-port-negative", "serve --port -1", None, "65535"),
+    ("serve-port-text", "serve --port http", None, "invalid port"),
+    ("serve-session-is-a-file", "serve --session {afile} --port 0", None,
+     "is a file; pass a folder"),
+    ("serve-session-torn-meta", "serve --session {bad_session} --port 0", None,
+     "not a session file"),
+    ("serve-session-read-only", "serve --session {ro}/s --port 0", ("ro", errno.EROFS),
+     "read-only file system"),
+    ("serve-remote-host", "serve --session {world}/srv --host 0.0.0.0 --port 0", None,
+     "--allow-remote"),
+    ("serve-study-ratings-zero", "serve --study --study-ratings 0", None, "positive"),
+    ("serve-prior-damaged",
+     "serve --pretrained {bad_prior_json} --session {world}/srv3 --port 0", None,
+     "damaged prior file"),
+    ("serve-kit-missing", "serve --kit {world}/nokit --session {world}/srv2 --port 0", None,
+     "does not exist"),
+    # rescore
+    ("rescore-out-is-a-folder", "rescore --critics {ok_critic} --generate 2 --out {adir}",
+     None, "is a folder; pass a file name"),
+    ("rescore-out-under-a-file",
+     "rescore --critics {ok_critic} --generate 2 --out {afile}/x.csv", None,
+     "is a file, not a folder"),
+    ("rescore-out-read-only", "rescore --critics {ok_critic} --generate 2 --out {ro}/x.csv",
+     ("ro", errno.EROFS), "read-only file system"),
+    ("rescore-critic-missing",
+     "rescore --critics {world}/none.critic --generate 2 --out {adir}/x.csv", None,
+     "none.critic"),
+    ("rescore-critic-garbage",
+     "rescore --critics {garbage_critic} --generate 2 --out {adir}/x.csv", None,
+     "not a ddjax critic"),
+    ("rescore-critic-n-mfcc",
+     "rescore --critics {mfcc40_critic} --generate 2 --out {adir}/x.csv", None,
+     "n_mfcc is 40 in the file but 60"),
+    ("rescore-critic-other-tempo",
+     "rescore --critics {ok_critic} --bpm 90 --generate 2 --out {adir}/x.csv", None,
+     "bar_samples"),
+    ("rescore-bpm-high", "rescore --critics {ok_critic} --bpm 300 --generate 2"
+     " --out {adir}/x.csv", None, "60 to 200"),
+    ("rescore-batch-zero", "rescore --critics {ok_critic} --batch 0 --generate 2"
+     " --out {adir}/x.csv", None, "positive"),
+    ("rescore-batch-beyond-memory", "rescore --critics {ok_critic} --batch 1000000000"
+     " --generate 2 --out {adir}/x.csv", None, "--batch 1000000000 does not fit in memory"),
+    ("rescore-loops-missing", "rescore --critics {ok_critic} --loops {world}/none"
+     " --out {adir}/x.csv", None, "does not exist"),
+    ("rescore-no-inputs", "rescore --critics {ok_critic} --out {adir}/x.csv", None,
+     "required"),
+    ("rescore-nothing-to-resume", "rescore --critics {ok_critic} --generate 2"
+     " --out {adir}/x.csv --resume", None, "nothing to resume"),
+    ("rescore-hosts-half-given", "rescore --critics {ok_critic} --generate 2"
+     " --out {adir}/x.csv --num-processes 2", None, "go together"),
+    # the command itself
+    ("no-command", "", None, "required"),
+    ("unknown-command", "dance", None, "invalid choice"),
+]
+
+
+@pytest.fixture
+def inject(monkeypatch, world):
+    """Makes the filesystem fail at the system call, as a full disk, a read-only mount or
+    a forbidden folder do (root ignores permissions, so they are simulated)."""
+    def arm(fault):
+        if fault is None:
+            return
+        where, code = fault
+        if where == "*write*":
+            def failing_write(fd, data):
+                raise OSError(code, os.strerror(code))
+            monkeypatch.setattr(os, "write", failing_write)
+            return
+        root = os.path.join(world["world"], where)
+        for name in ("open", "mkdir"):
+            real = getattr(os, name)
+
+            def failing(path, *args, _real=real, **kwargs):
+                if os.fspath(path).startswith(root + os.sep):
+                    raise OSError(code, os.strerror(code), os.fspath(path))
+                return _real(path, *args, **kwargs)
+            monkeypatch.setattr(os, name, failing)
+    return arm
+
+
+def _tree(folder: str) -> dict[str, bytes]:
+    return {str(p): (p.read_bytes() if p.is_file() else b"/")
+            for p in pathlib.Path(folder).rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, world, inject, capsys):
+    _, argv, fault, expected = case
+    argv = [arg.format(**world) for arg in argv.split()]
+    before = _tree(world["world"])
+    capsys.readouterr()
+    inject(fault)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    assert len(err.splitlines()) == 1 and err.endswith("\n"), err
+    assert "Traceback" not in out + err
+    assert expected in err, err
+    assert _tree(world["world"]) == before  # nothing written, not even a temp file
+
+
+def test_the_table_covers_every_command_sixty_times():
+    commands = {c[1].split()[0] for c in CASES if c[1]}
+    assert commands >= {"generate", "render", "export", "play", "experiment", "serve",
+                        "rescore"}
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("command", ["", "generate", "render", "export", "play",
+                                     "experiment", "serve", "rescore"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"] if command else ["--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: ddjax {command}".rstrip())
+
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "--port", "99999"],
+    ["generate", "--n", "0", "--out", "x"],
+    ["render", "{loop_json}", "--out", "{adir}"],
+], ids=["serve-port", "generate-n", "render-out-folder"])
+def test_the_installed_command_also_gives_one_line(argv, world, tmp_path):
+    argv = [arg.format(**world) for arg in argv]
+    done = subprocess.run(["ddjax", *argv], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("ddjax")
