@@ -36,18 +36,21 @@ def _lowered(path: str, kit_dir: pathlib.Path):
     import jax.numpy as jnp
 
     from ddjax.core.critic import init_critic
-    from ddjax.sampling.engine import Engine, Pipeline
-    from ddjax.io.kit import load_kit
     from ddjax.core.loops import allowed_samples, random_loop
-    from ddjax.learning.taste_prior import make_learner
+    from ddjax.core.pipeline import Pipeline
     from ddjax.core.render import render_tables
+    from ddjax.io.kit import load_kit
+    from ddjax.learning.registry import choose_learner, learner_pipeline, make_learner
+    from ddjax.sampling.engine import Engine
     from ddjax.sampling.sampler import SamplerConfig
 
     kit = load_kit(kit_dir, Pipeline().render.bar_samples)
     if path == "sampler":
         engine = Engine(kit, init_critic(jax.random.key(0)))
         return engine.lower_sample(jax.random.key(0), 256, SamplerConfig("mh", n_iters=8))
-    learner, pipeline = make_learner("none" if path == "training" else None, Pipeline())
+    choice = choose_learner("none" if path == "training" else None)
+    pipeline = learner_pipeline(choice, Pipeline())
+    learner = make_learner(choice, pipeline)
     tables = render_tables(kit.audio, pipeline.render)
     allowed = jnp.asarray(allowed_samples(pipeline.loops, kit.is_kick))
     state = learner.init(jax.random.key(1), tables, allowed)

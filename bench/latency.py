@@ -25,12 +25,12 @@ import time
 
 import jax
 import numpy as np
+from machine import cpu_model
 
 from ddjax.io.kit import load_kit
-from ddjax.session.session import Session, SessionConfig
 from ddjax.learning.training import TrainConfig
 from ddjax.raters.users import make_user
-from machine import cpu_model
+from ddjax.session.session import Session, SessionConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

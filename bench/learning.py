@@ -39,17 +39,18 @@ from tqdm import tqdm
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddjax.raters import zoo  # noqa: E402
-from ddjax.session.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from machine import cpu_model, device_name  # noqa: E402
+
+from ddjax.core.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
 from ddjax.io.kind_model import MODEL_FILE  # noqa: E402
 from ddjax.io.kinds import AUDIO_CONFIDENCE  # noqa: E402
 from ddjax.io.kit import bundled_kit, load_kit  # noqa: E402
-from ddjax.core.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
 from ddjax.learning.taste_prior import default_prior_path  # noqa: E402
-from ddjax.session.session import SessionConfig  # noqa: E402
 from ddjax.learning.training import AUGMENTATIONS, PRECISIONS, TrainConfig  # noqa: E402
+from ddjax.raters import zoo  # noqa: E402
 from ddjax.raters.users import calibration_audio  # noqa: E402
-from machine import cpu_model, device_name  # noqa: E402
+from ddjax.session.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from ddjax.session.session import SessionConfig  # noqa: E402
 
 KITS = {"paper": ROOT.parent / "shared" / "kits" / "deepdrummer", "bundled": None}
 POINTS = (20, 40, 80)

@@ -35,10 +35,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import cpu_model, device_name  # noqa: E402  (one JAX device per core)
 
 from ddjax.core.critic import init_critic  # noqa: E402
-from ddjax.sampling.engine import Engine, Pipeline  # noqa: E402
-from ddjax.io.kinds import kind_from_audio, kind_from_name, kit_kinds, kit_monos  # noqa: E402
-from ddjax.io.kit import KitWarning, load_kit  # noqa: E402
 from ddjax.core.loops import LOOP_PRIORS, LoopConfig  # noqa: E402
+from ddjax.core.pipeline import Pipeline
+from ddjax.io.kinds import kind_from_audio, kind_from_name  # noqa: E402
+from ddjax.io.kit import (  # noqa: E402
+    KitWarning,
+    kit_monos,  # noqa: E402
+    load_kit,
+)
+from ddjax.sampling.engine import Engine  # noqa: E402
 from ddjax.sampling.sampler import SamplerConfig  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -62,7 +67,7 @@ def generated(kit, prior: str, n: int, n_chains: int, seed: int = 0) -> dict:
         peaks += [np.abs(engine.listen(state.loop)).max(axis=-1),
                   np.abs(engine.loop_bar(state.loop)).max(axis=-1)]
     grid, ids = np.concatenate(grids)[:n], np.concatenate(samples)[:n]
-    kinds = np.array([str(k) for k in kit_kinds(kit)], dtype=object)[ids]
+    kinds = np.array([str(k) for k in kit.kinds], dtype=object)[ids]
     plays = grid.any(axis=-1)
     density = grid.mean(axis=(-2, -1))
     known = [[k for k in row if k != "None"] for row in kinds]

@@ -34,12 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddjax.core.critic import CriticConfig, init_critic, prob_like
-from ddjax.sampling.engine import Pipeline
-from ddjax.core.ensemble import Ensemble
 from ddjax.core.features import mfcc
-from ddjax.io.kit import load_kit
 from ddjax.core.loops import Loop
+from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import critic_view, render_tables
+from ddjax.io.critics import Ensemble
+from ddjax.io.kit import load_kit
 from ddjax.rescore.inputs import Inputs, Item, random_sources
 from ddjax.rescore.scoring import Scorer, make_layout
 

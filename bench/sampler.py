@@ -30,9 +30,9 @@ import numpy as np
 
 from ddjax.core.batching import CPU_CHUNK
 from ddjax.core.critic import init_critic
-from ddjax.sampling.engine import Engine
-from ddjax.io.kit import load_kit
 from ddjax.core.loops import propose, random_loop
+from ddjax.io.kit import load_kit
+from ddjax.sampling.engine import Engine
 from ddjax.sampling.sampler import SamplerConfig
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

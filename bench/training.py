@@ -39,14 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddjax.learning import training
 from ddjax.core.critic import init_critic, prob_like
-from ddjax.sampling.engine import Pipeline
 from ddjax.core.features import mel_power, mfcc
-from ddjax.io.kit import load_kit
 from ddjax.core.loops import allowed_samples, random_loop
-from ddjax.learning.taste_prior import make_learner
+from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import critic_view, render_tables
+from ddjax.io.kit import load_kit
+from ddjax.learning import training
+from ddjax.learning.registry import choose_learner, learner_pipeline, make_learner
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from machine import with_share, yardstick  # noqa: E402
@@ -188,7 +188,9 @@ def bf16_check(run, tables, pipeline, allowed, n_loops: int = 256) -> dict:
 def learner_update(pretrained: str | None, kit, loops, liked, repeats: int) -> float:
     """Seconds of a session's learner update (the rating's ``remember`` and the learning)
     after ``N_RATED`` ratings: ``pretrained`` None is the default head, "none" the CNN."""
-    learner, pipeline = make_learner(pretrained, Pipeline())
+    choice = choose_learner(pretrained)
+    pipeline = learner_pipeline(choice, Pipeline())
+    learner = make_learner(choice, pipeline)
     tables = render_tables(kit.audio, pipeline.render)
     allowed = jnp.asarray(allowed_samples(pipeline.loops, kit.is_kick))
     state = learner.init(jax.random.key(3), tables, allowed)

@@ -55,7 +55,7 @@ def memory_budget_bytes() -> int:
 def score_loop_bytes(pipeline) -> int:
     """Memory to score one loop with the critic at once, in bytes: its bar, its STFT
     (complex, ``n_fft // 2 + 1`` bins per frame) and the first convolution's output,
-    ``SCORE_COPIES`` times. ``pipeline``: an ``engine.Pipeline``."""
+    ``SCORE_COPIES`` times. ``pipeline``: an ``pipeline.Pipeline``."""
     render, features, critic = pipeline.render, pipeline.features, pipeline.critic
     frames = features.n_frames(render.bar_samples)
     stft = 2 * (features.n_fft // 2 + 1) * frames

@@ -58,8 +58,10 @@ sys.path.insert(0, str(ROOT))
 import soxr  # noqa: E402
 
 import ddjax.io.kit  # noqa: E402
+from ddjax.core.drums import KINDS
 from ddjax.io import kind_model  # noqa: E402
-from ddjax.io.kinds import KINDS, kind_from_name, kit_monos  # noqa: E402
+from ddjax.io.kinds import kind_from_name  # noqa: E402
+from ddjax.io.kit import kit_monos  # noqa: E402
 
 PAPER_KIT = ROOT.parent / "shared" / "kits" / "deepdrummer"
 BUNDLED_KIT = ROOT / "samples"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Learn the critic's pretrained prior over many simulated tastes and kits.
 
-The default learner (``ddjax.learning.learner.bayes_head``) is a Bayesian logistic regression on
+The default learner (``ddjax.learning.bayes_head.bayes_head``) is a Bayesian logistic regression on
 the bar's descriptors (``ddjax.core.descriptors``), standardized per kit. Its prior says how
 much each descriptor tends to matter to a taste before any rating. This script learns it
 by empirical Bayes (a hierarchical model over users, as MeLU and Pardo et al. learn from
@@ -40,15 +40,15 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from ddjax.raters import zoo  # noqa: E402
-from ddjax.sampling.engine import Pipeline  # noqa: E402
 from ddjax.core.features import mfcc  # noqa: E402
 from ddjax.core.head import HeadConfig, head_inputs  # noqa: E402
-from ddjax.io.kit import bundled_kit, load_kit  # noqa: E402
-from ddjax.learning.learner import fit_posterior  # noqa: E402
 from ddjax.core.loops import allowed_samples, random_loop  # noqa: E402
-from ddjax.learning.taste_prior import default_prior_path, empirical_bayes_scale, prior_record  # noqa: E402
+from ddjax.core.pipeline import Pipeline  # noqa: E402
 from ddjax.core.render import critic_view, render_tables  # noqa: E402
+from ddjax.io.kit import bundled_kit, load_kit  # noqa: E402
+from ddjax.learning.bayes_head import fit_posterior  # noqa: E402
+from ddjax.learning.taste_prior import default_prior_path, empirical_bayes_scale, prior_record  # noqa: E402
+from ddjax.raters import zoo  # noqa: E402
 
 PAPER_KIT = ROOT.parent / "shared" / "kits" / "deepdrummer"
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -55,8 +55,8 @@ tracks = _within("tracks", int, 1, limits.MAX_TRACKS, " tracks")
 
 def humanize(text: str):
     """``MS[,VELOCITY[,SEED]]``: a ``groove.Humanize``."""
-    from ddjax.errors import DdjaxError
     from ddjax.core.groove import parse
+    from ddjax.errors import DdjaxError
     try:
         return parse(text)
     except DdjaxError as err:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import pathlib
 import sys
@@ -20,30 +19,34 @@ from tqdm import tqdm
 
 from ddjax import limits
 from ddjax.cli import rescore as rescore_cli
-from ddjax.core.critic import init_critic, load_critic
-from ddjax.io.encode import suffix
-from ddjax.sampling.engine import Engine, Pipeline
-from ddjax.core.ensemble import load_ensemble
-from ddjax.errors import DdjaxError
-from ddjax.io.export import export_loop, loop_bar_path, track_notes
-from ddjax.io.files import (check_file_target, check_folder_target,
-                         loop_record, os_reason, read_loop_json, write_audio, write_loop_json)
+from ddjax.cli.parser import BUNDLED_KIT, build_parser
+from ddjax.cli.session import (
+    experiment_command,
+    export_liked,
+    load_command_kit,
+    play_command,
+    serve_command,
+)
+from ddjax.core.critic import init_critic
 from ddjax.core.groove import Humanize, of_record
 from ddjax.core.hardware import use_all_cores
-from ddjax.cli.parser import BUNDLED_KIT, build_parser
 from ddjax.core.loops import Loop
+from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import RenderConfig, listening_render, loop_render
+from ddjax.errors import DdjaxError
+from ddjax.io.critics import load_critic, load_ensemble
+from ddjax.io.encode import suffix
+from ddjax.io.export import export_loop, loop_bar_path, track_notes
+from ddjax.io.files import (
+    check_file_target,
+    check_folder_target,
+    os_reason,
+    read_loop_json,
+    write_audio,
+)
+from ddjax.sampling.engine import Engine
+from ddjax.sampling.generating import generate_loops
 from ddjax.sampling.sampler import SamplerConfig
-from ddjax.cli.session import (experiment_command, export_liked, load_command_kit,
-                               play_command, serve_command)
-
-MAX_ROUNDS_PER_BATCH = 10  # --min-score: give up after this many rounds per batch of chains
-
-
-def _next_index(out: pathlib.Path) -> int:
-    taken = [int(p.stem.split("_")[-1]) for p in out.glob("loop_*.json")
-             if p.stem.split("_")[-1].isdigit()]
-    return max(taken, default=-1) + 1
 
 
 def _check_generate_sizes(args, pipeline: Pipeline) -> None:
@@ -103,45 +106,12 @@ def _generate(args) -> int:
     else:
         config = SamplerConfig("mh", args.iters, args.temperature)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    index = _next_index(args.out)
-    written, rounds = 0, 0
-    max_rounds = math.ceil(args.n / args.chains) * (
-        MAX_ROUNDS_PER_BATCH if args.min_score is not None else 1)
-    key = jax.random.key(args.seed)
     with tqdm(total=args.n, unit="loop", desc="generate", disable=None) as bar:
-        while written < args.n and rounds < max_rounds:
-            state, info = engine.sample(jax.random.fold_in(key, rounds), args.chains, config,
-                                        start=start)
-            rounds += 1
-            keep = np.nonzero(np.asarray(info.reached))[0][: args.n - written]
-            if keep.size == 0:
-                continue
-            chosen = jax.tree_util.tree_map(lambda x: x[keep], state.loop)
-            audio = engine.listen(chosen)
-            bars = engine.loop_bar(chosen) if args.loop_wav else [None] * len(audio)
-            grids, samples = np.asarray(chosen.grid), np.asarray(chosen.samples)
-            velocities = np.asarray(chosen.velocity)
-            scores = np.asarray(state.score)[keep]
-            for grid, ids, velocity, score, wav, one_bar in zip(grids, samples, velocities,
-                                                                scores, audio, bars):
-                stem = args.out / f"loop_{index:04d}"
-                record = loop_record(grid, [kit.names[i] for i in ids], bpm=args.bpm,
-                                     score=score, seed=args.seed,
-                                     swing=pipeline.render.swing, velocity=velocity,
-                                     humanize=pipeline.render.humanize)
-                # The JSON last: no audio is left without its JSON if a write fails.
-                paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
-                                    write_json=False, fmt=args.format)
-                try:
-                    write_loop_json(stem.with_suffix(".json"), record)
-                except DdjaxError:  # the loop is not half-written
-                    for path in paths:
-                        path.unlink(missing_ok=True)
-                    raise
-                index += 1
-                written += 1
-                bar.update(1)
+        generated = generate_loops(engine, kit, pipeline.render, config, n=args.n,
+                                   chains=args.chains, seed=args.seed, out=args.out,
+                                   fmt=args.format, loop_wav=args.loop_wav, start=start,
+                                   progress=bar.update)
+    written, rounds = generated.written, generated.rounds
     if written < args.n:
         print(f"ddjax: warning: only {written} of {args.n} loops reached --min-score"
               f" {args.min_score} in {rounds} rounds of {args.iters} iterations; raise --iters"
@@ -174,7 +144,6 @@ def _render(args) -> int:
 
 
 def _export(args) -> int:
-    from ddjax.io.kinds import kit_notes
     if args.session is not None or args.liked:
         if args.session is None:
             raise DdjaxError("--liked needs --session DIR")
@@ -198,7 +167,7 @@ def _export(args) -> int:
     if args.loop_wav:
         bar = np.asarray(loop_render(kit.audio, loop, render))
     if args.midi or both:
-        sample_notes = kit_notes(kit)
+        sample_notes = list(kit.notes)
         notes = track_notes([sample_notes[i] for i in np.asarray(loop.samples)])
     record = {**record, "grid": loop.grid.astype(int).tolist(), **(
         {"velocity": record["velocity"].tolist()} if "velocity" in record else {})}

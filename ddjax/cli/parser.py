@@ -10,12 +10,21 @@ import pathlib
 
 from ddjax import __version__, limits
 from ddjax.cli import rescore as rescore_cli
-from ddjax.cli.argtypes import (bpm, humanize, non_negative_int, port, positive_float, positive_int,
-                            probability, swing, tracks)
-from ddjax.io.encode import DEFAULT_FORMAT, FORMATS
+from ddjax.cli.argtypes import (
+    bpm,
+    humanize,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+    probability,
+    swing,
+    tracks,
+)
 from ddjax.core.groove import MAX_MS, MAX_VELOCITY
-from ddjax.io.kit import bundled_kit
 from ddjax.core.loops import LOOP_PRIORS
+from ddjax.io.encode import DEFAULT_FORMAT, FORMATS
+from ddjax.io.kit import bundled_kit
 
 BUNDLED_KIT = bundled_kit()
 

@@ -22,9 +22,8 @@ import numpy as np
 
 from ddjax.errors import DdjaxError
 from ddjax.io.export import export_loop, track_notes
-from ddjax.io.kinds import kit_notes
 from ddjax.io.files import write_audio
-from ddjax.session.session import Loop, Session
+from ddjax.session.session import Session, SessionLoop
 
 KEYS = "l like, d dislike, u undo, s skip, r replay, e export, q quit"
 
@@ -121,7 +120,7 @@ def read_key(stream: IO[str]) -> str | None:
     return line.strip()[:1].lower() or " "
 
 
-def _status(session: Session, loop: Loop) -> str:
+def _status(session: Session, loop: SessionLoop) -> str:
     rate = f"{100 * session.like_rate:.0f}%" if session.n_ratings else "-"
     names = ", ".join(pathlib.PurePosixPath(p).stem for p in loop.sample_paths)
     return (f"[{session.n_ratings} ratings, like-rate {rate}] loop {loop.id}:"
@@ -141,7 +140,7 @@ def play(session: Session, directory: pathlib.Path, *, keys: IO[str] = sys.stdin
 def _rate_loops(session, directory, keys, say, out, player) -> None:
     current = directory / "current.wav"
     notes = None
-    waiting: list[Loop] = []  # an undone rating's loop, then the loop that was playing
+    waiting: list[SessionLoop] = []  # an undone rating's loop, then the loop that was playing
     try:
         while True:
             loop = waiting.pop(0) if waiting else session.next_loop()
@@ -177,7 +176,7 @@ def _rate_loops(session, directory, keys, say, out, player) -> None:
                         say(message)
                     continue
                 if key == "e":
-                    notes = notes or kit_notes(session.kit)
+                    notes = notes or list(session.kit.notes)
                     paths = export_loop(
                         directory / "exports" / f"loop_{loop.id:05d}", loop.record(),
                         audio=loop.audio, sr=session.kit.sr,

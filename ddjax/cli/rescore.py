@@ -11,14 +11,14 @@ import jax
 
 from ddjax import limits
 from ddjax.cli.argtypes import bpm, non_negative_int, positive_int, tracks
-from ddjax.sampling.engine import Pipeline
-from ddjax.core.ensemble import load_ensemble
+from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
+from ddjax.io.critics import load_ensemble
 from ddjax.io.files import check_file_target
 from ddjax.io.kit import bundled_kit, load_kit
-from ddjax.rescore.run import RescoreConfig, rescore
 from ddjax.rescore.inputs import Inputs, input_files, iter_sources, random_sources
 from ddjax.rescore.output import best_and_worst, export_ranked, shard_path
+from ddjax.rescore.run import RescoreConfig, rescore
 
 BUNDLED_KIT = bundled_kit()
 

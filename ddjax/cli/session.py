@@ -10,13 +10,13 @@ import json
 import pathlib
 import time
 
-from ddjax.sampling.engine import Pipeline
+from ddjax.cli.parser import BUNDLED_KIT
+from ddjax.core.groove import Humanize
+from ddjax.core.pipeline import Pipeline
+from ddjax.core.render import RenderConfig
 from ddjax.errors import DdjaxError
 from ddjax.io.files import atomic_write_bytes, check_file_target, check_folder_target
-from ddjax.core.groove import Humanize
 from ddjax.io.kit import load_kit
-from ddjax.cli.parser import BUNDLED_KIT
-from ddjax.core.render import RenderConfig
 
 
 def load_command_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
@@ -28,7 +28,9 @@ def load_command_kit(folder: pathlib.Path, render: RenderConfig, n_tracks: int):
 def session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
     """The pipeline at ``--bpm``, ``--tracks`` and ``--swing``; where a flag is absent, what
     the session in ``directory`` records, else the defaults (a flag that contradicts a
-    session's record is the session's error)."""
+    session's record is the session's error). Its loop prior and critic are the
+    session's to set, once, from ``--loop-prior`` and ``--pretrained`` or what it recorded
+    (``Session.__init__``, ``ddjax.learning.registry.learner_pipeline``)."""
     from ddjax.session.journal import read_meta, recorded_humanize, recorded_sizes
     meta = None if directory is None else read_meta(directory)
     bpm, tracks, swing = (None, None, 0.0) if meta is None else recorded_sizes(meta)
@@ -76,9 +78,7 @@ def play_command(args) -> int:
 def export_liked(args) -> int:
     """``export --session DIR --liked --out FILE.zip``."""
     from ddjax.session.bundle import liked_zip
-    from ddjax.session.journal import read_log, read_meta
-    from ddjax.io.kinds import kit_notes
-    from ddjax.session.journal import recorded_humanize, recorded_sizes
+    from ddjax.session.journal import read_log, read_meta, recorded_humanize, recorded_sizes
     if not args.liked or args.out is None or args.out.suffix != ".zip":
         raise DdjaxError("export --session takes --liked and --out FILE.zip")
     if args.loop is not None or args.midi or args.wav or args.loop_wav:
@@ -92,7 +92,7 @@ def export_liked(args) -> int:
     render = Pipeline.sized(bpm, tracks, swing, recorded_humanize(meta)).render
     kit = load_command_kit(args.kit or pathlib.Path(meta["kit"]), render, tracks)
     ratings = read_log(args.session, kit).ratings
-    data = liked_zip(ratings, kit, render, kit_notes(kit),
+    data = liked_zip(ratings, kit, render, list(kit.notes),
                      title=f"ddjax session {args.session.resolve().name}")
     atomic_write_bytes(args.out, data)
     print(f"wrote {sum(r.liked for r in ratings)} liked loops to {args.out}")
@@ -100,13 +100,14 @@ def export_liked(args) -> int:
 
 
 def experiment_command(args) -> int:
-    from ddjax.session import experiment
-    from ddjax.raters import users
-    from ddjax.learning.taste_prior import load_prior, NONE
-    from ddjax.session.session import SessionConfig
+    from ddjax.learning.registry import choose_learner
     from ddjax.learning.training import TrainConfig
-    if args.pretrained and args.pretrained != NONE:
-        load_prior(args.pretrained)  # a bad file is reported before anything runs
+    from ddjax.raters import users
+    from ddjax.raters.load import load_rater
+    from ddjax.session import experiment
+    from ddjax.session.session import SessionConfig
+    if args.pretrained:
+        choose_learner(args.pretrained)  # a bad prior file is reported before anything runs
     check_folder_target(args.out, "--out")
     if args.private and args.out.is_dir():
         args.out.chmod(0o700)
@@ -126,7 +127,7 @@ def experiment_command(args) -> int:
     results = []
     for spec in specs:
         for seed in range(args.seed, args.seed + args.seeds):
-            rater = experiment.load_rater(spec, kit, seed=seed, pipeline=pipeline)
+            rater = load_rater(spec, kit, seed=seed, pipeline=pipeline)
             label = spec if len(specs) > 1 or ":" not in spec else spec.rpartition(":")[2]
             out = args.out if len(specs) == 1 and args.seeds == 1 else (
                 args.out / label.replace("/", "_") / f"seed_{seed}")
@@ -151,22 +152,23 @@ def _write_summary(experiment, results: list[dict], out: pathlib.Path) -> None:
         {**summary, "runs_detail": [{k: r.get(k) for k in (
             "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
         indent=1) + "\n").encode())
-    experiment.plot_densities(results, out / "densities.png")
+    from ddjax.session.plots import plot_densities
+    plot_densities(results, out / "densities.png")
 
 
 def serve_command(args) -> int:
+    from ddjax.learning.registry import choose_learner
     from ddjax.session.experiment import ExperimentConfig
-    from ddjax.learning.taste_prior import NONE, load_prior
-    from ddjax.web.server import ServeConfig, serve
     from ddjax.session.session import SessionConfig
+    from ddjax.web.server import ServeConfig, serve
     check_session_folder(args.session, args.private)
     kit_dir = args.kit
     if kit_dir is None and (args.study or not (args.session / "session.json").exists()):
         kit_dir = BUNDLED_KIT
     if kit_dir == BUNDLED_KIT and not kit_dir.is_dir():
         raise DdjaxError(f"the bundled kit is not installed here ({kit_dir}); pass --kit DIR")
-    if args.pretrained and args.pretrained != NONE:
-        load_prior(args.pretrained)  # before listening: the session opens in the background
+    if args.pretrained:
+        choose_learner(args.pretrained)  # before listening: the session opens in the background
     config = ServeConfig(kit_dir, args.session, study=args.study,
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),

@@ -18,41 +18,18 @@ every sampler mode (MH, "until", hill-climbing to 1.0 or 0.0) runs against an en
 
 from __future__ import annotations
 
-import os
-import pathlib
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from ddjax.core.batching import in_chunks
-from ddjax.core.critic import CriticConfig, load_critic, prob_like
+from ddjax.core.critic import CriticConfig, prob_like
+from ddjax.core.loops import Loop
+from ddjax.core.pipeline import Pipeline, ScoreParams, critic_features
 from ddjax.errors import DdjaxError
-from ddjax.core.features import mfcc
-from ddjax.core.render import critic_view
 
-CRITIC_SUFFIX = ".critic"
 REDUCTIONS = ("mean", "vote")
-
-
-class Ensemble(NamedTuple):
-    """K critics of one architecture.
-
-    Attributes:
-      variables: the critics' variables stacked along a new leading axis: every leaf is
-        ``[K, ...]`` (the shape of one critic's leaf behind it).
-      config: the architecture they share.
-      names: K names (file stems, made unique), in stacking order.
-      paths: K files they came from (empty strings for critics made in memory).
-    """
-
-    variables: dict
-    config: CriticConfig
-    names: tuple[str, ...]
-    paths: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.names)
 
 
 class EnsembleStats(NamedTuple):
@@ -68,62 +45,6 @@ def stack_critics(variables: Sequence[dict]) -> dict:
     if not variables:
         raise DdjaxError("an ensemble needs at least one critic")
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *variables)
-
-
-def critic_files(paths: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
-    """Expands the ``--critics`` arguments: files as given, folders to their ``*.critic``
-    files (sorted, not recursive), in argument order.
-
-    Raises:
-      DdjaxError: a folder holds no critic file, or a path does not exist.
-    """
-    files: list[pathlib.Path] = []
-    for path in map(pathlib.Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix == CRITIC_SUFFIX and p.is_file()
-                           and not p.name.startswith("."))
-            if not found:
-                raise DdjaxError(f"critic folder {path} holds no *{CRITIC_SUFFIX} file; pass"
-                                 " critic files or a folder of them")
-            files.extend(found)
-        else:
-            files.append(path)  # load_critic names it if it is missing or unreadable
-    return files
-
-
-def _unique_names(paths: Sequence[pathlib.Path]) -> tuple[str, ...]:
-    stems = [p.stem for p in paths]
-    return tuple(s if stems.count(s) == 1 else f"{s}#{k}" for k, s in enumerate(stems))
-
-
-def load_ensemble(paths: Sequence[str | os.PathLike], pipeline=None) -> Ensemble:
-    """Loads and stacks critic files (or folders of them).
-
-    ``pipeline``: the ``engine.Pipeline`` that will use them; each file is checked against
-    it (``critic.check_critic_config``). None skips that check.
-
-    Raises:
-      DdjaxError: naming the file, when one is missing, corrupt, of another version,
-        does not fit its architecture, or has another architecture than the first.
-    """
-    files = critic_files(paths)
-    loaded, config = [], None
-    for path in files:
-        variables, this_config = load_critic(path, pipeline)
-        if config is None:
-            config = this_config
-        elif this_config != config:
-            diff = ", ".join(f"{k}={getattr(this_config, k)} (not {getattr(config, k)})"
-                             for k in config.__dataclass_fields__
-                             if getattr(this_config, k) != getattr(config, k))
-            raise DdjaxError(f"critic {path} has another architecture than {files[0]}: {diff};"
-                             " an ensemble needs critics of one architecture")
-        loaded.append(variables)
-    if config is None:
-        raise DdjaxError("no critic given; pass --critic FILE_OR_DIR")
-    return Ensemble(stack_critics(loaded), config, _unique_names(files),
-                    tuple(str(p) for p in files))
 
 
 def critic_probs(stacked: dict, features: jax.Array,
@@ -171,16 +92,16 @@ def reduce(probs: jax.Array, reduction: str) -> jax.Array:
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def ensemble_score(params, loops, pipeline, reduction: str = "mean") -> jax.Array:
+def ensemble_score(params: ScoreParams, loops: Loop, pipeline: Pipeline,
+                   reduction: str = "mean") -> jax.Array:
     """The ensemble as a sampler target: float32[...] for loops batched over [...].
 
     Args:
-      params: ``engine.ScoreParams`` whose ``critic`` holds stacked variables.
+      params: ``pipeline.ScoreParams`` whose ``critic`` holds stacked variables.
       loops: ``grid: bool[..., tracks, steps]``, ``samples: int32[..., tracks]``.
-      pipeline: ``engine.Pipeline``, the settings of every stage.
+      pipeline: ``pipeline.Pipeline``, the settings of every stage.
       reduction: "mean" (the ensemble's P(like)) or "vote" (share of critics above 0.5).
     """
-    audio = critic_view(params.tables, loops, pipeline.render)
-    features = mfcc(audio, pipeline.features)
+    features = critic_features(params.tables, loops, pipeline)
     return reduce(critic_probs(params.critic, features, pipeline.critic), reduction)
 

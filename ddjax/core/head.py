@@ -11,7 +11,7 @@ is the posterior predictive, with the probit approximation (MacKay, 1992; Bishop
 
 so a head that knows nothing says 0.5, and it grows confident only where its ratings
 agree. A draw from the belief (``cov`` 0) is a Thompson sample of the person's taste.
-``ddjax.learning.learner`` fits the belief from ratings; a critic file stores it whole.
+``ddjax.learning.bayes_head`` fits the belief from ratings; a critic file stores it whole.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ import numpy as np
 from jax.scipy.special import betaln
 
 from ddjax import limits
+from ddjax.core.drums import BACKBEAT_KINDS, KINDS
 from ddjax.errors import DdjaxError
-from ddjax.io.kinds import BACKBEAT_KINDS, KINDS
 
 FOUR_ON_THE_FLOOR_STEPS = (0, 4, 8, 12)
 LOOP_PRIORS = ("musical", "uniform")

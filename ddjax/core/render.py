@@ -44,9 +44,9 @@ import numpy as np
 
 from ddjax import limits
 from ddjax.core.batching import in_chunks
-from ddjax.errors import DdjaxError
 from ddjax.core.groove import Humanize, humanized_velocity
 from ddjax.core.loops import FULL_VELOCITY, Loop
+from ddjax.errors import DdjaxError
 
 MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
 PEAK = 10.0 ** (-1.0 / 20.0)  # -1 dBFS: no render of a loop peaks above it

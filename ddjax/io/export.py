@@ -14,9 +14,9 @@ import pathlib
 import mido
 import numpy as np
 
+from ddjax.core.groove import Humanize, humanized_velocity, of_record
 from ddjax.io.encode import DEFAULT_FORMAT, suffix
 from ddjax.io.files import atomic_write_bytes, write_audio, write_loop_json
-from ddjax.core.groove import Humanize, humanized_velocity, of_record
 
 # Unknown kinds, by track: GM's bongos, congas, timbales and agogo, never a kick or a hat.
 FALLBACK_NOTES = (60, 61, 62, 63, 64, 65, 66, 67)

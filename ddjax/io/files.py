@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from ddjax import limits
-from ddjax.io.encode import DEFAULT_FORMAT, audio_bytes
-from ddjax.errors import DdjaxError
 from ddjax.core.groove import Humanize, of_record
+from ddjax.errors import DdjaxError
+from ddjax.io.encode import DEFAULT_FORMAT, audio_bytes
 
 
 def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:

@@ -1,5 +1,6 @@
 """Kinds: what each kit sample is (kick, snare, closed hat, noise/fx...), for the loop
-prior and for MIDI.
+prior and for MIDI. ``ddjax.io.kit.load_kit`` asks once per kit (``Kit.kinds``,
+``Kit.notes``); nothing else classifies a sample.
 
 A sample's kind comes from its file name when the name says it (``kick``, ``snare``,
 ``hh``, ``fx``...), else from its audio: the kind model (``ddjax.io.kind_model``, a logistic
@@ -17,19 +18,10 @@ import re
 
 import numpy as np
 
+from ddjax.core.drums import GM_NOTES, TOM_NOTES, TOM_PITCH_EDGES_HZ
 from ddjax.io.kind_model import classify
-from ddjax.io.kit import Kit
 
 AUDIO_CONFIDENCE = 0.7  # below it, a sample the name does not place stays unknown
-
-GM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "clap": 39, "closed_hat": 42,
-            "open_hat": 46, "crash": 49, "ride": 51, "cowbell": 56, "shaker": 70,
-            "fx": 71}  # fx: GM's short whistle, a sound no drum kit plays by default
-TOM_NOTES = (41, 43, 45, 47, 48, 50)  # low floor tom .. high tom
-TOM_PITCH_EDGES_HZ = (110.0, 140.0, 175.0, 220.0, 280.0)
-KINDS = ("kick", "snare", "clap", "rim", "closed_hat", "open_hat", "crash", "ride",
-         "cowbell", "shaker", "tom", "fx")
-BACKBEAT_KINDS = ("snare", "clap", "rim")
 
 # Order matters: the first pattern that matches the name wins.
 _NAME_PATTERNS = (
@@ -73,25 +65,14 @@ def tom_note(mono: np.ndarray, sr: int) -> int:
     return TOM_NOTES[int(np.searchsorted(TOM_PITCH_EDGES_HZ, pitch_hz))]
 
 
-def kit_monos(kit: Kit):
-    audio = np.asarray(kit.audio)
-    return [row[:length].astype(np.float64) for row, length in zip(audio, kit.lengths)]
+def sample_kinds(names, monos, sr: int) -> tuple[str | None, ...]:
+    """Every sample's kind (``kick``, ``snare``...), None where it is unknown: from the name
+    where it says, else from the audio. ``monos``: float64[samples] each, at ``sr`` Hz."""
+    return tuple(kind_from_name(name) or kind_from_audio(mono, sr)
+                 for name, mono in zip(names, monos))
 
 
-def kit_kinds(kit: Kit) -> list[str | None]:
-    """Every kit sample's kind (``kick``, ``snare``...), None where it is unknown."""
-    return [kind_from_name(name) or kind_from_audio(mono, kit.sr)
-            for name, mono in zip(kit.names, kit_monos(kit))]
-
-
-def kit_notes(kit: Kit) -> list[int | None]:
-    """The General MIDI note of every kit sample, None where the kind is unknown."""
-    return [tom_note(mono, kit.sr) if kind == "tom" else GM_NOTES.get(kind)
-            for kind, mono in zip(kit_kinds(kit), kit_monos(kit))]
-
-
-
-
-def kind_ids(kinds: list[str | None]) -> np.ndarray:
-    """int32[kit]: each kind's position in ``KINDS``, -1 where it is unknown."""
-    return np.array([KINDS.index(k) if k in KINDS else -1 for k in kinds], np.int32)
+def sample_notes(kinds, monos, sr: int) -> tuple[int | None, ...]:
+    """The General MIDI note of every sample of these ``kinds``, None where it is unknown."""
+    return tuple(tom_note(mono, sr) if kind == "tom" else GM_NOTES.get(kind)
+                 for kind, mono in zip(kinds, monos))

@@ -37,6 +37,7 @@ import soundfile as sf
 import soxr
 
 from ddjax.errors import DdjaxError
+from ddjax.io.kinds import sample_kinds, sample_notes
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3", ".caf",
@@ -63,8 +64,14 @@ def bundled_kit() -> pathlib.Path:
     packaged = importlib.resources.files("ddjax") / "samples"
     if isinstance(packaged, pathlib.Path) and packaged.is_dir():
         return packaged
-    checkout = pathlib.Path(__file__).resolve().parents[1] / "samples"
+    checkout = pathlib.Path(__file__).resolve().parents[2] / "samples"
     return checkout if checkout.is_dir() else pathlib.Path(str(packaged))
+
+
+def kit_monos(kit: "Kit") -> list[np.ndarray]:
+    """Every sample's audio as loaded, unpadded: float64[length] each."""
+    audio = np.asarray(kit.audio)
+    return [row[:n].astype(np.float64) for row, n in zip(audio, kit.lengths)]
 
 
 class Kit(NamedTuple):
@@ -74,9 +81,13 @@ class Kit(NamedTuple):
       audio: float32[n_samples, max_samples] device array, zero-padded mono audio.
       lengths: int[n_samples] true length of each sample, in samples.
       names: paths relative to ``root``, with forward slashes, sorted.
-      is_kick: bool[n_samples], from the audio (see the module docstring).
+      is_kick: bool[n_samples], low and short from the audio (see the module docstring):
+        the samples ``--four-on-floor`` may put on track 0.
       root: the folder the kit was loaded from.
       sr: sample rate, in Hz.
+      kinds: each sample's kind (``ddjax.io.kinds``), None where it is unknown: what the
+        loop prior's roles read.
+      notes: each sample's General MIDI note, None where the kind is unknown.
     """
 
     audio: jax.Array
@@ -85,6 +96,8 @@ class Kit(NamedTuple):
     is_kick: np.ndarray
     root: pathlib.Path
     sr: int
+    kinds: tuple[str | None, ...] = ()
+    notes: tuple[int | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.names)
@@ -194,5 +207,8 @@ def load_kit(folder: str | os.PathLike, max_samples: int, *, sr: int = 44100,
     for row, clip in zip(padded, clips):
         row[: clip.shape[0]] = clip
     is_kick = np.array([detect_kick(c, sr) for c in clips], dtype=bool)
+    monos = [row[:n].astype(np.float64) for row, n in zip(padded, lengths)]
+    kinds = sample_kinds(names, monos, sr)
     return Kit(audio=jnp.asarray(padded), lengths=lengths, names=tuple(names),
-               is_kick=is_kick, root=root.resolve(), sr=sr)
+               is_kick=is_kick, root=root.resolve(), sr=sr, kinds=kinds,
+               notes=sample_notes(kinds, monos, sr))

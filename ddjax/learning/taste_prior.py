@@ -1,6 +1,10 @@
-"""The pretrained prior: what the critic believes about a taste before any rating.
+"""The taste prior file: what the critic believes about a taste before any rating.
 
-The default learner (``learner.bayes_head``) starts from a Gaussian prior over its head's
+This module holds the prior file only (``Prior``, ``load_prior``, ``prior_record``) and
+how ``scripts/make_prior.py`` learns one (``empirical_bayes_scale``); which learner a
+``--pretrained`` value picks is ``ddjax.learning.registry``'s.
+
+The default learner (``bayes_head.bayes_head``) starts from a Gaussian prior over its head's
 weights, one mean and one standard deviation per descriptor (and the bias). The prior
 is learned over many simulated tastes on several kits by ``scripts/make_prior.py``
 (empirical Bayes: the spread of the weights that fit each taste), and ships in the
@@ -19,15 +23,11 @@ import pathlib
 
 import numpy as np
 
-from ddjax.core.critic import CriticConfig
-from ddjax.errors import DdjaxError
 from ddjax.core.head import HeadConfig
-from ddjax.learning.learner import Learner, bayes_head, compiled, paper_cnn
-from ddjax.learning.training import TrainConfig
+from ddjax.errors import DdjaxError
 
 PRIOR_FORMAT = "ddjax-taste-prior"
 PRIOR_VERSION = 1
-NONE = "none"
 
 
 def default_prior_path() -> pathlib.Path:
@@ -114,41 +114,3 @@ def load_prior(path: str | os.PathLike | None = None) -> Prior:
         raise DdjaxError(f"{path} is a damaged prior file: it needs {d} finite means and"
                          f" {d} positive scales")
     return Prior(head, tuple(mean.tolist()), tuple(scale.tolist()), str(path))
-
-
-@functools.lru_cache(maxsize=None)
-def _learner(prior: Prior | None, pipeline, train: TrainConfig) -> Learner:
-    if prior is None:
-        return compiled(paper_cnn(pipeline, train))
-    return compiled(bayes_head(np.asarray(prior.mean), np.asarray(prior.scale), pipeline))
-
-
-def make_learner(pretrained: str | os.PathLike | None, pipeline,
-                 train: TrainConfig = TrainConfig()):
-    """The learner for ``--pretrained`` and the pipeline it scores with.
-
-    Args:
-      pretrained: None for the packaged prior, "none" for the paper's CNN from scratch,
-        or a prior file's path.
-      pipeline: ``engine.Pipeline``; its ``critic`` is replaced by the learner's.
-      train: the CNN's training settings (unused by the head).
-
-    Returns:
-      ``(learner, pipeline)``, both shared by every caller with the same settings.
-    """
-    if str(pretrained) == NONE:
-        critic = pipeline.critic if isinstance(pipeline.critic, CriticConfig) \
-            else CriticConfig()
-        pipeline = dataclasses.replace(pipeline, critic=critic)
-        return _learner(None, pipeline, train), pipeline
-    prior = load_prior(pretrained)
-    bar = pipeline.render.bar_samples
-    head = dataclasses.replace(  # the prior is per descriptor; the input follows the pipeline
-        prior.head, n_mfcc=pipeline.features.n_mfcc, n_frames=pipeline.features.n_frames(bar),
-        bar_samples=bar, sr=pipeline.features.sr, hop_length=pipeline.features.hop_length,
-        n_mels=pipeline.features.n_mels)
-    if head.n_steps != pipeline.loops.n_steps:
-        raise DdjaxError(f"the prior {prior.source} is for {head.n_steps}-step loops, not"
-                         f" {pipeline.loops.n_steps}; pass --pretrained none")
-    pipeline = dataclasses.replace(pipeline, critic=head)
-    return _learner(prior, pipeline, train), pipeline

@@ -1,4 +1,5 @@
-"""Training stage: ratings -> a better critic (optax, one jit per burst of steps).
+"""The CNN's training: Adam steps on the rated loops, with the original's augmentation
+(optax, one jit per burst of steps); ``paper_cnn`` drives it after each rating.
 
 As in the paper, training is incremental: after each new rating, ``steps_per_rating``
 minibatch steps run over every loop rated so far, continuing from the current weights.
@@ -41,14 +42,18 @@ import numpy as np
 import optax
 
 from ddjax.core import noise
-from ddjax.core.critic import Critic
-from ddjax.errors import DdjaxError
-from ddjax.core.features import (FeatureConfig, mel_filterbank, mfcc, mfcc_from_mel,
-                            window_responses)
+from ddjax.core.cnn import Critic
+from ddjax.core.features import (
+    FeatureConfig,
+    mel_filterbank,
+    mfcc,
+    mfcc_from_mel,
+    window_responses,
+)
 from ddjax.core.hardware import native_bfloat16
 from ddjax.core.loops import Loop
 from ddjax.core.render import critic_view
-
+from ddjax.errors import DdjaxError
 
 AUGMENTATIONS = ("mel", "audio")
 PRECISIONS = ("auto", "float32", "bfloat16")

@@ -23,9 +23,9 @@ from typing import Callable
 import jax
 import numpy as np
 
-from ddjax.io.kit import Kit
 from ddjax.core.loops import LoopConfig, allowed_samples, random_loop
 from ddjax.core.render import RenderConfig, listening_render
+from ddjax.io.kit import Kit
 
 LIKE_SHARE = 0.35
 CALIBRATION_LOOPS = 256
@@ -80,7 +80,7 @@ BUILT_IN = tuple(TASTES) + tuple(f"{t}-noisy" for t in TASTES)
 
 @dataclasses.dataclass
 class SimulatedUser:
-    """A rater: ``user(loop) -> bool`` on a ``session.Loop`` (uses ``loop.audio``).
+    """A rater: ``user(loop) -> bool`` on a ``session.SessionLoop`` (uses ``loop.audio``).
 
     Attributes:
       taste: a key of ``TASTES``.

@@ -33,9 +33,15 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ddjax.io.kit import Kit
-from ddjax.raters.listening import FEATURE_NAMES, FEATURES, Values, audio_features, bar_features
 from ddjax.core.render import RenderConfig
+from ddjax.io.kit import Kit
+from ddjax.raters.listening import (
+    FEATURE_NAMES,
+    FEATURES,
+    Values,
+    audio_features,
+    bar_features,
+)
 from ddjax.raters.users import LIKE_SHARE, calibration_audio
 
 __all__ = ["ZOO", "TUNE", "HELD_OUT", "KINDS", "MIRROR_PAIRS", "ZooSpec", "ZooUser",
@@ -224,7 +230,7 @@ def calibrate(audio: np.ndarray, render: RenderConfig = RenderConfig()) -> Calib
 
 @dataclasses.dataclass
 class ZooUser:
-    """A rater: ``user(loop) -> bool`` on a ``session.Loop`` (uses ``loop.audio``).
+    """A rater: ``user(loop) -> bool`` on a ``session.SessionLoop`` (uses ``loop.audio``).
 
     Attributes:
       name: its key in ``ZOO``.

@@ -20,11 +20,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ddjax.sampling.engine import Pipeline
+from ddjax.core.loops import Loop, allowed_samples, random_loop
+from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.io.files import check_loop_record, read_loop_json
 from ddjax.io.kit import AUDIO_EXTENSIONS, Kit
-from ddjax.core.loops import Loop, allowed_samples, random_loop
 
 LOOP_SUFFIXES = (".json", ".jsonl")
 RESAMPLE_MARGIN = 1024  # extra input frames read before resampling, so the bar's end is exact

@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddjax.core.ensemble import Ensemble
-from ddjax.errors import DdjaxError
-from ddjax.io.files import atomic_write_bytes, loop_record, write_audio, write_loop_json
 from ddjax.core.loops import Loop
 from ddjax.core.render import listening_render
+from ddjax.errors import DdjaxError
+from ddjax.io.critics import Ensemble
+from ddjax.io.files import atomic_write_bytes, loop_record, write_audio, write_loop_json
 from ddjax.rescore.inputs import Inputs, Item, Reporter
 from ddjax.rescore.scoring import BatchScores
 

@@ -38,14 +38,23 @@ from typing import NamedTuple, Sequence
 import jax
 from tqdm import tqdm
 
-from ddjax.sampling.engine import Pipeline
-from ddjax.core.ensemble import Ensemble
+from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
+from ddjax.io.critics import Ensemble
 from ddjax.io.kit import Kit
 from ddjax.rescore.inputs import Inputs, Reporter
-from ddjax.rescore.output import (Progress, count_rows, csv_header, file_digest, fingerprint,
-                                  format_rows, progress_path, read_progress, shard_path,
-                                  write_progress)
+from ddjax.rescore.output import (
+    Progress,
+    count_rows,
+    csv_header,
+    file_digest,
+    fingerprint,
+    format_rows,
+    progress_path,
+    read_progress,
+    shard_path,
+    write_progress,
+)
 from ddjax.rescore.scoring import Scorer, make_layout
 
 

@@ -13,15 +13,17 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from ddjax.sampling.engine import Pipeline
-from ddjax.core.ensemble import Ensemble, EnsembleStats, critic_probs, ensemble_stats
-from ddjax.errors import DdjaxError
+from ddjax.core.ensemble import EnsembleStats, critic_probs, ensemble_stats
 from ddjax.core.features import mfcc
-from ddjax.io.kit import Kit
 from ddjax.core.loops import FULL_VELOCITY, Loop
+from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import critic_view, render_tables
+from ddjax.errors import DdjaxError
+from ddjax.io.critics import Ensemble
+from ddjax.io.kit import Kit
 from ddjax.rescore.inputs import Item
 
 

@@ -1,7 +1,7 @@
-"""The assembled pipeline: kit -> loops -> audio -> features -> critic -> sampler.
+"""Sampler stage, the engine: a kit and a critic bound to the pipeline, on device, for the
+thin Python shell (the CLI, sessions, benchmarks). It builds the target (the critic's
+score, the loop prior, the loops' support) and runs ``SamplerConfig``'s kernel and driver.
 
-``critic_score`` chains the pure stages into one score function; ``Engine`` binds a
-loaded kit and a critic to it for the thin Python shell (the CLI, sessions, benchmarks).
 The jit-compiled sampler is module-level, compiled once per shape and setting and shared
 by every Engine.
 """
@@ -10,74 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from ddjax.core import loops as loops_lib
-from ddjax.sampling import sampler
-from ddjax.core.batching import in_chunks
+from ddjax.core.drums import kind_ids
 from ddjax.core.ensemble import REDUCTIONS, ensemble_score
+from ddjax.core.loops import Loop
+from ddjax.core.pipeline import LoopSpace, Pipeline, ScoreParams, critic_score
+from ddjax.core.render import (
+    host_listening_render,
+    listening_render,
+    loop_render,
+    render_tables,
+)
 from ddjax.errors import DdjaxError
-from ddjax.core.critic import CriticConfig, prob_like
-from ddjax.core.features import FeatureConfig, mfcc
-from ddjax.core.groove import Humanize
-from ddjax.io.kinds import kind_ids, kit_kinds
 from ddjax.io.kit import Kit, cut
-from ddjax.core.loops import Loop, LoopConfig
-from ddjax.core.render import (RenderConfig, critic_view, host_listening_render, listening_render,
-                          loop_render, render_tables)
-
-
-@dataclasses.dataclass(frozen=True)
-class Pipeline:
-    """Every stage's settings, in data-flow order."""
-
-    loops: LoopConfig = LoopConfig()
-    render: RenderConfig = RenderConfig()
-    features: FeatureConfig = FeatureConfig()
-    critic: CriticConfig = CriticConfig()
-
-    @classmethod
-    def sized(cls, bpm: float | None = None, n_tracks: int | None = None,
-              swing: float = 0.0, humanize: Humanize = Humanize(), **loops) -> "Pipeline":
-        """The default pipeline at ``bpm`` (120 when None), ``swing`` (percent) and
-        ``humanize``, with ``n_tracks`` (4 when None) and other ``LoopConfig`` settings, its
-        critic fitted to that tempo's bar."""
-        render = RenderConfig(bpm=120.0 if bpm is None else bpm, swing=swing,
-                              humanize=humanize)
-        features = FeatureConfig()
-        return cls(loops=LoopConfig(n_tracks=4 if n_tracks is None else n_tracks, **loops),
-                   render=render, features=features,
-                   critic=CriticConfig(n_frames=features.n_frames(render.bar_samples)))
-
-
-class LoopSpace(NamedTuple):
-    """What the loop prior and proposal read about the kit: ``allowed``: bool[tracks, kit]
-    (``loops.allowed_samples``); ``kinds``: int32[kit] (``kinds.kind_ids``)."""
-
-    allowed: jax.Array
-    kinds: jax.Array
-
-
-class ScoreParams(NamedTuple):
-    """The arrays the score function reads: the kit's render tables and the critic."""
-
-    tables: jax.Array
-    critic: dict
-
-
-def critic_score(params: ScoreParams, loops: Loop, pipeline: Pipeline) -> jax.Array:
-    """P(like) of each loop: float32[...] for loops batched over [...]."""
-    def chain(batch: Loop) -> jax.Array:
-        audio = critic_view(params.tables, batch, pipeline.render)
-        return prob_like(params.critic, mfcc(audio, pipeline.features), pipeline.critic)
-
-    # The critic's activations are memory bound when batched whole: keep them in cache.
-    return in_chunks(chain, loops, loops.grid.ndim - 2)
+from ddjax.sampling import sampler
 
 
 def _score_fn(pipeline: Pipeline, reduction: str | None):
@@ -96,14 +49,16 @@ def _chains(keys, params, space, start, *, pipeline, config, reduction):
     else:
         starts = jax.tree_util.tree_map(
             lambda x: jnp.broadcast_to(x, keys.shape + x.shape), start)
-    score_fn = _score_fn(pipeline, reduction)
-    propose_fn = functools.partial(loops_lib.propose, allowed=space.allowed,
-                                   config=pipeline.loops)
     log_prior_fn = None if pipeline.loops.prior == "uniform" else functools.partial(
         loops_lib.log_prior, kinds=space.kinds, config=pipeline.loops)
-    state = sampler.init(starts, params, score_fn)
-    return sampler.run(pairs[:, 1], state, params, score_fn=score_fn, propose_fn=propose_fn,
-                       config=config, log_prior_fn=log_prior_fn)
+    # The loops' rules reach the kernels from here: the target's support (no sample on two
+    # tracks) and the proposal that respects the allowed samples.
+    target = sampler.Target(_score_fn(pipeline, reduction), log_prior_fn, loops_lib.is_valid)
+    propose_fn = functools.partial(loops_lib.propose, allowed=space.allowed,
+                                   config=pipeline.loops)
+    kernel, driver = sampler.build(config, target, propose_fn)
+    state = kernel.init(starts, params)
+    return driver(pairs[:, 1], state, lambda k, s: kernel.step(k, s, params))
 
 
 def _mesh(n_chains: int) -> Mesh:
@@ -163,7 +118,7 @@ class Engine:
         self.pipeline = pipeline
         self.reduction = reduction
         self.allowed = jnp.asarray(loops_lib.allowed_samples(pipeline.loops, kit.is_kick))
-        self.space = LoopSpace(self.allowed, jnp.asarray(kind_ids(kit_kinds(kit))))
+        self.space = LoopSpace(self.allowed, jnp.asarray(kind_ids(kit.kinds)))
         self.params = ScoreParams(render_tables(kit.audio, pipeline.render), critic)
 
     def _params(self, critic: dict | None) -> ScoreParams:

@@ -16,9 +16,9 @@ import collections
 import jax
 import jax.numpy as jnp
 
-from ddjax.session.journal import Rating
-from ddjax.learning.learner import Learner, LearnerState, capacity, grow
 from ddjax.core.loops import Loop, with_velocity
+from ddjax.learning.base import Learner, LearnerState, capacity, grow
+from ddjax.session.journal import Rating
 
 MAX_SNAPSHOTS = 32  # models kept for undo; each is a few MB at most (the CNN and Adam's)
 

@@ -15,13 +15,13 @@ import zipfile
 import jax
 import numpy as np
 
+from ddjax.core.loops import Loop, with_velocity
+from ddjax.core.render import RenderConfig, loop_render
 from ddjax.io.encode import audio_bytes
 from ddjax.io.export import loop_bar_path, midi_bytes, track_notes
 from ddjax.io.files import loop_json, loop_record
-from ddjax.session.journal import Rating
 from ddjax.io.kit import Kit
-from ddjax.core.loops import Loop, with_velocity
-from ddjax.core.render import RenderConfig, loop_render
+from ddjax.session.journal import Rating
 
 _render_bars = jax.jit(loop_render, static_argnums=2)
 
@@ -48,7 +48,7 @@ def liked_zip(ratings: list[Rating], kit: Kit, render: RenderConfig,
       ratings: a session's ratings in force (``Session.history``).
       kit: the session's kit.
       render: the session's render settings (tempo, swing).
-      notes: the General MIDI note of every kit sample (``kinds.kit_notes``).
+      notes: the General MIDI note of every kit sample (``Kit.notes``).
       title: the README's first words.
     """
     liked = [r for r in ratings if r.liked]

@@ -1,18 +1,13 @@
-"""What a session proposes to the person: how it picks loops (``SessionConfig``) and the
-loop as the person meets it (``Loop``). ``ddjax.session.session`` proposes them; the rating desks,
-the terminal player and the experiments read them.
+"""How a session picks the loops it proposes to the person (``SessionConfig``); the loop
+as the person meets it is ``ddjax.session.session_loop.SessionLoop``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
-from ddjax.errors import DdjaxError
-from ddjax.io.files import loop_record
-from ddjax.core.groove import Humanize
 from ddjax.core.loops import LOOP_PRIORS
+from ddjax.errors import DdjaxError
 from ddjax.sampling.sampler import SamplerConfig
 
 QUERIES = ("thompson", "mean")
@@ -57,43 +52,3 @@ class SessionConfig:
     def sampler(self) -> SamplerConfig:
         """The sampler that serves loops to the person."""
         return SamplerConfig("mh", self.n_iters, self.temperature)
-
-
-@dataclasses.dataclass(frozen=True)
-class Loop:
-    """A loop as the person meets it.
-
-    Attributes:
-      id: unique within the session.
-      audio: float32[samples], the listening render.
-      grid: bool[tracks, steps].
-      samples: int[tracks], kit indices.
-      sample_paths: each track's sample, relative to the kit folder.
-      score: the proposing critic's P(like).
-      critic_version: how many ratings that critic had trained on.
-      bpm: tempo.
-      swing: percent (``RenderConfig.swing``).
-      velocity: int[tracks, steps], each cell's MIDI velocity, or None: every hit at 127.
-      proposed: the loop as the sampler proposed it, when the person edited it into this
-        one (``Session.edited``); None for a loop as proposed.
-      humanize: the render's seeded jitter (``RenderConfig.humanize``).
-    """
-
-    id: int
-    audio: np.ndarray
-    grid: np.ndarray
-    samples: np.ndarray
-    sample_paths: tuple[str, ...]
-    score: float
-    critic_version: int
-    bpm: float
-    swing: float = 0.0
-    velocity: np.ndarray | None = None
-    proposed: "Loop | None" = None
-    humanize: Humanize = Humanize()
-
-    def record(self) -> dict:
-        """The loop's JSON object (``files.loop_record``)."""
-        return loop_record(self.grid, list(self.sample_paths), bpm=self.bpm, score=self.score,
-                           swing=self.swing, velocity=self.velocity,
-                           humanize=self.humanize)

@@ -16,9 +16,6 @@ from the critic as it was then, so one run measures theta at several points.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import io
 import json
 import pathlib
 from typing import Callable
@@ -27,14 +24,21 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddjax.sampling.engine import Pipeline
+from ddjax.core.loops import Loop as LoopArrays
+from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.io.files import atomic_write_bytes
 from ddjax.io.kit import Kit
-from ddjax.sampling.sampler import SamplerConfig
-from ddjax.session.session import INITIAL_CRITIC_NAME, CRITIC_NAME, Loop, Session, SessionConfig
 from ddjax.learning.training import TrainConfig
-from ddjax.raters import users as users_lib
+from ddjax.sampling.sampler import SamplerConfig
+from ddjax.session.plots import plot_like_rate
+from ddjax.session.session import (
+    CRITIC_NAME,
+    INITIAL_CRITIC_NAME,
+    Session,
+    SessionConfig,
+    SessionLoop,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,34 +81,6 @@ class ExperimentConfig:
                                    threshold=self.eval_threshold)
 
 
-def load_rater(spec: str, kit: Kit, seed: int = 0, pipeline: Pipeline = Pipeline()
-               ) -> Callable[[Loop], bool | None]:
-    """A rater from ``FILE.py:FUNCTION``, ``MODULE:FUNCTION`` or a built-in user's name (a
-    built-in user is calibrated on loops of ``pipeline``'s size and tempo)."""
-    if spec in users_lib.BUILT_IN:
-        return users_lib.make_user(spec, kit, seed=seed, render=pipeline.render,
-                                   n_tracks=pipeline.loops.n_tracks)
-    where, sep, name = spec.rpartition(":")
-    if not sep or not where or not name:
-        raise DdjaxError(f"--rater {spec!r}: give FILE.py:FUNCTION, MODULE:FUNCTION or one of"
-                         f" {', '.join(users_lib.BUILT_IN)}")
-    try:
-        if where.endswith(".py") or pathlib.Path(where).is_file():
-            spec_obj = importlib.util.spec_from_file_location(pathlib.Path(where).stem, where)
-            if spec_obj is None or spec_obj.loader is None:
-                raise ImportError(f"cannot load {where}")
-            module = importlib.util.module_from_spec(spec_obj)
-            spec_obj.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except (ImportError, OSError, SyntaxError) as err:
-        raise DdjaxError(f"--rater {spec!r}: cannot import {where}: {err}") from None
-    rater = getattr(module, name, None)
-    if not callable(rater):
-        raise DdjaxError(f"--rater {spec!r}: {where} has no callable {name!r}")
-    return rater
-
-
 def _draw(session: Session, critic: dict, key, sampler: SamplerConfig, n: int):
     """``n`` loops from chains targeting ``critic``, each with that critic's score, and
     the share of chains that reached the sampler's threshold."""
@@ -113,9 +89,9 @@ def _draw(session: Session, critic: dict, key, sampler: SamplerConfig, n: int):
     grids, samples = np.asarray(state.loop.grid), np.asarray(state.loop.samples)
     velocities, scores = np.asarray(state.loop.velocity), np.asarray(state.score)
     render = session.pipeline.render
-    loops = [Loop(-1, audio[i], grids[i], samples[i],
-                  tuple(session.kit.names[j] for j in samples[i]), float(scores[i]), -1,
-                  render.bpm, render.swing, velocities[i], humanize=render.humanize)
+    loops = [SessionLoop.of(-1, LoopArrays(grids[i], samples[i], velocities[i]), audio[i],
+                            kit_names=session.kit.names, score=float(scores[i]),
+                            critic_version=-1, render=render)
              for i in range(n)]
     return loops, float(np.mean(np.asarray(info.reached)))
 
@@ -166,7 +142,7 @@ def thetas(blind: list[dict], final: str = "final") -> dict:
             "delta": theta[final] - theta["init"]}
 
 
-def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
+def run_experiment(kit: Kit, rater: Callable[[SessionLoop], bool | None],
                    config: ExperimentConfig = ExperimentConfig(), *,
                    out: pathlib.Path | None = None, train: TrainConfig = TrainConfig(),
                    session_config: SessionConfig | None = None, label: str = "",
@@ -225,36 +201,6 @@ def run_experiment(kit: Kit, rater: Callable[[Loop], bool | None],
     return result
 
 
-def plot_like_rate(result: dict, path: pathlib.Path, window: int = 10) -> None:
-    """Phase I like rate over time (running mean), with the phase II thetas."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    liked = np.array([h["liked"] for h in result["history"]], float)
-    running = np.convolve(liked, np.ones(window), "valid") / window if liked.size >= window \
-        else np.cumsum(liked) / np.arange(1, liked.size + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    ax.plot(np.arange(len(running)) + min(window, liked.size), running,
-            label=f"phase I, running mean of {window}")
-    ax.axhline(result["theta_init"], color="grey", ls="--", label="phase II, initial critic")
-    ax.axhline(result["theta_final"], color="green", ls="--", label="phase II, final critic")
-    ax.set_xlabel("rating")
-    ax.set_ylabel("like rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{result['rater']} (seed {result['seed']}): delta {result['delta']:+.2f}")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
-
-
-def _save_png(fig, path: pathlib.Path) -> None:
-    """The figure as a PNG, written atomically (no timestamp: same plot, same bytes)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def summarize(results: list[dict]) -> dict:
     """The paper's table over runs."""
     deltas = np.array([r["delta"] for r in results])
@@ -264,25 +210,6 @@ def summarize(results: list[dict]) -> dict:
             "delta_mean": float(deltas.mean()),
             "share_delta_positive": float(np.mean(deltas > 0)),
             "share_delta_ge_0_2": float(np.mean(deltas >= 0.2))}
-
-
-def plot_densities(results: list[dict], path: pathlib.Path) -> None:
-    """Histograms of theta_init, theta_final and delta, as in the paper's Figures 4-5."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    bins = np.linspace(0, 1, 11)
-    left.hist([r["theta_init"] for r in results], bins=bins, alpha=0.6, label="theta_init")
-    left.hist([r["theta_final"] for r in results], bins=bins, alpha=0.6, label="theta_final")
-    left.set_xlabel("like rate in phase II")
-    left.legend(fontsize=8)
-    right.hist([r["delta"] for r in results], bins=np.linspace(-1, 1, 21), color="green")
-    right.axvline(0, color="grey", ls="--")
-    right.set_xlabel("delta theta")
-    fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
 
 
 def print_table(summary: dict, file=None) -> None:

@@ -27,10 +27,11 @@ from typing import NamedTuple
 import numpy as np
 from flax import serialization
 
-from ddjax.core.critic import kind_of, save_critic
-from ddjax.errors import DdjaxError
-from ddjax.io.files import atomic_write_bytes, write_audio
+from ddjax.core.critic import kind_of
 from ddjax.core.groove import Humanize, of_record
+from ddjax.errors import DdjaxError
+from ddjax.io.critics import save_critic
+from ddjax.io.files import atomic_write_bytes, write_audio
 from ddjax.io.kit import Kit, load_kit
 
 LOG_NAME = "ratings.jsonl"

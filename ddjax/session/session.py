@@ -3,7 +3,7 @@
 A ``Session`` is the person's side of the pipeline: ``next_loop`` gives a loop to listen
 to, ``rate`` records a like or a dislike and learns from it, ``undo`` takes the last
 rating back, ``skip`` passes a loop over, and ``run`` drives them from any callable. What
-it learns with is a ``learner.Learner`` (``ddjax.learning.taste_prior`` picks it: the pretrained Bayesian
+it learns with is a ``learning.base.Learner`` (``ddjax.learning.registry`` picks it: the pretrained Bayesian
 head by default, the paper's CNN with ``pretrained="none"``), held by a
 ``belief.Belief``; what it keeps on disk is ``ddjax.session.journal``'s. The session itself is
 the thread between them.
@@ -12,8 +12,8 @@ Overlap. Learning and sampling run on one background worker while the person lis
 after ``rate`` (rating k) the worker learns rating k, and ``next_loop`` hands out a loop
 it sampled meanwhile. The worker keeps ``ahead`` loops prepared (1 by default; the
 rating page keeps 2), each from the critic of its time, so **the loop shown after rating
-k comes from the critic trained on ratings 1..k-ahead** (``Loop.critic_version`` is
-that count), and the wait after a rating is only what is left of one update and one
+k comes from the critic trained on ratings 1..k-ahead** (``SessionLoop.critic_version``
+is that count), and the wait after a rating is only what is left of one update and one
 sampling run once the person has listened; with 2 ahead, a quick rating does not wait
 for a slow sampling run.
 
@@ -45,19 +45,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddjax.core.loops import Loop as LoopArrays
+from ddjax.core.pipeline import Pipeline
+from ddjax.errors import DdjaxError
+from ddjax.io.kit import Kit
+from ddjax.learning.registry import NONE, choose_learner, learner_pipeline, make_learner
+from ddjax.learning.training import TrainConfig
+from ddjax.sampling.engine import Engine
 from ddjax.session import journal
 from ddjax.session.belief import Belief, rated_loop
-from ddjax.sampling.engine import Engine, Pipeline
-from ddjax.errors import DdjaxError
-from ddjax.session.journal import (CHECKPOINT_NAME, CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME,
-                           META_NAME, Rating, SessionWarning, check_sizes, session_kit)
-from ddjax.io.kit import Kit
-from ddjax.core.loops import Loop as LoopArrays
-from ddjax.learning.taste_prior import make_learner
-from ddjax.session.config import Loop, SessionConfig
-from ddjax.learning.training import TrainConfig
+from ddjax.session.config import SessionConfig
+from ddjax.session.journal import (
+    CHECKPOINT_NAME,
+    CRITIC_NAME,
+    INITIAL_CRITIC_NAME,
+    LOG_NAME,
+    META_NAME,
+    Rating,
+    SessionWarning,
+    check_sizes,
+    session_kit,
+)
+from ddjax.session.session_loop import SessionLoop
 
-__all__ = ["Session", "SessionConfig", "Loop", "Rating", "SessionWarning", "LOG_NAME",
+__all__ = ["Session", "SessionConfig", "SessionLoop", "Rating", "SessionWarning", "LOG_NAME",
            "CHECKPOINT_NAME", "CRITIC_NAME", "INITIAL_CRITIC_NAME", "META_NAME", "rated_loop",
            "STARTUP_STEPS"]
 # What a session does before its first loop can be heard, in order (``progress``).
@@ -94,11 +105,14 @@ class Session:
             # the loop prior the paper's generator.
             recorded = meta.get("session", {})
             config = dataclasses.replace(config,
-                                         pretrained=recorded.get("pretrained", "none"),
+                                         pretrained=recorded.get("pretrained", NONE),
                                          loop_prior=recorded.get("loop_prior", "uniform"))
-        pipeline = dataclasses.replace(
-            pipeline, loops=dataclasses.replace(pipeline.loops, prior=config.loop_prior))
-        self.learner, pipeline = make_learner(config.pretrained, pipeline, train)
+        # The session's settings are final from here: the loop prior and the learner's
+        # critic are set once, and everything below reads them.
+        choice = choose_learner(config.pretrained)
+        pipeline = learner_pipeline(choice, dataclasses.replace(
+            pipeline, loops=dataclasses.replace(pipeline.loops, prior=config.loop_prior)))
+        self.learner = make_learner(choice, pipeline, train)
         self.kit, self.pipeline, self.train_config, self.config = kit, pipeline, train, config
         self.directory = None if directory is None else pathlib.Path(directory)
         self._key = jax.random.key(config.seed)
@@ -143,7 +157,7 @@ class Session:
 
     # -- the person's side -------------------------------------------------------------
 
-    def next_loop(self) -> Loop:
+    def next_loop(self) -> SessionLoop:
         """The next loop to listen to (waits for the worker if it is still sampling)."""
         candidate = self._prepared.popleft().result()
         if self._warm is not None:
@@ -161,7 +175,8 @@ class Session:
         start = self.engine.check_start(rated_loop(rating))
         self._prepared.appendleft(self._worker.submit(self._candidate, start))
 
-    def edited(self, loop: Loop, grid: np.ndarray, velocity: np.ndarray | None) -> Loop:
+    def edited(self, loop: SessionLoop, grid: np.ndarray,
+               velocity: np.ndarray | None) -> SessionLoop:
         """``loop`` with the person's changes (``ddjax.web.edit``): same id and samples, the
         new grid and velocities, its audio rendered again and its score from the current
         critic. Raises a DdjaxError when the grid does not fit the loop space."""
@@ -180,7 +195,27 @@ class Session:
         batch = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], loop)
         return float(self.engine.score(batch, critic=self.belief.critic())[0]), version
 
-    def rate(self, loop: Loop, liked: bool) -> None:
+    def checked_score_of(self, loop: LoopArrays) -> tuple[float, int]:
+        """``score_of`` a loop from outside the session (an edit), checked against the loop
+        space first: a DdjaxError where it does not fit (``Engine.check_start``)."""
+        return self.score_of(self.engine.check_start(loop))
+
+    @property
+    def n_trained(self) -> int:
+        """How many ratings the current critic has learned."""
+        return self.belief.n_trained
+
+    def audition(self, loop: LoopArrays, bpm: float, swing: float, bars: int) -> np.ndarray:
+        """The first ``bars`` bars of one loop's listening render at any tempo and swing
+        (``Engine.audition``)."""
+        return self.engine.audition(loop, bpm, swing, bars)
+
+    def loop_bar(self, loop: LoopArrays) -> np.ndarray:
+        """One seamless bar of one (unbatched) loop at the session's render settings."""
+        batch = jax.tree_util.tree_map(lambda x: x[None], loop)
+        return self.engine.loop_bar(batch)[0]
+
+    def rate(self, loop: SessionLoop, liked: bool) -> None:
         """Records a rating on disk (fsync'ed), then learns from it in the background."""
         with self._lock:
             rating = Rating(loop.id, loop.grid, loop.samples, bool(liked), loop.critic_version,
@@ -190,7 +225,7 @@ class Session:
             self.history.append(rating)
         self._pending.append(self._worker.submit(self._learn, rating))
 
-    def undo(self) -> Loop:
+    def undo(self) -> SessionLoop:
         """Takes the last rating back: logs the undo (fsync'ed), then the critic forgets it
         in the background. Returns that loop, to be rated again."""
         with self._lock:
@@ -203,14 +238,15 @@ class Session:
         self._pending.append(self._worker.submit(self._take_back, remaining))
         return self._loop_of(rating)
 
-    def skip(self, loop: Loop) -> None:
+    def skip(self, loop: SessionLoop) -> None:
         """Passes ``loop`` over, unrated; the log keeps it, so it is never shown again."""
         with self._lock:
             if self.directory is not None:
                 journal.append_skip(self.directory, loop)
             self.skipped.append(loop.id)
 
-    def run(self, rate_fn: Callable[[Loop], bool | None], n: int) -> list[tuple[Loop, bool]]:
+    def run(self, rate_fn: Callable[[SessionLoop], bool | None],
+            n: int) -> list[tuple[SessionLoop, bool]]:
         """Shows loops to ``rate_fn`` until it has rated ``n`` (None skips a loop)."""
         rated = []
         while len(rated) < n:
@@ -269,7 +305,8 @@ class Session:
         if self._progress is not None:
             self._progress(step)
 
-    def _announced(self, step: str, work: Callable[[], Loop | None]) -> Loop | None:
+    def _announced(self, step: str,
+                   work: Callable[[], SessionLoop | None]) -> SessionLoop | None:
         """``work()``, named to ``progress`` first (on the worker)."""
         self._announce(step)
         return work()
@@ -293,17 +330,16 @@ class Session:
         """Compiles the update and both critics on throw-away data."""
         self.belief.warm_up(self.pipeline.loops.n_tracks, self.pipeline.loops.n_steps)
 
-    def _loop_of(self, rating: Rating) -> Loop:
+    def _loop_of(self, rating: Rating) -> SessionLoop:
         """A rated loop as it was shown: its audio rendered again, its score as logged."""
         loop = jax.tree_util.tree_map(lambda x: x[None], rated_loop(rating))
-        return Loop(rating.loop_id, self.engine.listen(loop)[0], rating.grid, rating.samples,
-                    tuple(self.kit.names[i] for i in rating.samples),
-                    float("nan") if rating.score is None else rating.score,
-                    rating.critic_version, self.pipeline.render.bpm,
-                    self.pipeline.render.swing, rating.velocity,
-                    humanize=self.pipeline.render.humanize)
+        return SessionLoop.of(
+            rating.loop_id, LoopArrays(rating.grid, rating.samples, rating.velocity),
+            self.engine.listen(loop)[0], kit_names=self.kit.names,
+            score=float("nan") if rating.score is None else rating.score,
+            critic_version=rating.critic_version, render=self.pipeline.render)
 
-    def _candidate(self, start: LoopArrays | None = None) -> Loop:
+    def _candidate(self, start: LoopArrays | None = None) -> SessionLoop:
         """Samples one loop from the current critic, from the prior or from ``start``
         (runs on the worker)."""
         key = jax.random.fold_in(jax.random.fold_in(self._key, 2), self._n_candidates)
@@ -321,15 +357,13 @@ class Session:
         if self.config.query == "thompson":  # the chain's score is the draw's: show the mean's
             score = float(self.engine.score(loop, critic=self.belief.critic())[0])
         audio = self.engine.listen(loop)[0]
-        grid, samples = np.asarray(loop.grid[0]), np.asarray(loop.samples[0])
-        velocity = np.asarray(loop.velocity[0])
+        arrays = LoopArrays(np.asarray(loop.grid[0]), np.asarray(loop.samples[0]),
+                            np.asarray(loop.velocity[0]))
         with self._lock:
             loop_id = self._next_id
             self._next_id += 1
-        return Loop(loop_id, audio, grid, samples,
-                    tuple(self.kit.names[i] for i in samples), score, version,
-                    self.pipeline.render.bpm, self.pipeline.render.swing, velocity,
-                    humanize=self.pipeline.render.humanize)
+        return SessionLoop.of(loop_id, arrays, audio, kit_names=self.kit.names, score=score,
+                              critic_version=version, render=self.pipeline.render)
 
     # -- the disk ------------------------------------------------------------------------
 

@@ -17,18 +17,17 @@ import pathlib
 import re
 import threading
 
-import jax
 import numpy as np
 import soundfile as sf
 
-from ddjax.session.bundle import liked_zip
-from ddjax.web.edit import Edit
-from ddjax.io.encode import audio_bytes
+from ddjax.core.loops import Loop as LoopArrays
 from ddjax.errors import DdjaxError
+from ddjax.io.encode import audio_bytes
 from ddjax.io.export import loop_bar_path, midi_bytes, track_notes
 from ddjax.io.files import loop_json, loop_record
-from ddjax.core.loops import Loop as LoopArrays
-from ddjax.session.session import Loop, Rating, Session, rated_loop
+from ddjax.session.bundle import liked_zip
+from ddjax.session.session import Rating, Session, SessionLoop, rated_loop
+from ddjax.web.edit import Edit
 
 PLAYBACK_BARS = 2
 KEY_PATTERN = re.compile(r"(?:0|[1-9][0-9]{0,8}|e(?:0|[1-9][0-9]{0,5}))")
@@ -55,7 +54,7 @@ class Item:
     phase: str
     number: int
     total: int | None
-    loop: Loop
+    loop: SessionLoop
     blind: bool
 
     def describe(self, kinds: list[str | None], kit_names: tuple[str, ...]) -> dict:
@@ -87,7 +86,7 @@ class Desk:
 
     Args:
       session: an on-disk session.
-      notes: the General MIDI note of every kit sample (``kinds.kit_notes``).
+      notes: the General MIDI note of every kit sample (``Kit.notes``).
       phase: the phase name items carry.
       total: ratings in the phase, or None.
       blind: hide scores and the liked list (a study's phase I).
@@ -100,8 +99,8 @@ class Desk:
         self.session, self.notes = session, notes
         self.phase, self.total, self.blind = phase, total, blind
         self._lock = threading.Lock()
-        self._current: Loop | None = None
-        self._waiting: collections.deque[Loop] = collections.deque()  # shown before new ones
+        self._current: SessionLoop | None = None
+        self._waiting: collections.deque[SessionLoop] = collections.deque()  # shown before new ones
 
     @property
     def done(self) -> bool:
@@ -149,13 +148,13 @@ class Desk:
         heard = loop._replace(grid=grid, velocity=loop.velocity if velocity is None
                               else velocity)
         render = self.session.pipeline.render
-        audio = self.session.engine.audition(
+        audio = self.session.audition(
             heard, render.bpm if edit.bpm is None else edit.bpm,
             render.swing if edit.swing is None else edit.swing, PLAYBACK_BARS)
-        score, version = None, self.session.belief.n_trained
+        score, version = None, self.session.n_trained
         if not self.blind:
             try:
-                score, version = self.session.score_of(self.session.engine.check_start(heard))
+                score, version = self.session.checked_score_of(heard)
             except DdjaxError:  # e.g. a kick row that --four-on-floor does not allow
                 pass
         return audio_bytes(audio, self.session.kit.sr, "float32"), score, version
@@ -228,7 +227,7 @@ class Desk:
             return f"all {self.total} ratings of this phase are in"
         return f"loop {key} is not the loop being rated; reload the page for the current one"
 
-    def _item(self, loop: Loop) -> Item:
+    def _item(self, loop: SessionLoop) -> Item:
         return Item(str(loop.id), self.phase, self.session.n_ratings + 1, self.total, loop,
                     self.blind)
 
@@ -255,8 +254,7 @@ class Desk:
             audio, _ = sf.read(self.session.wav_path(rating.loop_id), dtype="float32")
             return audio_bytes(audio, kit.sr), f"{name}.wav"
         if kind == "bar":
-            loop = jax.tree_util.tree_map(lambda x: x[None], rated_loop(rating))
-            bar = self.session.engine.loop_bar(loop)[0]
+            bar = self.session.loop_bar(rated_loop(rating))
             return (audio_bytes(bar, kit.sr, tempo=(bpm, rating.grid.shape[-1] // 4)),
                     loop_bar_path(name, bpm).name)
         if kind == "mid":

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ddjax import limits
-from ddjax.errors import DdjaxError
 from ddjax.core.loops import FULL_VELOCITY
+from ddjax.errors import DdjaxError
 
 
 class EditError(DdjaxError):

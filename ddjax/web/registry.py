@@ -1,8 +1,8 @@
 """The desks a server serves: one session rated alone, or a study's participants.
 
 ``open_desks`` opens them from a ``ServeConfig``; ``Desks`` finds a desk by its id and
-opens (or resumes) a study's participant on first use, one at a time. ``HttpError`` is
-the refusal a front end turns into an HTTP status.
+opens (or resumes) a study's participant on first use, one at a time; every desk is a
+``desks_protocol.RatingDesk``. Its refusals are ``ddjax.web.http_errors``'.
 
 Opening a session takes seconds of JAX work, so a server opens its desks in two parts:
 ``desks_kit`` (the cheap checks, before it listens) and ``Opening`` (the rest, in a
@@ -20,35 +20,23 @@ import secrets
 import threading
 from typing import Callable
 
-from ddjax.web.desk import Desk
-from ddjax.sampling.engine import Pipeline
+from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
-from ddjax.session.experiment import ExperimentConfig
-from ddjax.io.kinds import kit_kinds, kit_notes
 from ddjax.io.kit import Kit, load_kit
+from ddjax.learning.training import TrainConfig
+from ddjax.session.experiment import ExperimentConfig
 from ddjax.session.journal import session_kit
 from ddjax.session.session import Session, SessionConfig
 from ddjax.session.startup import RECORD_NAME, Startup, read_record, save_record
+from ddjax.web.desk import Desk
+from ddjax.web.desks_protocol import RatingDesk
+from ddjax.web.http_errors import HttpError, Starting
 from ddjax.web.study import Study
-from ddjax.learning.training import TrainConfig
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAIN = "main"
 LOOPS_AHEAD = 2  # loops a rating page keeps prepared (``Session``'s ``ahead``)
 PARTICIPANTS_DIR = "participants"
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-class Starting(HttpError):
-    """The desks are still opening: 503, with the step under way."""
-
-    def __init__(self, step: str):
-        super().__init__(503, f"starting: {step}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +78,8 @@ class Desks:
 
     def __init__(self, config: ServeConfig, kit: Kit, session: Session | None = None):
         self.config, self.kit = config, kit
-        self.kinds, self.notes = kit_kinds(kit), kit_notes(kit)
-        self._desks: dict[str, Desk | Study] = (
+        self.kinds, self.notes = list(kit.kinds), list(kit.notes)
+        self._desks: dict[str, RatingDesk] = (
             {} if session is None else {MAIN: Desk(session, self.notes)})
         self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -100,7 +88,7 @@ class Desks:
     def root(self) -> pathlib.Path:
         return self.config.directory / PARTICIPANTS_DIR
 
-    def get(self, sid: str) -> Desk | Study:
+    def get(self, sid: str) -> RatingDesk:
         """The desk ``sid``; a known participant is opened (resumed) if need be."""
         if not ID_PATTERN.fullmatch(sid):
             raise HttpError(404, f"no session {sid!r}")
@@ -126,7 +114,7 @@ class Desks:
         self._open_once(sid)
         return sid
 
-    def _open_once(self, sid: str) -> Desk | Study:
+    def _open_once(self, sid: str) -> RatingDesk:
         """The participant ``sid``, opened (or created) by the first caller only."""
         with self._lock:
             opening = self._opening.setdefault(sid, threading.Lock())

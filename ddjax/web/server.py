@@ -56,17 +56,19 @@ import threading
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ddjax.web.desk import KEY_PATTERN, Desk
-from ddjax.web.registry import (MAIN, Desks, HttpError, Opening, ServeConfig, Starting, desks_kit,
-                         open_desks)
-from ddjax.web.edit import Edit, EditError, parse as parse_edit
 from ddjax.errors import DdjaxError
+from ddjax.web.desk import KEY_PATTERN, Desk
+from ddjax.web.desks_protocol import RatingDesk
+from ddjax.web.edit import Edit, EditError
+from ddjax.web.edit import parse as parse_edit
+from ddjax.web.http_errors import HttpError, Starting
+from ddjax.web.registry import MAIN, Desks, Opening, ServeConfig, desks_kit, open_desks
 from ddjax.web.study import Study
 
 __all__ = ["Desks", "Opening", "ServeConfig", "create_app", "is_loopback", "listen",
@@ -149,7 +151,7 @@ def create_app(desks: Desks | Opening) -> Starlette:
     async def status(request: Request) -> Response:
         return JSONResponse(opening.status(), headers={"Cache-Control": "no-store"})
 
-    async def desk_of(request: Request) -> Desk | Study:
+    async def desk_of(request: Request) -> RatingDesk:
         """The request's desk (``Starting`` while the desks open)."""
         return await run_in_threadpool(opening.desks().get, request.path_params["sid"])
 

@@ -30,16 +30,23 @@ import zipfile
 
 import numpy as np
 
-from ddjax.web.desk import Desk, Item, Refused, playback_wav
-from ddjax.sampling.engine import Pipeline
-from ddjax.session.experiment import ExperimentConfig, draw_phase_two, thetas
-from ddjax.io.files import atomic_write_bytes, write_audio
 from ddjax.core.groove import of_record
-from ddjax.session.journal import append_line, now
+from ddjax.core.loops import Loop as LoopArrays
+from ddjax.core.pipeline import Pipeline
+from ddjax.io.files import atomic_write_bytes, write_audio
 from ddjax.io.kit import Kit
-from ddjax.session.session import (CRITIC_NAME, INITIAL_CRITIC_NAME, LOG_NAME, Loop, Session,
-                           SessionConfig)
 from ddjax.learning.training import TrainConfig
+from ddjax.session.experiment import ExperimentConfig, draw_phase_two, thetas
+from ddjax.session.journal import append_line, now
+from ddjax.session.session import (
+    CRITIC_NAME,
+    INITIAL_CRITIC_NAME,
+    LOG_NAME,
+    Session,
+    SessionConfig,
+    SessionLoop,
+)
+from ddjax.web.desk import Desk, Item, Refused, playback_wav
 
 STUDY_NAME = "study.json"
 RESULT_NAME = "result.json"
@@ -80,7 +87,7 @@ class Study:
              train: TrainConfig = TrainConfig(), pipeline: Pipeline = Pipeline()
              ) -> "Study":
         """Opens (resumes) or starts the participant in ``directory``, on ``kit`` and its
-        General MIDI ``notes`` (``kinds.kit_notes``).
+        General MIDI ``notes`` (``Kit.notes``).
 
         A new participant is recorded with ``config``; an existing one keeps the sizes
         and seed it started with.
@@ -210,17 +217,20 @@ class Study:
             with self._lock:
                 self._error = f"drawing phase II failed: {err}"
 
-    def _item_loop(self, index: int) -> Loop:
-        entry, kit = self._items[index], self.desk.session.kit
-        names = tuple(entry["loop"]["samples"])
+    def _item_loop(self, index: int) -> SessionLoop:
+        entry, session = self._items[index], self.desk.session
+        record = entry["loop"]
         audio = np.zeros(0, np.float32)  # served from the item's WAV file
-        velocity = entry["loop"].get("velocity")
-        return Loop(-1, audio, np.array(entry["loop"]["grid"], bool),
-                    np.array([kit.names.index(n) for n in names], np.int32), names,
-                    float(entry["score"]), -1, float(entry["loop"]["bpm"]),
-                    float(entry["loop"].get("swing", 0.0)),
-                    None if velocity is None else np.array(velocity, np.int32),
-                    humanize=of_record(entry["loop"], "phase II"))
+        velocity = record.get("velocity")
+        arrays = LoopArrays(np.array(record["grid"], bool),
+                            np.array([session.kit.names.index(n) for n in record["samples"]],
+                                     np.int32),
+                            None if velocity is None else np.array(velocity, np.int32))
+        render = dataclasses.replace(session.pipeline.render, bpm=float(record["bpm"]),
+                                     swing=float(record.get("swing", 0.0)),
+                                     humanize=of_record(record, "phase II"))
+        return SessionLoop.of(-1, arrays, audio, kit_names=session.kit.names,
+                              score=float(entry["score"]), critic_version=-1, render=render)
 
     def _finish(self) -> None:
         """Writes result.json and both critics (idempotent)."""

@@ -17,10 +17,11 @@ import jax
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import BUNDLED_KIT
+
 from ddjax.cli.main import main
-from ddjax.core.critic import CriticConfig, init_critic, save_critic
+from ddjax.core.critic import CriticConfig, init_critic
+from ddjax.io.critics import save_critic
 
 LOOP = {"grid": [[1, 0] * 8, [0, 1] * 8, [1] * 16, [0] * 15 + [1]],
         "samples": ["kick/kick_01.wav", "snare/snare_01.wav", "closed_hat/closed_hat_01.wav",

@@ -8,10 +8,10 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import BUNDLED_KIT
-from ddjax.cli.main import main
 from test_render import MINUS_1_DBFS, numpy_gain, numpy_render, spec_jitter
+
+from ddjax.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 from flax import serialization
 
 from ddjax.core.conv import strided_conv
-from ddjax.core.critic import (CriticConfig, count_params, init_critic, load_critic, prob_like,
-                          save_critic)
+from ddjax.core.critic import CriticConfig, count_params, init_critic, prob_like
 from ddjax.errors import DdjaxError
+from ddjax.io.critics import load_critic, save_critic
 
 
 def numpy_conv(x, kernel, bias, stride):
@@ -101,7 +101,7 @@ def test_bfloat16_matmuls_stay_close_to_float32():
 def test_training_dropout_drops_the_rate_and_rescales():
     """In training mode each Dropout zeroes about ``rate`` of its inputs and scales the
     rest by 1 / (1 - rate); in inference it is the identity."""
-    from ddjax.core.critic import Dropout
+    from ddjax.core.cnn import Dropout
     x = jnp.ones((256, 1024))
     layer = Dropout(0.167, deterministic=False)
     y = np.asarray(layer.apply({}, x, rngs={"dropout": jax.random.key(0)}))
@@ -119,6 +119,7 @@ def test_the_fused_block_is_leaky_relu_then_flax_batch_norm():
     the same variables, output and running averages in training, and output in
     inference."""
     import flax.linen as nn
+
     from ddjax.core.norm import BatchNorm
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.normal(0.3, 2.0, (4, 7, 9, 6)), jnp.float32)
@@ -214,7 +215,7 @@ def reference_logits(variables, features, train):
 
 @pytest.mark.parametrize("train", [False, True])
 def test_critic_matches_a_reference_network(train):
-    from ddjax.core.critic import Critic
+    from ddjax.core.cnn import Critic
     rng = np.random.default_rng(4)
     features = jnp.asarray(rng.normal(0, 30, (3, 60, 442)), jnp.float32)
     config = CriticConfig(dropout=0.0)
@@ -290,7 +291,7 @@ def test_wrong_version_shape_or_garbage_is_a_clear_error(tmp_path):
 
 
 def test_a_critic_is_checked_field_by_field_against_the_pipeline(tmp_path):
-    from ddjax.sampling.engine import Pipeline
+    from ddjax.core.pipeline import Pipeline
     from ddjax.core.render import RenderConfig
     honest = CriticConfig(n_mfcc=40)
     save_critic(tmp_path / "m.critic", init_critic(jax.random.key(0), honest), honest)
@@ -307,7 +308,7 @@ def test_a_critic_is_checked_field_by_field_against_the_pipeline(tmp_path):
 
 
 def test_a_critic_file_without_audio_fields_is_read_as_the_old_defaults(tmp_path):
-    from ddjax.sampling.engine import Pipeline
+    from ddjax.core.pipeline import Pipeline
     from ddjax.core.render import RenderConfig
     config = CriticConfig()
     path = tmp_path / "old.critic"

@@ -10,16 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddjax.sampling import sampler
 from ddjax.cli.main import main
-from ddjax.core.critic import CriticConfig, init_critic, prob_like, save_critic
-from ddjax.sampling.engine import Pipeline, ScoreParams
-from ddjax.core.ensemble import (critic_probs, ensemble_score, ensemble_stats, load_ensemble,
-                            stack_critics)
-from ddjax.errors import DdjaxError
+from ddjax.core.critic import CriticConfig, init_critic, prob_like
+from ddjax.core.ensemble import critic_probs, ensemble_score, ensemble_stats, stack_critics
 from ddjax.core.features import mfcc
 from ddjax.core.loops import Loop, allowed_samples, propose, random_loop
+from ddjax.core.pipeline import Pipeline, ScoreParams
 from ddjax.core.render import RenderConfig, critic_view, render_tables
+from ddjax.errors import DdjaxError
+from ddjax.io.critics import load_ensemble, save_critic
+from ddjax.sampling import sampler
 
 N_CRITICS = 3
 

@@ -7,10 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ddjax.core.drums import KINDS
+from ddjax.core.loops import (
+    VELOCITY_LEVELS,
+    Loop,
+    LoopConfig,
+    allowed_samples,
+    is_valid,
+    log_prior,
+    propose,
+    random_loop,
+)
 from ddjax.errors import DdjaxError
-from ddjax.io.kinds import KINDS
-from ddjax.core.loops import (VELOCITY_LEVELS, Loop, LoopConfig, allowed_samples, is_valid,
-                         log_prior, propose, random_loop)
 
 
 def batch_random(key, allowed, config, n):

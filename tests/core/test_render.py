@@ -5,11 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddjax.errors import DdjaxError
 from ddjax.core.groove import Humanize
 from ddjax.core.loops import Loop
-from ddjax.core.render import (RenderConfig, critic_view, host_listening_render, listening_render,
-                          loop_render, render_tables)
+from ddjax.core.render import (
+    RenderConfig,
+    critic_view,
+    host_listening_render,
+    listening_render,
+    loop_render,
+    render_tables,
+)
+from ddjax.errors import DdjaxError
 
 MINUS_1_DBFS = 10 ** (-1 / 20)
 

@@ -13,10 +13,11 @@ import pytest
 import soundfile as sf
 
 from ddjax.cli.main import main
-from ddjax.core.critic import CriticConfig, init_critic, save_critic
+from ddjax.core.critic import CriticConfig, init_critic
 from ddjax.errors import DdjaxError
-from ddjax.io.export import midi_bytes
+from ddjax.io.critics import save_critic
 from ddjax.io.encode import audio_bytes, wav_bytes
+from ddjax.io.export import midi_bytes
 from ddjax.io.files import atomic_write_bytes, loop_json, loop_record, write_audio
 
 

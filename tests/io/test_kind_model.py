@@ -12,10 +12,11 @@ import warnings
 import numpy as np
 import pytest
 
+from ddjax.core.drums import KINDS
 from ddjax.io import kind_model
-from ddjax.io.kinds import KINDS, kind_from_name
+from ddjax.io.kinds import kind_from_name
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 PAPER_KIT = REPO.parent / "shared" / "kits" / "deepdrummer"
 SR = 44100
 # Leave-one-collection-out agreement on the paper kit's 270 named files, originals only
@@ -115,7 +116,7 @@ def test_leave_one_collection_out_agreement_on_the_paper_kit():
     if not PAPER_KIT.is_dir():
         pytest.skip(f"the paper's kit is not at {PAPER_KIT}")
     import ddjax.io.kit
-    from ddjax.io.kinds import kit_monos
+    from ddjax.io.kit import kit_monos
 
     def named(folder, collection_of):
         with warnings.catch_warnings():

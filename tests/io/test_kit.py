@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import BUNDLED_KIT, SHARED_KIT
+
 from ddjax.errors import DdjaxError
 from ddjax.io.kit import KitWarning, load_kit
 

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 
 from ddjax.core.critic import CriticConfig, count_params, prob_like
-from ddjax.sampling.engine import Engine, Pipeline
-from ddjax.errors import DdjaxError
 from ddjax.core.features import mfcc
 from ddjax.core.head import HeadConfig, head_inputs
-from ddjax.learning.learner import fit_posterior
 from ddjax.core.loops import allowed_samples, random_loop
-from ddjax.learning.taste_prior import empirical_bayes_scale, load_prior, make_learner
+from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import critic_view
+from ddjax.errors import DdjaxError
+from ddjax.learning.bayes_head import fit_posterior
+from ddjax.learning.registry import choose_learner, learner_pipeline, make_learner
+from ddjax.learning.taste_prior import empirical_bayes_scale, load_prior
+from ddjax.sampling.engine import Engine
 
 
 def random_loops(kit, n, seed, pipeline=Pipeline()):
@@ -76,7 +78,9 @@ def test_with_no_ratings_the_posterior_is_the_prior():
 
 @pytest.fixture(scope="module")
 def head(bundled_kit):
-    learner, pipeline = make_learner(None, Pipeline())
+    choice = choose_learner(None)
+    pipeline = learner_pipeline(choice, Pipeline())
+    learner = make_learner(choice, pipeline)
     engine = Engine(bundled_kit, None, pipeline)
     state = learner.init(jax.random.key(0), engine.params.tables, engine.allowed)
     return learner, pipeline, engine, state
@@ -165,7 +169,9 @@ def test_the_packaged_prior_loads_and_a_corrupt_one_is_one_clear_error(tmp_path)
 
 
 def test_pretrained_none_is_the_papers_critic(bundled_kit):
-    learner, pipeline = make_learner("none", Pipeline())
+    choice = choose_learner("none")
+    pipeline = learner_pipeline(choice, Pipeline())
+    learner = make_learner(choice, pipeline)
     assert isinstance(pipeline.critic, CriticConfig)
     engine = Engine(bundled_kit, None, pipeline)
     state = learner.init(jax.random.key(0), engine.params.tables, engine.allowed)

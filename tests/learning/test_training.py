@@ -6,15 +6,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_features import librosa_mel
 
 from ddjax.core.critic import init_critic, prob_like
-from ddjax.sampling.engine import Pipeline
 from ddjax.core.features import mel_power, mfcc
 from ddjax.core.loops import Loop
+from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import critic_view, render_tables
-from ddjax.learning.training import (AUGMENTATIONS, Ratings, TrainConfig, augment, init_train_state,
-                            train_steps)
-from test_features import librosa_mel
+from ddjax.learning.training import (
+    AUGMENTATIONS,
+    Ratings,
+    TrainConfig,
+    augment,
+    init_train_state,
+    train_steps,
+)
 
 
 def cross_entropy(variables, tables, loops, liked, pipeline):

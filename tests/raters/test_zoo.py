@@ -6,9 +6,8 @@ import types
 import numpy as np
 import pytest
 
-from ddjax.raters import users
-from ddjax.raters import zoo
 from ddjax.core.render import RenderConfig
+from ddjax.raters import users, zoo
 
 RENDER = RenderConfig()
 BAR = RENDER.bar_samples

@@ -16,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO
+
 from ddjax.cli.main import main
-from ddjax.core.critic import CriticConfig, init_critic, load_critic, prob_like, save_critic
+from ddjax.core.critic import CriticConfig, init_critic, prob_like
 from ddjax.core.features import mfcc
 from ddjax.core.loops import Loop
 from ddjax.core.render import RenderConfig, critic_view, render_tables
+from ddjax.io.critics import load_critic, save_critic
 
 N_CRITICS = 3
 MISSING = "nope/missing.wav"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_kit.py"
 SAMPLES = ROOT / "samples"
 SR = 44100

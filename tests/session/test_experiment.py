@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from ddjax.cli.main import main
-from ddjax.core.critic import load_critic
-from ddjax.sampling.engine import Engine
-from ddjax.session.experiment import (ExperimentConfig, calibration, load_rater, run_experiment,
-                              summarize)
-from ddjax.sampling.sampler import SamplerConfig
-from ddjax.session.session import SessionConfig
+from ddjax.io.critics import load_critic
 from ddjax.learning.training import TrainConfig
+from ddjax.raters.load import load_rater
 from ddjax.raters.users import BUILT_IN, TASTES, SimulatedUser, calibration_audio, make_user
+from ddjax.sampling.engine import Engine
+from ddjax.sampling.sampler import SamplerConfig
+from ddjax.session.experiment import ExperimentConfig, calibration, run_experiment, summarize
+from ddjax.session.session import SessionConfig
 
 TINY = dict(train=TrainConfig(steps_per_rating=2, batch_size=4),
             session_config=SessionConfig(n_chains=2, n_iters=2))

@@ -2,8 +2,8 @@
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,13 +14,13 @@ import jax
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import BUNDLED_KIT
-from ddjax.sampling.engine import Pipeline
-from ddjax.errors import DdjaxError
+
 from ddjax.core.loops import LoopConfig
-from ddjax.session.session import Session, SessionConfig, SessionWarning
+from ddjax.core.pipeline import Pipeline
+from ddjax.errors import DdjaxError
 from ddjax.learning.training import TrainConfig
+from ddjax.session.session import Session, SessionConfig, SessionWarning
 
 FAST = dict(train=TrainConfig(steps_per_rating=2, batch_size=4),
             config=SessionConfig(n_chains=2, n_iters=2, seed=3))
@@ -266,13 +266,14 @@ def test_sigkill_loses_no_acknowledged_rating(tmp_path):
 
 def test_a_sessions_critic_drives_generate_and_rescore(rated, tmp_path):
     from ddjax.cli.main import main
-    from ddjax.core.critic import load_critic, prob_like
-    from ddjax.sampling.engine import Pipeline
+    from ddjax.core.critic import prob_like
     from ddjax.core.features import mfcc
+    from ddjax.core.loops import Loop
+    from ddjax.core.pipeline import Pipeline
+    from ddjax.core.render import critic_view, render_tables
+    from ddjax.io.critics import load_critic
     from ddjax.io.files import read_loop_json
     from ddjax.io.kit import load_kit
-    from ddjax.core.loops import Loop
-    from ddjax.core.render import critic_view, render_tables
     directory, _, _ = rated
     critic = directory / "latest.critic"
     assert main(["generate", "--critic", str(critic), "--n", "2", "--chains", "2",
@@ -384,9 +385,10 @@ def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit
     jitter (the NumPy loop, 1e-5); session.json records it, the log's loops carry it, and
     resuming with other jitter is one line (exit 2 from the command line), no file
     changed; the liked zip's JSON carries it, so ``ddjax render`` plays the loop again."""
-    from ddjax.cli.main import main as cli
-    from ddjax.core.groove import Humanize
     from test_render import numpy_gain, numpy_render, spec_jitter
+
+    from ddjax.cli import main as cli
+    from ddjax.core.groove import Humanize
     pipeline = Pipeline.sized(humanize=Humanize(10.0, 20, 3))
     directory = tmp_path / "s"
     with Session(bundled_kit, directory, pipeline=pipeline,
@@ -426,7 +428,7 @@ def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit
 @pytest.mark.slow
 def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bundled_kit,
                                                                           tmp_path):
-    from ddjax.sampling.engine import Pipeline
+    from ddjax.core.pipeline import Pipeline
     from ddjax.io.kit import load_kit
     pipeline = Pipeline.sized(100.0, 6)
     kit = load_kit(BUNDLED_KIT, pipeline.render.bar_samples, min_samples=6)

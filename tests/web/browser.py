@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 INSTALL_HINT = ("install Chromium and Playwright to run the browser tests: apt-get install"
                 " chromium (Debian) and pip install -e '.[test]'; or set DDJAX_CHROMIUM to a"
                 " Chromium binary")

@@ -17,8 +17,8 @@ import zipfile
 import mido
 import numpy as np
 import pytest
-
 from browser import REPO, Server, launch, wait_for_loop, why_not_available
+
 from ddjax.session.session import STARTUP_STEPS
 from ddjax.session.startup import RECORD_NAME
 

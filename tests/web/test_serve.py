@@ -16,19 +16,26 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
-from starlette.testclient import TestClient
-
 from conftest import BUNDLED_KIT
+from starlette.testclient import TestClient
 from test_render import numpy_gain, numpy_render
-from ddjax.cli.main import main as cli
-from ddjax.session.experiment import ExperimentConfig
-from ddjax.web.registry import build_desks, desks_kit
+
+from ddjax.cli import main as cli
 from ddjax.errors import DdjaxError
-from ddjax.web.server import (MAX_BODY_BYTES, Desks, Opening, ServeConfig, create_app, is_loopback,
-                         open_desks)
+from ddjax.learning.training import TrainConfig
+from ddjax.session.experiment import ExperimentConfig
 from ddjax.session.session import STARTUP_STEPS, SessionConfig
 from ddjax.session.startup import RECORD_NAME, Startup, seconds_left
-from ddjax.learning.training import TrainConfig
+from ddjax.web.registry import build_desks, desks_kit
+from ddjax.web.server import (
+    MAX_BODY_BYTES,
+    Desks,
+    Opening,
+    ServeConfig,
+    create_app,
+    is_loopback,
+    open_desks,
+)
 
 FAST = dict(session=SessionConfig(n_chains=2, n_iters=2),
             train=TrainConfig(steps_per_rating=2, batch_size=4))
@@ -605,7 +612,7 @@ def test_a_session_failing_in_the_background_is_one_line_and_exit_2(tmp_path):
         "kit": str(BUNDLED_KIT), "seed": 0, "session": {"pretrained": str(tmp_path / "no.npz")}}))
     done = subprocess.run([sys.executable, "-m", "ddjax.cli.main", "serve", "--port", "0",
                            "--session", str(session)], capture_output=True, text=True,
-                          timeout=120, cwd=pathlib.Path(__file__).resolve().parents[1])
+                          timeout=120, cwd=pathlib.Path(__file__).resolve().parents[2])
     err = done.stderr.strip().splitlines()
     assert " page at " in done.stdout
     assert done.returncode == 2 and len(err) == 1 and "no.npz" in err[0], err

@@ -1,0 +1,96 @@
+"""``ddjax generate``'s work: rounds of chains from one engine, each kept loop written to a
+folder as audio and JSON (``generate_loops``). The command line parses and checks its
+arguments, builds the engine and calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from typing import Callable
+
+import jax
+import numpy as np
+
+from ddjax.core.loops import Loop
+from ddjax.core.render import RenderConfig
+from ddjax.errors import DdjaxError
+from ddjax.io.export import export_loop
+from ddjax.io.files import loop_record, write_loop_json
+from ddjax.io.kit import Kit
+from ddjax.sampling.engine import Engine
+from ddjax.sampling.sampler import SamplerConfig
+
+__all__ = ["Generated", "generate_loops", "next_index", "MAX_ROUNDS_PER_BATCH"]
+MAX_ROUNDS_PER_BATCH = 10  # "until" (--min-score): give up after this many rounds per batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+    """What ``generate_loops`` did: loops written, and rounds of chains run."""
+
+    written: int
+    rounds: int
+
+
+def next_index(out: pathlib.Path) -> int:
+    """The number after the highest ``loop_NNNN.json`` in ``out`` (0 where there is none)."""
+    taken = [int(p.stem.split("_")[-1]) for p in out.glob("loop_*.json")
+             if p.stem.split("_")[-1].isdigit()]
+    return max(taken, default=-1) + 1
+
+
+def generate_loops(engine: Engine, kit: Kit, render: RenderConfig, sampler: SamplerConfig, *,
+                   n: int, chains: int, seed: int, out: pathlib.Path, fmt: str,
+                   loop_wav: bool = False, start: Loop | None = None,
+                   progress: Callable[[int], None] | None = None) -> Generated:
+    """Writes up to ``n`` loops to ``out`` as ``loop_NNNN`` (numbered after those there):
+    rounds of ``chains`` chains of ``sampler`` (from ``start`` where given), keeping each
+    chain that reached the sampler's threshold, until ``n`` are written or the rounds run
+    out (one per batch of chains; ``MAX_ROUNDS_PER_BATCH`` per batch in "until" mode).
+
+    Each loop is its listening render (``fmt``), one seamless bar with ``loop_wav``, and
+    its JSON (``render``'s tempo, swing and humanize, the critic's score and ``seed``),
+    written last, so no audio is left without its JSON. ``progress`` hears each loop
+    written (1).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    index = next_index(out)
+    written, rounds = 0, 0
+    max_rounds = math.ceil(n / chains) * (
+        MAX_ROUNDS_PER_BATCH if sampler.mode == "until" else 1)
+    key = jax.random.key(seed)
+    while written < n and rounds < max_rounds:
+        state, info = engine.sample(jax.random.fold_in(key, rounds), chains, sampler,
+                                    start=start)
+        rounds += 1
+        keep = np.nonzero(np.asarray(info.reached))[0][: n - written]
+        if keep.size == 0:
+            continue
+        chosen = jax.tree_util.tree_map(lambda x: x[keep], state.loop)
+        audio = engine.listen(chosen)
+        bars = engine.loop_bar(chosen) if loop_wav else [None] * len(audio)
+        grids, samples = np.asarray(chosen.grid), np.asarray(chosen.samples)
+        velocities = np.asarray(chosen.velocity)
+        scores = np.asarray(state.score)[keep]
+        for grid, ids, velocity, score, wav, one_bar in zip(grids, samples, velocities,
+                                                            scores, audio, bars):
+            stem = out / f"loop_{index:04d}"
+            record = loop_record(grid, [kit.names[i] for i in ids], bpm=render.bpm,
+                                 score=score, seed=seed, swing=render.swing,
+                                 velocity=velocity, humanize=render.humanize)
+            # The JSON last: no audio is left without its JSON if a write fails.
+            paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
+                                write_json=False, fmt=fmt)
+            try:
+                write_loop_json(stem.with_suffix(".json"), record)
+            except DdjaxError:  # the loop is not half-written
+                for path in paths:
+                    path.unlink(missing_ok=True)
+                raise
+            index += 1
+            written += 1
+            if progress is not None:
+                progress(1)
+    return Generated(written, rounds)
