@@ -116,7 +116,7 @@ def _generate(args) -> int:
         print(f"ddjax: warning: only {written} of {args.n} loops reached --min-score"
               f" {args.min_score} in {rounds} rounds of {args.iters} iterations; raise --iters"
               " or lower --min-score", file=sys.stderr)
-    print(f"wrote {written} loops to {args.out}")
+    print(f"wrote {written} loop{'' if written == 1 else 's'} to {args.out}")
     return 0
 
 

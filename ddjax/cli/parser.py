@@ -157,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ply = commands.add_parser("play", help="rate loops in the terminal; the critic learns",
                               description=(
-        "Plays loops and reads one key each: l like, d dislike, s skip, r replay, e export,"
-        " q quit. Every rating is saved before the next loop; --session on an existing"
-        " folder resumes it."))
+        "Plays loops and reads one key each: l like, d dislike, u undo, s skip, r replay,"
+        " e export, q quit. Every rating is saved before the next loop; --session on an"
+        " existing folder resumes it."))
     _kit_arg(ply)
     ply.add_argument("--session", type=pathlib.Path,
                      help="session folder (default: a new ddjax-session-<time> folder here)")

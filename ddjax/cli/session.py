@@ -95,7 +95,8 @@ def export_liked(args) -> int:
     data = liked_zip(ratings, kit, render, list(kit.notes),
                      title=f"ddjax session {args.session.resolve().name}")
     atomic_write_bytes(args.out, data)
-    print(f"wrote {sum(r.liked for r in ratings)} liked loops to {args.out}")
+    n_liked = sum(r.liked for r in ratings)
+    print(f"wrote {n_liked} liked loop{'' if n_liked == 1 else 's'} to {args.out}")
     return 0
 
 

@@ -131,6 +131,17 @@ def test_every_command_has_help():
         assert done.returncode == 0 and "usage: ddjax" in done.stdout
 
 
+def test_play_help_names_every_key_play_reads(capsys):
+    from ddjax.cli.play import KEYS  # what the terminal player acts on
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["play", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for key in KEYS.split(", "):
+        assert key in text, key
+
+
 def test_generate_from_a_loop_keeps_its_tempo_and_starts_every_chain_there(tmp_path, capsys):
     origin = tmp_path / "origin.json"
     grid = np.zeros((4, 16), int)
@@ -141,6 +152,11 @@ def test_generate_from_a_loop_keeps_its_tempo_and_starts_every_chain_there(tmp_p
     out = tmp_path / "variations"
     assert main(["generate", "--from", str(origin), "--iters", "0", "--n", "2", "--chains",
                  "2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote 2 loops to {out}"
+    one = tmp_path / "one"
+    assert main(["generate", "--from", str(origin), "--iters", "0", "--n", "1", "--chains",
+                 "2", "--out", str(one)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote 1 loop to {one}"
     for stem in ("loop_0000", "loop_0001"):
         record = json.loads((out / f"{stem}.json").read_text())
         assert record["grid"] == grid.tolist() and record["samples"] == samples

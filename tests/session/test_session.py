@@ -416,6 +416,8 @@ def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit
     assert {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
     assert cli.main(["export", "--session", str(directory), "--liked", "--out",
                      str(tmp_path / "liked.zip")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (  # the one loop rated, liked
+        f"wrote 1 liked loop to {tmp_path / 'liked.zip'}")
     with zipfile.ZipFile(tmp_path / "liked.zip") as archive:
         (tmp_path / "loop.json").write_bytes(archive.read(f"loop_{loop.id:05d}.json"))
     assert json.loads((tmp_path / "loop.json").read_text())["humanize"] == meta["humanize"]
