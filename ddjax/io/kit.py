@@ -68,10 +68,13 @@ def bundled_kit() -> pathlib.Path:
     return checkout if checkout.is_dir() else pathlib.Path(str(packaged))
 
 
+def _unpadded(audio: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    return [row[:n].astype(np.float64) for row, n in zip(audio, lengths)]
+
+
 def kit_monos(kit: "Kit") -> list[np.ndarray]:
     """Every sample's audio as loaded, unpadded: float64[length] each."""
-    audio = np.asarray(kit.audio)
-    return [row[:n].astype(np.float64) for row, n in zip(audio, kit.lengths)]
+    return _unpadded(np.asarray(kit.audio), kit.lengths)
 
 
 class Kit(NamedTuple):
@@ -207,7 +210,7 @@ def load_kit(folder: str | os.PathLike, max_samples: int, *, sr: int = 44100,
     for row, clip in zip(padded, clips):
         row[: clip.shape[0]] = clip
     is_kick = np.array([detect_kick(c, sr) for c in clips], dtype=bool)
-    monos = [row[:n].astype(np.float64) for row, n in zip(padded, lengths)]
+    monos = _unpadded(padded, lengths)
     kinds = sample_kinds(names, monos, sr)
     return Kit(audio=jnp.asarray(padded), lengths=lengths, names=tuple(names),
                is_kick=is_kick, root=root.resolve(), sr=sr, kinds=kinds,
