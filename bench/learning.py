@@ -94,7 +94,11 @@ def settings_key(session: SessionConfig, experiment: ExperimentConfig,
         pathlib.Path(prior).read_bytes()).hexdigest()[:12]
     parts = [dataclasses.asdict(session) | {"seed": None, "pretrained": prior_hash},
              dataclasses.asdict(experiment) | {"seed": None},
-             {"loops": dataclasses.asdict(LoopConfig(prior=session.loop_prior)),
+             {"loops": dataclasses.asdict(LoopConfig(prior=session.loop_prior,
+                                                     distance=session.distance)),
+              "loop_prior_file": hashlib.sha256(
+                  (ROOT / "ddjax" / "pretrained" / "loop-prior.json").read_bytes()
+              ).hexdigest()[:12] if session.loop_prior == "learned" else None,
               "render": "velocity, swing, -1 dBFS gain",
               "kinds": [AUDIO_CONFIDENCE, hashlib.sha256(
                   (ROOT / "ddjax" / "pretrained" / MODEL_FILE).read_bytes()).hexdigest()[:12]]}]
@@ -199,7 +203,7 @@ def main(argv=None) -> None:
     parser.add_argument("--iters", type=int, help="MH iterations per phase I loop")
     parser.add_argument("--query", choices=("thompson", "mean"))
     parser.add_argument("--loop-prior", choices=LOOP_PRIORS,
-                        help="the sampler's loop prior (default: the session's, musical)")
+                        help="the sampler's loop prior (default: the session's, learned)")
     parser.add_argument("--pretrained", help="none, or a prior file (default: the packaged)")
     parser.add_argument("--augmentation", choices=AUGMENTATIONS,
                         help="with --pretrained none: where the CNN's training augments"

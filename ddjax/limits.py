@@ -7,6 +7,9 @@ allocation error.
 - A loop has 1 to ``MAX_TRACKS`` tracks and 1 to ``MAX_STEPS`` 16th-note steps (four bars).
 - Tempi are ``MIN_BPM`` to ``MAX_BPM``: a bar (16 steps) is 1.2 s to 4 s, and a sample is
   cut to one bar.
+- Swing is ``MIN_SWING`` (straight) to ``MAX_SWING`` percent on the MPC/Ableton scale
+  (``ddjax.core.groove``).
+- A loudness target (``--loudness``) is ``MIN_LUFS`` to ``MAX_LUFS`` (``ddjax.io.loudness``).
 - Ports are 0 to 65535 (0 lets the system pick a free one).
 - ``--chains`` (generate) and ``--batch`` (rescore) are capped by a memory estimate per
   chain or per loop against half of each device's memory (``memory_budget_bytes``; half
@@ -29,7 +32,8 @@ from ddjax.errors import DdjaxError
 MAX_TRACKS = 8
 MAX_STEPS = 64
 MIN_BPM, MAX_BPM = 60.0, 200.0
-MAX_SWING = 75.0  # percent
+MIN_SWING, MAX_SWING = 50.0, 75.0  # percent, MPC scale: 50 straight, 66.67 triplet
+MIN_LUFS, MAX_LUFS = -40.0, -6.0  # integrated loudness targets, LUFS
 MAX_PORT = 65535
 MEMORY_SHARE = 0.5  # of a device's memory, for one command's arrays
 FLOAT_BYTES = 4

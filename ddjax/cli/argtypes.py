@@ -49,7 +49,17 @@ def _within(name: str, cast, low, high, unit: str):
 
 
 bpm = _within("bpm", float, limits.MIN_BPM, limits.MAX_BPM, " BPM")
-swing = _within("swing", float, 0.0, limits.MAX_SWING, " (percent)")
+swing = _within("swing", float, limits.MIN_SWING, limits.MAX_SWING,
+                " (percent; 50 is straight, 66.67 a triplet shuffle)")
+_lufs = _within("loudness", float, limits.MIN_LUFS, limits.MAX_LUFS, " LUFS")
+
+
+def loudness(text: str) -> float | None:
+    """``--loudness``: "off" (None: the raw mix) or a target in LUFS."""
+    return None if text.strip().lower() == "off" else _lufs(text)
+
+
+loudness.__name__ = "loudness"
 tracks = _within("tracks", int, 1, limits.MAX_TRACKS, " tracks")
 
 
@@ -69,3 +79,18 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"must be 1 to {limits.MAX_PORT} (or 0 for a free port), got {text}")
     return value
+
+
+def style(text: str) -> str:
+    """``--style``: a style of the shipped loop prior ("mix" for all of them: None)."""
+    from ddjax.errors import DdjaxError
+    from ddjax.io.patterns import check_style, load_loop_prior
+    if text == "mix":
+        return None
+    try:
+        return check_style(text, load_loop_prior().styles)
+    except DdjaxError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+distance = _within("distance", int, 1, limits.MAX_TRACKS * 16, " cells")

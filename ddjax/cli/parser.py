@@ -12,19 +12,23 @@ from ddjax import __version__, limits
 from ddjax.cli import rescore as rescore_cli
 from ddjax.cli.argtypes import (
     bpm,
+    distance,
     humanize,
+    loudness,
     non_negative_int,
     port,
     positive_float,
     positive_int,
     probability,
+    style,
     swing,
     tracks,
 )
 from ddjax.core.groove import MAX_MS, MAX_VELOCITY
-from ddjax.core.loops import LOOP_PRIORS
+from ddjax.core.loop_space import DEFAULT_DISTANCE, LOOP_PRIORS
 from ddjax.io.encode import DEFAULT_FORMAT, FORMATS
 from ddjax.io.kit import bundled_kit
+from ddjax.io.loudness import DEFAULT_LUFS
 
 BUNDLED_KIT = bundled_kit()
 
@@ -61,6 +65,22 @@ def _audio_args(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"{what} exactly one bar with the tails that ring past it folded"
                              " onto its start, so it loops in a DAW with no click or gap; the"
                              " WAV carries the tempo (acid chunk) and its name says it")
+    _loudness_arg(parser)
+
+
+def _stems_arg(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument("--stems", action="store_true",
+                        help=f"also write {whose} tracks alone, STEM_track<N>_<sample>.wav, at"
+                             " the preview's settings and gain: they sum to the preview")
+
+
+def _loudness_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loudness", type=loudness, default=DEFAULT_LUFS, metavar="LUFS|off",
+                        help=f"integrated loudness (ITU-R BS.1770) of the audio played and"
+                             f" written, {limits.MIN_LUFS:g} to {limits.MAX_LUFS:g} LUFS, one"
+                             f" gain per loop, true peak kept at or below -1 dBTP (default"
+                             f" {DEFAULT_LUFS:g}, EBU R128); 'off' for the raw mix. The critic"
+                             " hears the raw mix either way")
 
 
 def _size_args(parser: argparse.ArgumentParser, resumed: bool = False) -> None:
@@ -71,8 +91,9 @@ def _size_args(parser: argparse.ArgumentParser, resumed: bool = False) -> None:
     parser.add_argument("--tracks", type=tracks,
                         help=f"tracks a loop has, 1 to {limits.MAX_TRACKS} (default 4{keeps})")
     parser.add_argument("--swing", type=swing, metavar="PERCENT",
-                        help=f"0 to {limits.MAX_SWING:g}: off-beat 16ths PERCENT/200 of a 16th"
-                             f" late (default 0{keeps})")
+                        help=f"{limits.MIN_SWING:g} to {limits.MAX_SWING:g}, as on an MPC or"
+                             " in Ableton: each off-beat 16th lands at PERCENT of its 8th note"
+                             f" (50 straight, 66.67 triplet; default 50{keeps})")
     _humanize_arg(parser, f"none{keeps}")
 
 
@@ -85,11 +106,21 @@ def _humanize_arg(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def _loop_prior_arg(parser: argparse.ArgumentParser, resumed: bool = True) -> None:
-    parser.add_argument("--loop-prior", choices=LOOP_PRIORS, default="musical",
-                        help="what a loop looks like before any rating: 'musical' (default:"
-                             " sparse to busy tracks, a kick, a backbeat, few repeated kinds;"
-                             " soft weights, never rules) or 'uniform' (the paper's generator)"
+    parser.add_argument("--loop-prior", choices=LOOP_PRIORS, default="learned",
+                        help="what a loop looks like before any rating: 'learned' (default:"
+                             " learned from real drum patterns, by style; something low on"
+                             " the beat, a backbeat and a timekeeper as soft preferences, no"
+                             " silent track), 'musical' (the older prior: density, a kick, a"
+                             " backbeat) or 'uniform' (the paper's generator)"
                              + ("; a resumed session keeps its own" if resumed else ""))
+    parser.add_argument("--style", type=style, default=None, metavar="NAME",
+                        help="the learned prior's style (house, techno, boom-bap, rock, funk,"
+                             " trap, ...: a wrong name lists them all); default 'mix', every"
+                             " style. The critic still decides within it")
+    parser.add_argument("--distance", type=distance, default=DEFAULT_DISTANCE, metavar="N",
+                        help="variations ('more like this', --from) change 2 to N cells of"
+                             " their loop and keep all but one of its samples (one more per"
+                             f" further 8 cells; default {DEFAULT_DISTANCE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,15 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"tracks a loop has, 1 to {limits.MAX_TRACKS} (default 4, or the"
                           " --from loop's)")
     gen.add_argument("--swing", type=swing, metavar="PERCENT",
-                     help=f"0 to {limits.MAX_SWING:g}: every off-beat 16th starts PERCENT/200"
-                          " of a 16th late, in the audio and the MIDI (66.7 is a triplet"
-                          " shuffle; default 0, or the --from loop's)")
+                     help=f"{limits.MIN_SWING:g} to {limits.MAX_SWING:g}, as on an MPC or in"
+                          " Ableton: every off-beat 16th lands at PERCENT of its 8th note, in"
+                          " the audio and the MIDI (50 straight, 66.67 a triplet shuffle;"
+                          " default 50, or the --from loop's)")
     _humanize_arg(gen, "none, or the --from loop's")
     gen.add_argument("--from", dest="start_from", type=pathlib.Path, metavar="LOOP.json",
                      help="more like this: every chain starts from this loop (its samples"
                           " must be in --kit) instead of from the prior")
     gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     _audio_args(gen, "also write each loop's LOOP_1bar_<bpm>bpm file:")
+    gen.add_argument("--midi", action="store_true",
+                     help="also write each loop's loop_NNNN.mid (one named track and one"
+                          " distinct note per loop track, channel 10)")
+    _stems_arg(gen, "each loop's")
     gen.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
 
     rescore_cli.add_parser(commands)
@@ -167,17 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrained_arg(ply)
     _loop_prior_arg(ply)
     _size_args(ply, resumed=True)
+    _loudness_arg(ply)
     _private_arg(ply, "session folder")
 
     exp = commands.add_parser("export", help="export a saved loop as MIDI and/or WAV, or a"
                                              " session's liked loops as one zip",
                               description=(
-        "Writes a loop's Standard MIDI File (channel 10, General MIDI drum notes from each"
-        " sample's kind, one bar of 16ths) and/or its listening WAV. Without --midi or"
-        " --wav, writes both. With --session DIR --liked --out FILE.zip instead, writes"
-        " every liked loop of a session as MIDI, a one-bar loop WAV and JSON, with a"
-        " README of the tempo and samples."))
-    exp.add_argument("loop", type=pathlib.Path, metavar="LOOP.json", nargs="?")
+        "Writes a loop's Standard MIDI File (channel 10, one bar of 16ths, one track per loop"
+        " track named after its sample, each on its own note: the General MIDI note of its"
+        " sample's kind, else a free tom or pad note) and/or its listening WAV. Without --midi or"
+        " --wav, writes both. Several LOOP.json files go in one call (far quicker than a call"
+        " each), into the folder --out or each beside its JSON file. With --session DIR"
+        " --liked --out FILE.zip instead, writes"
+        " every liked loop of a session as MIDI, a one-bar loop WAV and JSON, the one-shots"
+        " they use, and a README of the tempo and of which note plays which one-shot."))
+    exp.add_argument("loops", type=pathlib.Path, metavar="LOOP.json", nargs="*",
+                     help="one or more saved loops; with several, --out is a folder and"
+                          " each loop's files are named after its JSON file")
     exp.add_argument("--kit", type=pathlib.Path, default=None,
                      help="folder of one-shot samples (default: the bundled samples/, or the"
                           " session's recorded kit)")
@@ -187,10 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --session: every liked loop, into the zip --out")
     exp.add_argument("--midi", action="store_true", help="write LOOP.mid")
     exp.add_argument("--wav", action="store_true", help="write LOOP.wav (the preview)")
+    _stems_arg(exp, "the loop's")
     _audio_args(exp, "also write LOOP_1bar_<bpm>bpm.wav:")
     exp.add_argument("--out", type=pathlib.Path, metavar="STEM",
                      help="output path without suffix (default: beside LOOP.json); with"
-                          " --liked, the zip file")
+                          " several loops, a folder; with --liked, the zip file")
 
     run = commands.add_parser("experiment", help="the paper's two-phase protocol with a rater",
                               description=(
@@ -256,5 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrained_arg(srv)
     _loop_prior_arg(srv)
     _size_args(srv, resumed=True)
+    _loudness_arg(srv)
     _private_arg(srv, "session folder")
     return parser

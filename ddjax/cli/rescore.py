@@ -7,18 +7,11 @@ import dataclasses
 import pathlib
 import sys
 
-import jax
-
 from ddjax import limits
 from ddjax.cli.argtypes import bpm, non_negative_int, positive_int, tracks
-from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
-from ddjax.io.critics import load_ensemble
 from ddjax.io.files import check_file_target
 from ddjax.io.kit import bundled_kit, load_kit
-from ddjax.rescore.inputs import Inputs, input_files, iter_sources, random_sources
-from ddjax.rescore.output import best_and_worst, export_ranked, shard_path
-from ddjax.rescore.run import RescoreConfig, rescore
 
 BUNDLED_KIT = bundled_kit()
 
@@ -73,6 +66,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def _hosts(args) -> tuple[int, int]:
+    import jax
+
     if args.distributed or args.coordinator:
         try:
             jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -87,6 +82,15 @@ def _hosts(args) -> tuple[int, int]:
 
 def run(args) -> int:
     """``ddjax rescore``: the thin shell around ``rescore``."""
+    # Here, not at the top: ``ddjax --help`` and ``ddjax export`` parse without JAX.
+    import jax
+
+    from ddjax.core.pipeline import Pipeline
+    from ddjax.io.critics import load_ensemble
+    from ddjax.rescore.inputs import Inputs, input_files, iter_sources, random_sources
+    from ddjax.rescore.output import best_and_worst, export_ranked, shard_path
+    from ddjax.rescore.run import RescoreConfig, rescore
+
     process_id, num_processes = _hosts(args)
     config = RescoreConfig(batch=args.batch, model_shards=args.model_shards,
                            per_critic=args.per_critic, seed=args.seed,

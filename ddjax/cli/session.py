@@ -11,7 +11,7 @@ import pathlib
 import time
 
 from ddjax.cli.parser import BUNDLED_KIT
-from ddjax.core.groove import Humanize
+from ddjax.core.groove import STRAIGHT, Humanize
 from ddjax.core.pipeline import Pipeline
 from ddjax.core.render import RenderConfig
 from ddjax.errors import DdjaxError
@@ -33,7 +33,7 @@ def session_pipeline(args, directory: pathlib.Path | None) -> Pipeline:
     (``Session.__init__``, ``ddjax.learning.registry.learner_pipeline``)."""
     from ddjax.session.journal import read_meta, recorded_humanize, recorded_sizes
     meta = None if directory is None else read_meta(directory)
-    bpm, tracks, swing = (None, None, 0.0) if meta is None else recorded_sizes(meta)
+    bpm, tracks, swing = (None, None, STRAIGHT) if meta is None else recorded_sizes(meta)
     humanize = Humanize() if meta is None else recorded_humanize(meta)
     return Pipeline.sized(bpm if args.bpm is None else args.bpm,
                           tracks if args.tracks is None else args.tracks,
@@ -68,7 +68,9 @@ def play_command(args) -> int:
     kit_dir = None if resuming and args.kit == BUNDLED_KIT else args.kit
     session = Session.open(directory, kit_dir, pipeline=session_pipeline(args, directory),
                            config=SessionConfig(seed=args.seed, pretrained=args.pretrained,
-                                                loop_prior=args.loop_prior))
+                                                loop_prior=args.loop_prior,
+                                             style=args.style, distance=args.distance,
+                                                loudness=args.loudness))
     if resuming:
         print(f"resumed {directory}: {session.n_ratings} ratings")
     play(session, directory)
@@ -81,9 +83,9 @@ def export_liked(args) -> int:
     from ddjax.session.journal import read_log, read_meta, recorded_humanize, recorded_sizes
     if not args.liked or args.out is None or args.out.suffix != ".zip":
         raise DdjaxError("export --session takes --liked and --out FILE.zip")
-    if args.loop is not None or args.midi or args.wav or args.loop_wav:
+    if args.loops or args.midi or args.wav or args.loop_wav or args.stems:
         raise DdjaxError("export --session --liked writes the zip only; drop LOOP.json,"
-                         " --midi, --wav and --loop-wav")
+                         " --midi, --wav, --loop-wav and --stems")
     check_file_target(args.out, "--out")
     meta = read_meta(args.session) if args.session.is_dir() else None
     if meta is None:
@@ -93,7 +95,8 @@ def export_liked(args) -> int:
     kit = load_command_kit(args.kit or pathlib.Path(meta["kit"]), render, tracks)
     ratings = read_log(args.session, kit).ratings
     data = liked_zip(ratings, kit, render, list(kit.notes),
-                     title=f"ddjax session {args.session.resolve().name}")
+                     title=f"ddjax session {args.session.resolve().name}",
+                     loudness=args.loudness)
     atomic_write_bytes(args.out, data)
     n_liked = sum(r.liked for r in ratings)
     print(f"wrote {n_liked} liked loop{'' if n_liked == 1 else 's'} to {args.out}")
@@ -136,7 +139,8 @@ def experiment_command(args) -> int:
                 kit, rater, experiment.ExperimentConfig(args.ratings, args.eval, seed=seed),
                 out=out, train=train, label=label, pipeline=pipeline,
                 session_config=SessionConfig(seed=seed, pretrained=args.pretrained,
-                                             loop_prior=args.loop_prior))
+                                             loop_prior=args.loop_prior,
+                                             style=args.style, distance=args.distance))
             print(f"{label} seed {seed}: theta_init {result['theta_init']:.2f}, theta_final"
                   f" {result['theta_final']:.2f}, delta {result['delta']:+.2f} -> {out}")
             results.append(result)
@@ -174,7 +178,9 @@ def serve_command(args) -> int:
                          experiment=ExperimentConfig(args.study_ratings, args.study_eval,
                                                      seed=args.seed),
                          session=SessionConfig(seed=args.seed, pretrained=args.pretrained,
-                                               loop_prior=args.loop_prior),
+                                               loop_prior=args.loop_prior,
+                                               style=args.style, distance=args.distance,
+                                               loudness=args.loudness),
                          pipeline=session_pipeline(args, None if args.study else args.session),
                          resume_by_id=args.resume_by_id)
     serve(config, args.host, args.port, allow_remote=args.allow_remote)

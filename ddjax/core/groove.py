@@ -1,4 +1,11 @@
-"""Humanize: seeded timing and velocity jitter, the same in the audio and in the MIDI.
+"""Groove: swing, and seeded timing and velocity jitter, the same in the audio and in the MIDI.
+
+Swing is on the MPC/Ableton scale: swing S% puts the second 16th of each 8th-note pair at
+S% of the 8th, so an odd step starts ``swing_late(S) = 2 * S / 100 - 1`` of a 16th late:
+50 is straight, 66.67 the 8th-note triplet (a 2:1 shuffle), 75 (``limits.MAX_SWING``) a
+dotted 8th and a 32nd. Files from before this scale (a loop JSON or a ``session.json``
+whose ``swing`` has no ``"swing_scale": "mpc"`` beside it) stored the odd step's delay as
+``old / 200`` of a 16th; ``recorded_swing`` reads both, as ``50 + old / 4``, the same delay.
 
 A loop repeats, so its jitter does too: every cell (track t, step j) gets one fixed timing
 offset and one fixed velocity offset, drawn once from ``seed`` (NumPy's PCG64, so the same
@@ -11,8 +18,8 @@ seed gives the same offsets on every machine) and scaled by ``ms`` and ``velocit
   and clipped to 1..127.
 
 Track t's offsets do not depend on how many tracks the loop has. ``ms`` is at most
-``MAX_MS`` (30 ms), so with any swing, at any tempo up to 200 BPM, every hit still starts
-inside its bar.
+``MAX_MS`` (30 ms), so with any swing (at most half a 16th late: 37.5 ms at 200 BPM), at
+any tempo up to 200 BPM, every hit still starts inside its bar.
 """
 
 from __future__ import annotations
@@ -27,6 +34,50 @@ from ddjax.errors import DdjaxError
 
 MAX_MS = 30.0
 MAX_VELOCITY = 40
+STRAIGHT = limits.MIN_SWING  # percent: no swing
+SWING_SCALE = "mpc"  # the marker beside ``swing`` in files written on this scale
+OLD_MAX_SWING = 75.0  # the old scale's range: 0 to 75 (percent of half a 16th)
+
+
+def swing_late(swing: float) -> float:
+    """How late an odd 16th starts, in 16ths: ``2 * swing / 100 - 1`` (``swing``: percent,
+    MPC scale; 0 at 50, 1/3 at 66.67, 1/2 at 75)."""
+    return 2.0 * swing / 100.0 - 1.0
+
+
+def mpc_of_old_swing(old: float) -> float:
+    """The MPC-scale swing of a pre-MPC file's ``swing`` (odd steps ``old / 200`` of a 16th
+    late): ``50 + old / 4``, so 0 -> 50, 20 -> 55, 66.67 -> 66.67."""
+    return STRAIGHT + old / 4.0
+
+
+def recorded_swing(record: dict[str, Any], where: str = "loop") -> float:
+    """The swing (percent, MPC scale) of a loop record or ``session.json``: its ``swing``
+    where ``swing_scale`` is ``"mpc"``, converted with ``mpc_of_old_swing`` where the file
+    is older (no ``swing_scale``), straight where it has no ``swing``. A DdjaxError naming
+    ``where`` when the value is no number in its scale's range."""
+    swing, scale = record.get("swing"), record.get("swing_scale")
+    if swing is None:
+        return STRAIGHT
+    if scale not in (None, SWING_SCALE):
+        raise DdjaxError(f"{where}: 'swing_scale' is {scale!r}; it must be {SWING_SCALE!r}"
+                         " (or absent, for the old scale)")
+    low, high = (limits.MIN_SWING, limits.MAX_SWING) if scale else (0.0, OLD_MAX_SWING)
+    if isinstance(swing, bool) or not isinstance(swing, (int, float)) or not (
+            low <= swing <= high):
+        raise DdjaxError(f"{where}: 'swing' is {swing!r}; it must be a percent, {low:g} to"
+                         f" {high:g}")
+    return float(swing) if scale else mpc_of_old_swing(float(swing))
+
+
+def swing_record(swing: float) -> dict[str, Any]:
+    """What a loop JSON or ``session.json`` keeps of ``swing`` (percent, MPC scale): the
+    value and the scale's marker, or nothing for straight 16ths (which old readers and
+    ``recorded_swing`` read as straight too)."""
+    if swing == STRAIGHT:
+        return {}
+    return {"swing": int(swing) if float(swing).is_integer() else float(swing),
+            "swing_scale": SWING_SCALE}
 
 
 @dataclasses.dataclass(frozen=True)

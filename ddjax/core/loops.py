@@ -14,9 +14,14 @@ A proposal that repeats a sample across tracks is outside the support of the tar
 
 The loop prior P(x) (``log_prior``), in the paper's P(x | like) ∝ P(like | x) P(x):
 
+- ``"learned"`` (the command line's and sessions' default): learned from real drum
+  patterns, by style (``ddjax.core.patterns``), its arrays in ``LoopSpace.patterns``.
+  Chains start from its exact draws; every track plays (``support``); the roles' weights
+  count roles, not samples, so a kit with 88 kicks is not 88 times likelier to put one
+  on a track (``patterns.log_role_count``).
 - ``"uniform"``: the paper's generator, every grid and sample choice alike (cells on with
   ``p_on`` = 0.5 in a random loop).
-- ``"musical"`` (the default): each track's hit density has a Beta hyperprior with mean
+- ``"musical"`` (``LoopConfig``'s default, the library's): each track's hit density has a Beta hyperprior with mean
   ``density_mean`` (0.25) and concentration ``density_concentration`` (4, so a track
   may be sparse or busy), and the grid's prior is that Beta-binomial. Soft roles change
   the weight, never rule anything out: a loop with a kick that plays is ``kick_weight``
@@ -24,6 +29,9 @@ The loop prior P(x) (``log_prior``), in the paper's P(x | like) ∝ P(like | x) 
   times, and each track that repeats a kind another track already has (three claps) is
   ``repeat_weight`` times as likely. Each cell's velocity (its accent) is ghost, normal or
   accent (``VELOCITY_LEVELS``) with prior probabilities ``velocity_weights``.
+
+Variations on a loop (``ddjax.core.variations``) are chains that start a few cells from
+it and stay within ``LoopConfig.distance`` cells.
 
 The sampler adds the prior's log ratio to the critic's in the acceptance step, so chains
 draw loops in proportion to P(x) f(x)^(1/s). The critic still decides what is liked; the
@@ -41,13 +49,18 @@ import numpy as np
 from jax.scipy.special import betaln
 
 from ddjax import limits
+from ddjax.core import patterns as patterns_lib
 from ddjax.core.drums import BACKBEAT_KINDS, KINDS
+from ddjax.core.loop_space import (  # re-exported: their home is JAX-free
+    DEFAULT_DISTANCE,
+    FULL_VELOCITY,
+    LOOP_PRIORS,
+    VELOCITY_LEVELS,
+)
+from ddjax.core.patterns import PatternPrior
 from ddjax.errors import DdjaxError
 
 FOUR_ON_THE_FLOOR_STEPS = (0, 4, 8, 12)
-LOOP_PRIORS = ("musical", "uniform")
-VELOCITY_LEVELS = (70, 100, 127)  # MIDI velocities: ghost, normal, accent
-FULL_VELOCITY = 127  # a hit's gain is velocity / 127; the uniform prior's every hit
 
 
 class Loop(NamedTuple):
@@ -76,7 +89,9 @@ class LoopConfig:
       p_flip: probability that the proposal flips a cell.
       p_swap: probability that the proposal re-draws a track's sample.
       four_on_the_floor: track 0 is a kick hit on steps 0, 4, 8 and 12 and stays so.
-      prior: "musical" or "uniform" (see the module docstring).
+      prior: "learned", "musical" or "uniform" (see the module docstring).
+      distance: the most grid cells a variation changes from its source (at least
+        ``min(2, distance)``); it keeps all but ``variation_swaps`` of its samples.
       density_mean, density_concentration: the Beta hyperprior of a track's hit density
         (musical prior).
       kick_weight, backbeat_weight, repeat_weight: the soft roles' prior odds (musical).
@@ -91,6 +106,7 @@ class LoopConfig:
     p_swap: float = 0.15
     four_on_the_floor: bool = False
     prior: str = "musical"
+    distance: int = DEFAULT_DISTANCE
     density_mean: float = 0.25
     density_concentration: float = 4.0
     kick_weight: float = 3.0
@@ -117,6 +133,8 @@ class LoopConfig:
         for name in ("p_on", "p_flip", "p_swap", "p_velocity"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DdjaxError(f"{name} must be a probability in [0, 1]")
+        if self.distance < 1:
+            raise DdjaxError(f"--distance must be at least 1 cell, got {self.distance}")
         if self.four_on_the_floor and self.n_steps != 16:
             raise DdjaxError("--four-on-floor needs 16 steps")
 
@@ -159,7 +177,8 @@ def _density_beta(config: LoopConfig) -> tuple[float, float]:
             (1.0 - config.density_mean) * config.density_concentration)
 
 
-def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
+def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig,
+                kinds: jax.Array | None = None, patterns: PatternPrior | None = None) -> Loop:
     """One loop from the generator: a chain's start.
 
     Cells are on with probability ``p_on`` (uniform prior), or with each track's density
@@ -168,15 +187,25 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
     are 127 (uniform prior) or drawn from ``velocity_weights`` (musical). The roles act
     through the chains' acceptance step only.
 
+    The learned prior draws exactly from its style mixture's grid and accents
+    (``patterns.draw``: every track plays), after filling the tracks with roles
+    (``learned_samples``); its soft roles act through the acceptance step.
+
     Args:
       key: PRNG key.
       allowed: bool[tracks, kit] from ``allowed_samples``.
       config: the loop space.
+      kinds: int32[kit] kind ids, for the learned prior.
+      patterns: the learned prior's arrays (``ddjax.io.patterns.load_loop_prior``).
 
     Returns:
       A ``Loop`` with ``grid: bool[tracks, steps]``, ``samples: int32[tracks]`` and
       ``velocity: int32[tracks, steps]``.
     """
+    if config.prior == "learned":
+        if patterns is None or kinds is None:
+            raise ValueError("the learned loop prior draws with its arrays and the kit's kinds")
+        return _learned_loop(key, allowed, config, kinds, patterns)
     grid_key, sample_key, velocity_key = jax.random.split(key, 3)
     shape = (config.n_tracks, config.n_steps)
     if config.prior == "uniform":
@@ -202,6 +231,49 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig) -> Loop:
         samples.append(choice)
         taken = taken.at[choice].set(True)
     return Loop(grid=grid, samples=jnp.stack(samples).astype(jnp.int32), velocity=velocity)
+
+
+def _free_choice(free: jax.Array, logits: jax.Array) -> jax.Array:
+    return jnp.argmax(jnp.where(free, logits, -jnp.inf))
+
+
+def learned_samples(key: jax.Array, allowed: jax.Array, kinds: jax.Array,
+                    role_logits: jax.Array, log_repeat: jax.Array) -> jax.Array:
+    """One sample per track, no sample twice: track t takes role r with probability
+    ``exp(role_logits[t, r])`` among the roles its allowed samples offer, then a sample of
+    that role uniformly, each sample of a kind an earlier track has weighed by
+    ``exp(log_repeat[kind])``. int32[tracks]."""
+    sample_roles = patterns_lib.role_ids(kinds)  # [kit]
+    n_roles = role_logits.shape[-1]
+    of_role = sample_roles[None, :] == jnp.arange(n_roles)[:, None]  # [R, kit]
+    repeat_weight = jnp.where(kinds >= 0, log_repeat[jnp.maximum(kinds, 0)], 0.0)  # [kit]
+    gumbel = jax.random.gumbel(key, allowed.shape)
+    taken = jnp.zeros(allowed.shape[1], dtype=bool)
+    kind_taken = jnp.zeros(allowed.shape[1], dtype=bool)  # samples of a kind in the loop
+    samples = []
+    for track in range(allowed.shape[0]):
+        count = jnp.sum(of_role & allowed[track], axis=-1)  # [R]
+        per_sample = (role_logits[track] - jnp.log(jnp.maximum(count, 1)))[sample_roles]
+        per_sample = per_sample + jnp.where(kind_taken, repeat_weight, 0.0)
+        choice = _free_choice(allowed[track] & ~taken, per_sample + gumbel[track])
+        samples.append(choice)
+        taken = taken.at[choice].set(True)
+        kind_taken = kind_taken | ((kinds == kinds[choice]) & (kinds >= 0))
+    return jnp.stack(samples).astype(jnp.int32)
+
+
+def _learned_loop(key, allowed, config, kinds, patterns):
+    style_key, sample_key, grid_key = jax.random.split(key, 3)
+    style = jax.random.categorical(style_key, patterns.log_weight)
+    role_logits = patterns_lib.sample_roles_logits(patterns, style, config.n_tracks)
+    samples = learned_samples(sample_key, allowed, kinds, role_logits,
+                              jnp.asarray(patterns.log_repeat)[style])
+    roles = patterns_lib.role_ids(kinds[samples])
+    grid, level = patterns_lib.draw(grid_key, patterns, roles, style, config.n_steps)
+    if config.four_on_the_floor:
+        grid = grid.at[0].set(jnp.asarray(fixed_row(config)))
+    velocity = jnp.array(VELOCITY_LEVELS, jnp.int32)[level]
+    return Loop(grid=grid, samples=samples, velocity=velocity)
 
 
 def propose(key: jax.Array, loop: Loop, allowed: jax.Array, config: LoopConfig) -> Loop:
@@ -240,7 +312,38 @@ def is_valid(loop: Loop) -> jax.Array:
     return jnp.sum(same, axis=(-2, -1)) == n_tracks
 
 
-def log_prior(loop: Loop, kinds: jax.Array, config: LoopConfig) -> jax.Array:
+def all_play(loop: Loop) -> jax.Array:
+    """True where every track of a loop plays at least once. bool[...]."""
+    return jnp.all(jnp.any(loop.grid, axis=-1), axis=-1)
+
+
+def support(config: LoopConfig):
+    """The loops the target allows, ``loop -> bool[...]``: no sample twice
+    (``is_valid``) and, under the learned prior, no silent track."""
+    if config.prior != "learned":
+        return is_valid
+    return lambda loop: is_valid(loop) & all_play(loop)
+
+
+def level_index(velocity: jax.Array | None) -> jax.Array | None:
+    """int32[...]: each velocity's index in ``VELOCITY_LEVELS``, -1 for any other."""
+    if velocity is None:
+        return None
+    match = velocity[..., None] == jnp.array(VELOCITY_LEVELS)
+    return jnp.where(jnp.any(match, axis=-1), jnp.argmax(match, axis=-1), -1).astype(jnp.int32)
+
+
+def musical_grid_log_prob(grid: jax.Array, config: LoopConfig) -> jax.Array:
+    """log P(grid) under the musical prior's density hyperprior (a Beta-binomial per
+    track), normalised over grids: float32[...] for grid bool[..., tracks, steps]."""
+    a, b = _density_beta(config)
+    hits = jnp.sum(grid, axis=-1).astype(jnp.float32)
+    n_steps = grid.shape[-1]
+    return jnp.sum(betaln(a + hits, b + n_steps - hits) - betaln(a, b), axis=-1)
+
+
+def log_prior(loop: Loop, kinds: jax.Array, config: LoopConfig,
+              patterns: PatternPrior | None = None) -> jax.Array:
     """log P(x) of loops under ``config.prior``, up to a constant.
 
     Args:
@@ -248,16 +351,20 @@ def log_prior(loop: Loop, kinds: jax.Array, config: LoopConfig) -> jax.Array:
       kinds: int32[kit], each kit sample's kind as an index into ``kinds.KINDS``, -1 where
         unknown (``kinds.kind_ids``).
       config: the prior and its settings.
+      patterns: the learned prior's arrays (``config.prior == "learned"``).
 
     Returns:
       float32[...]; 0 under the uniform prior.
     """
     if config.prior == "uniform":
         return jnp.zeros(loop.grid.shape[:-2], jnp.float32)
-    a, b = _density_beta(config)
+    if config.prior == "learned":
+        return (patterns_lib.log_prob(patterns, loop.grid, kinds[loop.samples],
+                                      level_index(loop.velocity))
+                - patterns_lib.log_role_count(kinds, kinds[loop.samples]))
     hits = jnp.sum(loop.grid, axis=-1).astype(jnp.float32)  # [..., tracks]
     n_steps = loop.grid.shape[-1]
-    grid_term = jnp.sum(betaln(a + hits, b + n_steps - hits) - betaln(a, b), axis=-1)
+    grid_term = musical_grid_log_prob(loop.grid, config)
     kind = kinds[loop.samples]  # [..., tracks]
     plays = hits > 0
     has_kick = jnp.any(plays & (kind == KINDS.index("kick")), axis=-1)

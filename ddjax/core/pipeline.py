@@ -13,8 +13,9 @@ import jax
 from ddjax.core.batching import in_chunks
 from ddjax.core.critic import CriticConfig, prob_like
 from ddjax.core.features import FeatureConfig, mfcc
-from ddjax.core.groove import Humanize
+from ddjax.core.groove import STRAIGHT, Humanize
 from ddjax.core.loops import Loop, LoopConfig
+from ddjax.core.patterns import PatternPrior
 from ddjax.core.render import RenderConfig, critic_view
 
 
@@ -29,8 +30,8 @@ class Pipeline:
 
     @classmethod
     def sized(cls, bpm: float | None = None, n_tracks: int | None = None,
-              swing: float = 0.0, humanize: Humanize = Humanize(), **loops) -> "Pipeline":
-        """The default pipeline at ``bpm`` (120 when None), ``swing`` (percent) and
+              swing: float = STRAIGHT, humanize: Humanize = Humanize(), **loops) -> "Pipeline":
+        """The default pipeline at ``bpm`` (120 when None), ``swing`` (percent, MPC scale) and
         ``humanize``, with ``n_tracks`` (4 when None) and other ``LoopConfig`` settings, its
         critic fitted to that tempo's bar."""
         render = RenderConfig(bpm=120.0 if bpm is None else bpm, swing=swing,
@@ -43,10 +44,13 @@ class Pipeline:
 
 class LoopSpace(NamedTuple):
     """What the loop prior and proposal read about the kit: ``allowed``: bool[tracks, kit]
-    (``loops.allowed_samples``); ``kinds``: int32[kit] (``kinds.kind_ids``)."""
+    (``loops.allowed_samples``); ``kinds``: int32[kit] (``kinds.kind_ids``); ``patterns``:
+    the learned prior's arrays for the session's style (``core.patterns``), or None under
+    another prior."""
 
     allowed: jax.Array
     kinds: jax.Array
+    patterns: PatternPrior | None = None
 
 
 class ScoreParams(NamedTuple):

@@ -17,8 +17,8 @@ samples up to that one gain. There is no limiter or compressor, and the critic h
 audio at the gain that is exported.
 
 Step ``j`` of bar ``b`` starts at sample ``b * bar_samples + int(j * sr * 60 / bpm / 4)``
-(with ``swing``, odd steps ``swing / 200`` of a step later: ``int((j + d) * sr * 60 / bpm /
-4)``), and every hit is mixed at ``volume`` times its velocity / 127. For tempi whose bar is a whole number of samples
+(with ``swing``, odd steps ``d = groove.swing_late(swing) = 2 * swing / 100 - 1`` of a step
+later: ``int((j + d) * sr * 60 / bpm / 4)``), and every hit is mixed at ``volume`` times its velocity / 127. For tempi whose bar is a whole number of samples
 (all the usual ones at 44.1 kHz: 90, 96, 100, 105, 112, 120, 125, 126, 140, 150, 160,
 175 BPM...) that is exactly ``int(k * sr * 60 / bpm / 4)`` for the k-th step counted from
 the start of the render; otherwise the bar is rounded to whole samples so that the loop
@@ -35,88 +35,21 @@ a time (``ddjax.core.batching``) so that their blocks stay in cache.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddjax import limits
+from ddjax.core import host_render
 from ddjax.core.batching import in_chunks
-from ddjax.core.groove import Humanize, humanized_velocity
+
+# Re-exported: their home is JAX-free, so the host render loads without a device.
+from ddjax.core.host_render import PEAK, RenderConfig, host_listening_render  # noqa: F401
 from ddjax.core.loops import FULL_VELOCITY, Loop
 from ddjax.errors import DdjaxError
 
 MAX_TABLE_PHASES = 4  # beyond this, the p rolls cost more than folding the hits
-PEAK = 10.0 ** (-1.0 / 20.0)  # -1 dBFS: no render of a loop peaks above it
-
-
-@dataclasses.dataclass(frozen=True)
-class RenderConfig:
-    """How loops become audio.
-
-    Attributes:
-      sr: sample rate, in Hz.
-      bpm: tempo, in quarter notes per minute; a step is a 16th note.
-      volume: gain of every hit.
-      repeats: bars in the listening render.
-      tail_seconds: silence-and-tails after the last bar of the listening render.
-      n_steps: steps per bar.
-      swing: 0 to 75 (percent): every off-beat 16th (odd step) starts ``swing / 200`` of a
-        16th late: 0 is straight, 66.7 puts it on the 8th-note triplet (a 2:1 shuffle).
-      humanize: seeded timing and velocity jitter per cell (``ddjax.core.groove``); none by
-        default.
-    """
-
-    sr: int = 44100
-    bpm: float = 120.0
-    volume: float = 0.5
-    repeats: int = 4
-    tail_seconds: float = 1.0
-    n_steps: int = 16
-    swing: float = 0.0
-    humanize: Humanize = Humanize()
-
-    def __post_init__(self):
-        if not 0.0 <= self.swing <= limits.MAX_SWING:
-            raise DdjaxError(f"swing must be 0 to {limits.MAX_SWING:g}%, got {self.swing:g}")
-        if not (limits.MIN_BPM <= self.bpm <= limits.MAX_BPM):
-            raise DdjaxError(f"bpm must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g},"
-                             f" got {self.bpm:g}")
-        if self.sr <= 0 or self.repeats < 1 or self.tail_seconds < 0:
-            raise DdjaxError("sr and repeats must be positive and tail_seconds non-negative")
-
-    @property
-    def step_samples(self) -> float:
-        """Length of a 16th note, in (fractional) samples."""
-        return self.sr * 60.0 / self.bpm / 4.0
-
-    @property
-    def bar_samples(self) -> int:
-        """Length of one bar, in samples."""
-        return int(round(self.n_steps * self.step_samples))
-
-    @property
-    def step_offsets(self) -> np.ndarray:
-        """int[n_steps]: start of each step within its bar, in samples: ``int((j + d) *
-        step_samples)``, where d is ``swing / 200`` on odd steps and 0 on even ones."""
-        late = self.swing / 200.0
-        return np.array([int((j + late * (j % 2)) * self.step_samples)
-                         for j in range(self.n_steps)], np.int64)
-
-    def cell_offsets(self, n_tracks: int) -> np.ndarray:
-        """int[n_tracks, n_steps]: where each cell's hit starts within its bar, in samples:
-        ``step_offsets`` moved by the humanize timing (never before the bar's start)."""
-        jitter = self.humanize.timing_ms(n_tracks, self.n_steps) * self.sr / 1000.0
-        late = self.swing / 200.0
-        steps = np.arange(self.n_steps) + late * (np.arange(self.n_steps) % 2)
-        return np.maximum(0, (steps * self.step_samples + jitter).astype(np.int64))
-
-    @property
-    def listening_samples(self) -> int:
-        """Length of the listening render, in samples."""
-        return self.repeats * self.bar_samples + int(round(self.tail_seconds * self.sr))
 
 
 class _Blocks(NamedTuple):
@@ -230,15 +163,8 @@ def _one_bar_blocks(tables: jax.Array, loop: Loop, config: RenderConfig,
 
 
 def loop_gain(unwrapped: jax.Array, bar: int, xp=jnp) -> jax.Array:
-    """The one gain of each loop: ``min(1, PEAK / p)``, where p is the largest absolute
-    sample of the loop's first bar, of its steady-state bar (the bar plus the tails that
-    wrap around) and of its tails after the last bar. Every render is made of these three,
-    so none peaks above ``PEAK`` (-1 dBFS). float32[...] for ``unwrapped`` [..., 2 bar]
-    (``xp=np``: the same on the host)."""
-    first, tails = unwrapped[..., :bar], unwrapped[..., bar:]
-    peak = xp.maximum(xp.max(xp.abs(first + tails), axis=-1),
-                      xp.max(xp.abs(unwrapped), axis=-1))
-    return xp.minimum(1.0, PEAK / xp.maximum(peak, 1e-30))
+    """``host_render.loop_gain`` on the device (``xp=jnp``) by default."""
+    return host_render.loop_gain(unwrapped, bar, xp)
 
 
 def _steady_bar(unwrapped: jax.Array, bar: int) -> jax.Array:
@@ -285,37 +211,6 @@ def listening_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> 
     for repeat in range(config.repeats):
         out = out.at[..., repeat * bar:(repeat + 2) * bar].add(one_bar)
     return loop_gain(one_bar, bar)[..., None] * out[..., :total]
-
-
-def host_listening_render(rows: np.ndarray, grid: np.ndarray, velocity: np.ndarray | None,
-                          config: RenderConfig) -> np.ndarray:
-    """``listening_render`` of one loop in NumPy, on the host, with nothing to compile: the
-    same rule (each hit at ``cell_offsets``, at ``volume`` x velocity / 127 after the
-    humanize jitter, one gain per loop), so a loop is heard at once at any tempo and swing
-    (the rating page's auditions; the critic and every file use ``listening_render``).
-
-    Args:
-      rows: float32[tracks, samples], each track's sample, at most one bar long.
-      grid: bool[tracks, steps].
-      velocity: int[tracks, steps] or None (every hit at 127).
-      config: the render settings.
-
-    Returns:
-      float32[listening_samples].
-    """
-    bar, total, length = config.bar_samples, config.listening_samples, rows.shape[-1]
-    offsets = config.cell_offsets(grid.shape[0])
-    velocity = humanized_velocity(velocity, config.humanize, grid.shape)
-    gains = config.volume * (np.ones(grid.shape) if velocity is None
-                             else np.asarray(velocity) / FULL_VELOCITY)
-    one_bar = np.zeros(2 * bar)
-    for track, step in zip(*np.nonzero(grid)):
-        start = offsets[track, step]
-        one_bar[start:start + length] += gains[track, step] * rows[track]
-    out = np.zeros(max(total, (config.repeats + 1) * bar))
-    for repeat in range(config.repeats):
-        out[repeat * bar:(repeat + 2) * bar] += one_bar
-    return (loop_gain(one_bar, bar, xp=np) * out[:total]).astype(np.float32)
 
 
 def loop_render(kit_audio: jax.Array, loop: Loop, config: RenderConfig) -> jax.Array:

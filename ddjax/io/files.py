@@ -5,7 +5,8 @@ This is the impure edge of the pipeline. A loop on disk is a JSON file::
     {"grid": [[0, 1, ...], ...], "samples": ["kick/kick_03.wav", ...], "bpm": 120,
      "score": 0.71, "seed": 0}
 
-with sample paths relative to the kit folder, and an audio file of its listening render
+with sample paths relative to the kit folder (a swung loop adds ``"swing": 58,
+"swing_scale": "mpc"``: ``ddjax.core.groove``), and an audio file of its listening render
 (``ddjax.io.encode``).
 """
 
@@ -22,7 +23,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from ddjax import limits
-from ddjax.core.groove import Humanize, of_record
+from ddjax.core.groove import (
+    STRAIGHT,
+    SWING_SCALE,
+    Humanize,
+    of_record,
+    recorded_swing,
+    swing_record,
+)
 from ddjax.errors import DdjaxError
 from ddjax.io.encode import DEFAULT_FORMAT, audio_bytes
 
@@ -171,10 +179,11 @@ def _number(x: float) -> int | float:
 
 def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
                 score: float | None = None, seed: int | None = None,
-                swing: float = 0.0, velocity: np.ndarray | None = None,
+                swing: float = STRAIGHT, velocity: np.ndarray | None = None,
                 humanize: Humanize = Humanize()) -> dict[str, Any]:
-    """The JSON object for one loop (``swing`` only where it is not 0, ``velocity`` only
-    where it is given: each cell's MIDI velocity, 1 to 127; ``humanize`` only where there
+    """The JSON object for one loop (``swing``, percent on the MPC scale, and its
+    ``"swing_scale": "mpc"`` marker only where it is not straight: ``groove.swing_record``;
+    ``velocity`` only where it is given: each cell's MIDI velocity, 1 to 127; ``humanize`` only where there
     is jitter: ``Humanize.record()``)."""
     record: dict[str, Any] = {
         "grid": np.asarray(grid).astype(int).tolist(),
@@ -183,8 +192,7 @@ def loop_record(grid: np.ndarray, sample_names: list[str], *, bpm: float,
     }
     if velocity is not None:
         record["velocity"] = np.asarray(velocity).astype(int).tolist()
-    if swing:
-        record["swing"] = _number(swing)
+    record.update(swing_record(swing))
     if humanize:
         record["humanize"] = humanize.record()
     if score is not None:
@@ -212,7 +220,9 @@ def read_loop_json(path: str | os.PathLike) -> dict[str, Any]:
     """Reads and checks a loop's JSON file.
 
     Returns:
-      ``{"grid": bool ndarray [tracks, steps], "samples": [names], "bpm": float, ...}``.
+      ``{"grid": bool ndarray [tracks, steps], "samples": [names], "bpm": float, "swing":
+      float, ...}``, ``swing`` always there, in percent on the MPC scale (a file from
+      before that scale converted, ``groove.recorded_swing``).
 
     Raises:
       DdjaxError: unreadable file, malformed JSON, or missing/ill-typed keys.
@@ -262,12 +272,8 @@ def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
             raise DdjaxError(f"{path}: 'velocity' must have the grid's shape, with a MIDI"
                              " velocity from 1 to 127 in every cell")
         velocity = np.array(velocity, np.int32)
-    swing = record.get("swing", 0)
-    if isinstance(swing, bool) or not isinstance(swing, (int, float)) or not (
-            0 <= swing <= limits.MAX_SWING):
-        raise DdjaxError(f"{path}: 'swing' is {swing!r}; it must be a percent, 0 to"
-                         f" {limits.MAX_SWING:g}")
+    swing = recorded_swing(record, str(path))  # the old scale converted: ddjax.core.groove
     of_record(record, str(path))  # a DdjaxError where 'humanize' is malformed
     return {**record, "grid": np.array(grid, dtype=bool), "samples": samples,
-            "bpm": float(bpm), **({"swing": float(swing)} if swing else {}),
+            "bpm": float(bpm), "swing": swing, "swing_scale": SWING_SCALE,
             **({"velocity": velocity} if velocity is not None else {})}

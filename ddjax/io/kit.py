@@ -1,4 +1,4 @@
-"""Kit stage: a folder of one-shot audio files -> one padded device array.
+"""Kit stage: a folder of one-shot audio files -> one padded array (on the device).
 
 This is the only stage that reads audio files. Everything after it works on the
 ``Kit`` it returns, so a kit is loaded once and reused by every render.
@@ -28,16 +28,17 @@ import importlib.resources
 import os
 import pathlib
 import warnings
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import soundfile as sf
 import soxr
 
 from ddjax.errors import DdjaxError
 from ddjax.io.kinds import sample_kinds, sample_notes
+
+if TYPE_CHECKING:
+    import jax
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3", ".caf",
@@ -72,7 +73,7 @@ def _unpadded(audio: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return [row[:n].astype(np.float64) for row, n in zip(audio, lengths)]
 
 
-def kit_monos(kit: "Kit") -> list[np.ndarray]:
+def kit_monos(kit: Kit) -> list[np.ndarray]:
     """Every sample's audio as loaded, unpadded: float64[length] each."""
     return _unpadded(np.asarray(kit.audio), kit.lengths)
 
@@ -81,7 +82,8 @@ class Kit(NamedTuple):
     """A loaded kit.
 
     Attributes:
-      audio: float32[n_samples, max_samples] device array, zero-padded mono audio.
+      audio: float32[n_samples, max_samples], zero-padded mono audio: a device array, or a
+        NumPy one from ``load_kit(..., on_device=False)``.
       lengths: int[n_samples] true length of each sample, in samples.
       names: paths relative to ``root``, with forward slashes, sorted.
       is_kick: bool[n_samples], low and short from the audio (see the module docstring):
@@ -93,7 +95,7 @@ class Kit(NamedTuple):
       notes: each sample's General MIDI note, None where the kind is unknown.
     """
 
-    audio: jax.Array
+    audio: jax.Array | np.ndarray
     lengths: np.ndarray
     names: tuple[str, ...]
     is_kick: np.ndarray
@@ -149,7 +151,7 @@ def cut(audio: np.ndarray, max_samples: int, sr: int) -> np.ndarray:
     if audio.shape[-1] <= max_samples:
         return audio
     out = audio[..., :max_samples].copy()
-    n_fade = min(max_samples, int(round(FADE_SECONDS * sr)))
+    n_fade = min(max_samples, round(FADE_SECONDS * sr))
     out[..., max_samples - n_fade:] *= np.linspace(1.0, 0.0, n_fade).astype(out.dtype)
     return out
 
@@ -162,7 +164,8 @@ def detect_kick(mono: np.ndarray, sr: int) -> bool:
     low_share = np.sum(power[np.fft.rfftfreq(n_fft, 1.0 / sr) < KICK_LOW_HZ]) / np.sum(power)
     hop = int(0.010 * sr)
     n_frames = max(1, mono.shape[0] // hop)
-    frames = mono[: n_frames * hop].reshape(n_frames, hop) if mono.shape[0] >= hop else mono[None]
+    frames = (mono[: n_frames * hop].reshape(n_frames, hop) if mono.shape[0] >= hop
+              else mono[None])
     rms = np.sqrt(np.mean(np.square(frames), axis=1))
     loud = np.nonzero(rms >= rms.max() * 0.1)[0]  # -20 dB
     decay_seconds = (loud[-1] + 1) * hop / sr
@@ -170,7 +173,7 @@ def detect_kick(mono: np.ndarray, sr: int) -> bool:
 
 
 def load_kit(folder: str | os.PathLike, max_samples: int, *, sr: int = 44100,
-             min_samples: int = 1) -> Kit:
+             min_samples: int = 1, on_device: bool = True) -> Kit:
     """Loads every usable audio file under ``folder``.
 
     Args:
@@ -178,6 +181,8 @@ def load_kit(folder: str | os.PathLike, max_samples: int, *, sr: int = 44100,
       max_samples: longest sample kept, in samples (one bar: ``RenderConfig.bar_samples``).
       sr: target sample rate, in Hz.
       min_samples: fewest usable files accepted (the number of tracks).
+      on_device: ``Kit.audio`` as a JAX device array; False keeps it a NumPy array and
+        never imports JAX (host-only work: ``ddjax export``).
 
     Returns:
       The ``Kit``, sorted by relative path, so loading is deterministic.
@@ -212,6 +217,10 @@ def load_kit(folder: str | os.PathLike, max_samples: int, *, sr: int = 44100,
     is_kick = np.array([detect_kick(c, sr) for c in clips], dtype=bool)
     monos = _unpadded(padded, lengths)
     kinds = sample_kinds(names, monos, sr)
-    return Kit(audio=jnp.asarray(padded), lengths=lengths, names=tuple(names),
+    if on_device:
+        import jax.numpy as jnp  # here: a host-only caller never loads JAX
+
+        padded = jnp.asarray(padded)
+    return Kit(audio=padded, lengths=lengths, names=tuple(names),
                is_kick=is_kick, root=root.resolve(), sr=sr, kinds=kinds,
                notes=sample_notes(kinds, monos, sr))

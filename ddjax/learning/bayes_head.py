@@ -9,6 +9,8 @@ ratings; ``sample_critic`` draws the head's weights from that posterior.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,7 +83,10 @@ def bayes_head(prior_mean: np.ndarray, prior_scale: np.ndarray, pipeline) -> Lea
                 "posterior": {"cov": cov}}
 
     def init(key, tables, allowed):
-        starts = jax.vmap(lambda k: loops_lib.random_loop(k, allowed, pipeline.loops))(
+        # Standardised over the musical prior's loops, whatever prior the chains use: the
+        # same statistics as the shipped taste prior was learned with.
+        generic = dataclasses.replace(pipeline.loops, prior="musical")
+        starts = jax.vmap(lambda k: loops_lib.random_loop(k, allowed, generic))(
             jax.random.split(key, STANDARDIZE_LOOPS))
         x = _inputs(tables, starts, pipeline)
         variables = init_critic(key, config)

@@ -200,10 +200,10 @@ class Inputs:
                         f"skipped loops of {record['grid'].shape[0]} tracks x"
                         f" {record['grid'].shape[1]} steps (first: {where}); this run scores"
                         f" {shape[0]} x {shape[1]}")
-        if record.get("swing", 0.0) != render.swing:
-            raise _Skip(("swing", record.get("swing", 0.0)),
-                        f"skipped loops with {record.get('swing', 0.0):g}% swing (first:"
-                        f" {where}); this run renders straight 16ths")
+        if record["swing"] != render.swing:  # MPC scale, old files converted on read
+            raise _Skip(("swing", record["swing"]),
+                        f"skipped loops with {record['swing']:g}% swing (first:"
+                        f" {where}); this run renders straight 16ths ({render.swing:g}%)")
         if "humanize" in record:
             raise _Skip(("humanize",), f"skipped humanized loops (first: {where}); this run"
                         " renders the grid exactly")

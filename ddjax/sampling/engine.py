@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from ddjax.core import loops as loops_lib
+from ddjax.core import variations
 from ddjax.core.drums import kind_ids
 from ddjax.core.ensemble import REDUCTIONS, ensemble_score
 from ddjax.core.loops import Loop
@@ -30,6 +31,8 @@ from ddjax.core.render import (
 )
 from ddjax.errors import DdjaxError
 from ddjax.io.kit import Kit, cut
+from ddjax.io.loudness import normalize
+from ddjax.io.patterns import load_loop_prior
 from ddjax.sampling import sampler
 
 
@@ -43,22 +46,35 @@ def _chains(keys, params, space, start, *, pipeline, config, reduction):
     """Chains, one per key, from ``start`` (one loop) or from the prior (None), run to the
     end: pure, on one device."""
     pairs = jax.vmap(jax.random.split)(keys)
+    config_loops = pipeline.loops
     if start is None:
-        starts = jax.vmap(lambda k: loops_lib.random_loop(k, space.allowed, pipeline.loops))(
+        starts = jax.vmap(lambda k: loops_lib.random_loop(
+            k, space.allowed, config_loops, space.kinds, space.patterns))(pairs[:, 0])
+        support_fn = loops_lib.support(config_loops)
+    else:  # variations: chains start near ``start`` and stay near it
+        starts = jax.vmap(lambda k: variations.variation_start(k, start, config_loops))(
             pairs[:, 0])
-    else:
-        starts = jax.tree_util.tree_map(
-            lambda x: jnp.broadcast_to(x, keys.shape + x.shape), start)
-    log_prior_fn = None if pipeline.loops.prior == "uniform" else functools.partial(
-        loops_lib.log_prior, kinds=space.kinds, config=pipeline.loops)
+        support_fn = variations.near(start, config_loops)
+    log_prior_fn = None if config_loops.prior == "uniform" else functools.partial(
+        loops_lib.log_prior, kinds=space.kinds, config=config_loops, patterns=space.patterns)
     # The loops' rules reach the kernels from here: the target's support (no sample on two
-    # tracks) and the proposal that respects the allowed samples.
-    target = sampler.Target(_score_fn(pipeline, reduction), log_prior_fn, loops_lib.is_valid)
+    # tracks; every track playing, under the learned prior; near the source, for
+    # variations) and the proposal that respects the allowed samples.
+    target = sampler.Target(_score_fn(pipeline, reduction), log_prior_fn, support_fn)
     propose_fn = functools.partial(loops_lib.propose, allowed=space.allowed,
                                    config=pipeline.loops)
     kernel, driver = sampler.build(config, target, propose_fn)
     state = kernel.init(starts, params)
     return driver(pairs[:, 1], state, lambda k, s: kernel.step(k, s, params))
+
+
+def loop_prior_arrays(config: loops_lib.LoopConfig, style: str | None):
+    """The learned prior's arrays for ``style`` (None: every style) on device, or None
+    under another prior."""
+    if config.prior != "learned":
+        return None
+    arrays = load_loop_prior().for_style(style)
+    return jax.tree_util.tree_map(jnp.asarray, arrays)
 
 
 def _mesh(n_chains: int) -> Mesh:
@@ -108,18 +124,35 @@ class Engine:
       pipeline: the settings of every stage.
       reduction: None for one critic; "mean" or "vote" to target an ensemble's mean
         P(like) or its share of critics voting like (see ``ddjax.core.ensemble``).
+      style: the learned loop prior's style (``ddjax.io.patterns``), None for its mixture
+        of every style.
+      loudness: the integrated loudness, in LUFS, of the audio ``listen``, ``audition``
+        and ``loop_bar`` give (``ddjax.io.loudness``; the CLI's default is
+        ``DEFAULT_LUFS``), or None for the raw mix, as simulated raters hear it. The critic
+        never hears it: scores come from the render's own levels.
     """
 
     def __init__(self, kit: Kit, critic: dict, pipeline: Pipeline = Pipeline(),
-                 reduction: str | None = None):
+                 reduction: str | None = None, style: str | None = None,
+                 loudness: float | None = None):
         if reduction is not None and reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be None or one of {REDUCTIONS}")
         self.kit = kit
         self.pipeline = pipeline
         self.reduction = reduction
+        self.loudness = loudness
         self.allowed = jnp.asarray(loops_lib.allowed_samples(pipeline.loops, kit.is_kick))
-        self.space = LoopSpace(self.allowed, jnp.asarray(kind_ids(kit.kinds)))
+        self.space = LoopSpace(self.allowed, jnp.asarray(kind_ids(kit.kinds)),
+                               loop_prior_arrays(pipeline.loops, style))
+        self.style = style
         self.params = ScoreParams(render_tables(kit.audio, pipeline.render), critic)
+
+    def set_style(self, style: str | None) -> None:
+        """Samples from the learned prior's ``style`` (None: every style) from here on;
+        the same shapes, so nothing compiles again. A DdjaxError where there is no such
+        style; nothing to do under another prior."""
+        self.space = self.space._replace(patterns=loop_prior_arrays(self.pipeline.loops, style))
+        self.style = style
 
     def _params(self, critic: dict | None) -> ScoreParams:
         return self.params if critic is None else self.params._replace(critic=critic)
@@ -133,7 +166,8 @@ class Engine:
         ``critic`` replaces the engine's critic variables for this call (same shapes, so no
         recompilation): a critic in training, say. ``start`` (one loop: ``grid``
         bool[tracks, steps], ``samples`` int32[tracks], no sample twice) starts every chain
-        from it instead of from the prior: variations on a loop ("more like this").
+        near it instead of from the prior: variations on a loop ("more like this", within
+        ``LoopConfig.distance`` cells and ``loops.variation_swaps`` samples).
         """
         if start is not None:
             start = self.check_start(start)
@@ -187,8 +221,10 @@ class Engine:
                             reduction=self.reduction)
 
     def listen(self, loops: Loop) -> np.ndarray:
-        """The listening render of a batch of loops, on the host: float32[batch, samples]."""
-        return np.asarray(_listen(self.kit.audio, loops, config=self.pipeline.render))
+        """The listening render of a batch of loops, on the host, at ``loudness``:
+        float32[batch, samples]."""
+        audio = np.asarray(_listen(self.kit.audio, loops, config=self.pipeline.render))
+        return normalize(audio, self.kit.sr, self.loudness)
 
     def audition(self, loop: Loop, bpm: float, swing: float, bars: int) -> np.ndarray:
         """The first ``bars`` bars of one loop's listening render at any tempo and swing,
@@ -200,11 +236,14 @@ class Engine:
                                      repeats=bars, tail_seconds=0.0)
         rows = cut(np.asarray(jnp.take(self.kit.audio, jnp.asarray(loop.samples), axis=0)),
                    config.bar_samples, self.kit.sr)
-        return host_listening_render(rows, np.asarray(loop.grid, bool),
-                                     None if loop.velocity is None else np.asarray(loop.velocity),
-                                     config)[:bars * config.bar_samples]
+        audio = host_listening_render(
+            rows, np.asarray(loop.grid, bool),
+            None if loop.velocity is None else np.asarray(loop.velocity),
+            config)[:bars * config.bar_samples]
+        return normalize(audio, self.kit.sr, self.loudness, looping=True)
 
     def loop_bar(self, loops: Loop) -> np.ndarray:
         """One seamless bar of each loop (``render.loop_render``), on the host:
-        float32[batch, bar_samples]."""
-        return np.asarray(_loop_bar(self.kit.audio, loops, config=self.pipeline.render))
+        float32[batch, bar_samples], each at ``loudness`` as it loops."""
+        bars = np.asarray(_loop_bar(self.kit.audio, loops, config=self.pipeline.render))
+        return normalize(bars, self.kit.sr, self.loudness, looping=True)

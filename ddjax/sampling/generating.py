@@ -16,9 +16,10 @@ import numpy as np
 from ddjax.core.loops import Loop
 from ddjax.core.render import RenderConfig
 from ddjax.errors import DdjaxError
-from ddjax.io.export import export_loop
+from ddjax.io.export import export_loop, loop_stems, track_notes
 from ddjax.io.files import loop_record, write_loop_json
 from ddjax.io.kit import Kit
+from ddjax.io.loudness import normalize_stems
 from ddjax.sampling.engine import Engine
 from ddjax.sampling.sampler import SamplerConfig
 
@@ -43,17 +44,19 @@ def next_index(out: pathlib.Path) -> int:
 
 def generate_loops(engine: Engine, kit: Kit, render: RenderConfig, sampler: SamplerConfig, *,
                    n: int, chains: int, seed: int, out: pathlib.Path, fmt: str,
-                   loop_wav: bool = False, start: Loop | None = None,
+                   loop_wav: bool = False, midi: bool = False, stems: bool = False,
+                   start: Loop | None = None,
                    progress: Callable[[int], None] | None = None) -> Generated:
     """Writes up to ``n`` loops to ``out`` as ``loop_NNNN`` (numbered after those there):
     rounds of ``chains`` chains of ``sampler`` (from ``start`` where given), keeping each
     chain that reached the sampler's threshold, until ``n`` are written or the rounds run
     out (one per batch of chains; ``MAX_ROUNDS_PER_BATCH`` per batch in "until" mode).
 
-    Each loop is its listening render (``fmt``), one seamless bar with ``loop_wav``, and
-    its JSON (``render``'s tempo, swing and humanize, the critic's score and ``seed``),
-    written last, so no audio is left without its JSON. ``progress`` hears each loop
-    written (1).
+    Each loop is its listening render (``fmt``), one seamless bar with ``loop_wav``, its
+    MIDI with ``midi`` (``loop_NNNN.mid``, ``export.track_notes`` of the kit's notes), each
+    track alone with ``stems`` (``export.loop_stems``), and its JSON (``render``'s tempo,
+    swing and humanize, the critic's score and ``seed``), written last, so no audio or
+    MIDI is left without its JSON. ``progress`` hears each loop written (1).
     """
     out.mkdir(parents=True, exist_ok=True)
     index = next_index(out)
@@ -61,6 +64,7 @@ def generate_loops(engine: Engine, kit: Kit, render: RenderConfig, sampler: Samp
     max_rounds = math.ceil(n / chains) * (
         MAX_ROUNDS_PER_BATCH if sampler.mode == "until" else 1)
     key = jax.random.key(seed)
+    kit_rows = np.asarray(kit.audio) if stems else None
     while written < n and rounds < max_rounds:
         state, info = engine.sample(jax.random.fold_in(key, rounds), chains, sampler,
                                     start=start)
@@ -80,9 +84,12 @@ def generate_loops(engine: Engine, kit: Kit, render: RenderConfig, sampler: Samp
             record = loop_record(grid, [kit.names[i] for i in ids], bpm=render.bpm,
                                  score=score, seed=seed, swing=render.swing,
                                  velocity=velocity, humanize=render.humanize)
-            # The JSON last: no audio is left without its JSON if a write fails.
+            notes = track_notes([kit.notes[i] for i in ids]) if midi else None
+            alone = None if kit_rows is None else normalize_stems(loop_stems(
+                kit_rows[ids], grid, velocity, render), kit.sr, engine.loudness)
+            # The JSON last: no audio or MIDI is left without its JSON if a write fails.
             paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
-                                write_json=False, fmt=fmt)
+                                notes=notes, write_json=False, fmt=fmt, stems=alone)
             try:
                 write_loop_json(stem.with_suffix(".json"), record)
             except DdjaxError:  # the loop is not half-written

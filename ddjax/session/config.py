@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ddjax.core.loops import LOOP_PRIORS
+from ddjax.core.loops import DEFAULT_DISTANCE, LOOP_PRIORS
 from ddjax.errors import DdjaxError
 from ddjax.sampling.sampler import SamplerConfig
 
@@ -29,8 +29,14 @@ class SessionConfig:
       query: "thompson" or "mean": which critic a loop's chain targets (see above).
       pretrained: None for the packaged prior, "none" for the paper's CNN from scratch,
         or a prior file (``ddjax.learning.taste_prior``).
-      loop_prior: "musical" or "uniform" (the paper's generator): P(x) in the chains'
-        target (``ddjax.core.loops``); it replaces the pipeline's.
+      loop_prior: "learned" (real patterns), "musical" or "uniform" (the paper's
+        generator): P(x) in the chains' target (``ddjax.core.loops``); it replaces the
+        pipeline's.
+      style: the learned prior's style, or None for its mixture of every style.
+      distance: the most cells a "more like this" variation changes.
+      loudness: the integrated loudness (LUFS) of the loops the person hears and gets
+        (``ddjax.io.loudness``; ``ddjax play`` and ``serve`` default to ``DEFAULT_LUFS``),
+        or None for the raw mix (simulated raters hear that). Never the critic's input.
     """
 
     n_chains: int = 1
@@ -39,7 +45,10 @@ class SessionConfig:
     seed: int = 0
     query: str = "thompson"
     pretrained: str | None = None
-    loop_prior: str = "musical"
+    loop_prior: str = "learned"
+    style: str | None = None
+    distance: int = DEFAULT_DISTANCE
+    loudness: float | None = None
 
     def __post_init__(self):
         if self.loop_prior not in LOOP_PRIORS:

@@ -28,7 +28,7 @@ import numpy as np
 from flax import serialization
 
 from ddjax.core.critic import kind_of
-from ddjax.core.groove import Humanize, of_record
+from ddjax.core.groove import SWING_SCALE, Humanize, of_record, recorded_swing
 from ddjax.errors import DdjaxError
 from ddjax.io.critics import save_critic
 from ddjax.io.files import atomic_write_bytes, write_audio
@@ -99,9 +99,16 @@ def create(directory: pathlib.Path, meta: dict) -> None:
 
 def recorded_sizes(meta: dict) -> tuple[float, int, float]:
     """(bpm, tracks, swing) a session's ``session.json`` records; older sessions: 120, 4
-    and 0."""
-    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4)), float(
-        meta.get("swing", 0.0))
+    and straight. Swing is in percent on the MPC scale; a session from before that scale
+    (no ``swing_scale``) is converted (``groove.recorded_swing``)."""
+    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4)), recorded_swing(
+        meta, META_NAME)
+
+
+def swing_meta(swing: float) -> dict:
+    """What ``session.json`` keeps of ``swing`` (percent, MPC scale): the value and the
+    scale's marker."""
+    return {"swing": swing, "swing_scale": SWING_SCALE}
 
 
 def recorded_humanize(meta: dict) -> Humanize:

@@ -111,12 +111,14 @@ class Session:
         # critic are set once, and everything below reads them.
         choice = choose_learner(config.pretrained)
         pipeline = learner_pipeline(choice, dataclasses.replace(
-            pipeline, loops=dataclasses.replace(pipeline.loops, prior=config.loop_prior)))
+            pipeline, loops=dataclasses.replace(pipeline.loops, prior=config.loop_prior,
+                                                distance=config.distance)))
         self.learner = make_learner(choice, pipeline, train)
         self.kit, self.pipeline, self.train_config, self.config = kit, pipeline, train, config
         self.directory = None if directory is None else pathlib.Path(directory)
         self._key = jax.random.key(config.seed)
-        self.engine = Engine(kit, None, pipeline)
+        self.engine = Engine(kit, None, pipeline, style=config.style,
+                             loudness=config.loudness)
         self._announce(STARTUP_STEPS[1])
         self.belief = Belief(self.learner, self._key, self.engine.params.tables,
                              self.engine.allowed)
@@ -165,6 +167,12 @@ class Session:
             self._warm = None
         self._prepare()
         return candidate
+
+    def set_style(self, style: str | None) -> None:
+        """Draws the loops after those already prepared from ``style`` (None: the mixture
+        of every style): a DdjaxError where the loop prior has no such style."""
+        self.engine.set_style(style)
+        self.config = dataclasses.replace(self.config, style=style)
 
     def more_like(self, loop_id: int) -> None:
         """Makes the next loop a variation on the rated loop ``loop_id``: its chain starts
@@ -381,7 +389,7 @@ class Session:
                            "train": dataclasses.asdict(self.train_config),
                            "bpm": self.pipeline.render.bpm,
                            "tracks": self.pipeline.loops.n_tracks,
-                           "swing": self.pipeline.render.swing,
+                           **journal.swing_meta(self.pipeline.render.swing),
                            **journal.humanize_meta(self.pipeline.render.humanize)})
         journal.repair_log(d)
         self.history, self.skipped = history, log.skipped

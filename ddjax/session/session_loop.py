@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ddjax.core.groove import Humanize
+from ddjax.core.groove import STRAIGHT, Humanize
 from ddjax.core.loops import Loop as LoopArrays
 from ddjax.core.render import RenderConfig
 from ddjax.io.files import loop_record
@@ -32,7 +32,7 @@ class SessionLoop:
       score: the proposing critic's P(like).
       critic_version: how many ratings that critic had trained on.
       bpm: tempo.
-      swing: percent (``RenderConfig.swing``).
+      swing: percent, MPC scale (``RenderConfig.swing``).
       velocity: int[tracks, steps], each cell's MIDI velocity, or None: every hit at 127.
       proposed: the loop as the sampler proposed it, when the person edited it into this
         one (``Session.edited``); None for a loop as proposed.
@@ -47,7 +47,7 @@ class SessionLoop:
     score: float
     critic_version: int
     bpm: float
-    swing: float = 0.0
+    swing: float = STRAIGHT
     velocity: np.ndarray | None = None
     proposed: "SessionLoop | None" = None
     humanize: Humanize = Humanize()

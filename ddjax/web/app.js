@@ -11,7 +11,8 @@
 // exponential backoff and sends it once the server answers again.
 //
 // Rating freely (not in a study), the loop can be edited and auditioned: a click on a cell
-// toggles it, each track has mute and solo, and tempo and swing have sliders. Each change
+// toggles it (shift+click, or A on a focused cell, cycles a hit through ghost, normal and
+// accent), each track has mute and solo, and tempo and swing have sliders. Each change
 // is sent (debounced) to /audition, whose WAV replaces the one playing, in phase. Like and
 // Dislike then rate the version heard, at the session's tempo and swing.
 "use strict";
@@ -369,8 +370,10 @@ function drawGrid(item) {
         hit.dataset.edit = "";
         // One Tab stop for the whole grid: the arrow keys move between cells there.
         hit.tabIndex = track === 0 && step === 0 ? 0 : -1;
+        hit.setAttribute("aria-keyshortcuts", "A");  // the hit's next level
         hit.addEventListener("click", (event) => {
-          toggleCell(track, step);
+          if (event.shiftKey) cycleVelocity(track, step);
+          else toggleCell(track, step);
           if (event.detail > 0) hit.blur();
         });
         cell.append(hit);
@@ -381,7 +384,7 @@ function drawGrid(item) {
   });
   paintGrid();
   const humanize = item.humanize;
-  $("groove").textContent = [item.swing ? `swing ${item.swing}%` : "",
+  $("groove").textContent = [swingOf(item) !== STRAIGHT_SWING ? `swing ${item.swing}%` : "",
     humanize ? `humanized: up to ${humanize.ms} ms and ${humanize.velocity} velocity` : ""]
     .filter(Boolean).join(" \u00b7 ");
   $("score").textContent = scoreText(item);
@@ -421,14 +424,15 @@ function paintCell(cell, who, edit) {
   const track = Number(cell.dataset.track), step = Number(cell.dataset.step);
   const on = !!edit.grid[track][step];
   const velocity = edit.velocity ? edit.velocity[track][step] : FULL_VELOCITY;
-  const accent = on && velocity >= 120, ghost = on && velocity <= 80;
+  const accent = on && velocity >= ACCENT_FROM, ghost = on && velocity <= GHOST_UP_TO;
   const loudness = (accent ? ", accent" : "") + (ghost ? ", ghost note" : "");
   cell.className = "cell" + (on ? " on" : "") + (step % 4 === 0 ? " beat" : "")
     + (accent ? " accent" : "") + (ghost ? " ghost" : "");
   cell.setAttribute("aria-label", `${who}, step ${step + 1}, ${on ? "on" : "off"}${loudness}`);
   if (on) {  // louder hits are brighter: the accent, the normal hit and the ghost note
     cell.style.opacity = (0.35 + 0.65 * velocity / FULL_VELOCITY).toFixed(2);
-    cell.title = `velocity ${velocity}`;
+    cell.title = `velocity ${velocity} (${accent ? "accent" : ghost ? "ghost note" : "normal"})` +
+      (EDITABLE ? ": shift+click or A for the next level" : "");
   } else {
     cell.style.removeProperty("opacity");
     cell.removeAttribute("title");
@@ -444,7 +448,14 @@ function paintCell(cell, who, edit) {
 
 const FULL_VELOCITY = 127;  // every hit of a loop without velocities (the uniform prior)
 const NORMAL_VELOCITY = 100;  // a cell switched on that the proposal left off
+// The levels shift+click (or A) cycles a hit through: ghost, normal, accent. The page draws
+// a hit at or below GHOST_UP_TO as a ghost note, at or above ACCENT_FROM as an accent.
+const VELOCITY_LEVELS = [70, NORMAL_VELOCITY, FULL_VELOCITY];
+const GHOST_UP_TO = 80, ACCENT_FROM = 120;
 const AUDITION_DEBOUNCE_MS = 120;
+// Swing on the MPC/Ableton scale: the off-beat 16th lands at this percent of its 8th note.
+const STRAIGHT_SWING = 50, TRIPLET_SWING = 200 / 3, MAX_SWING = 75;
+const swingOf = (item) => item.swing ?? STRAIGHT_SWING;
 
 // The loop as proposed, as an edit: grid and velocity as drawn, no track muted or soloed,
 // the session's tempo and swing. Velocities stay null for a loop without them (every hit,
@@ -453,7 +464,7 @@ function freshEdit(item) {
   return { grid: item.grid.map((row) => row.slice()),
            velocity: item.velocity ? item.velocity.map((row) => row.slice()) : null,
            mute: item.grid.map(() => false), solo: item.grid.map(() => false),
-           bpm: item.bpm, swing: item.swing || 0 };
+           bpm: item.bpm, swing: swingOf(item) };
 }
 
 // The tracks that sound: not muted, and soloed when any track is (as `Edit.audible`).
@@ -469,13 +480,13 @@ function soundChanged(item, edit) {
   return edit.grid.some((row, track) => row.some((on, step) => {
     const heard = sounds[track] && !!on;
     if (heard !== !!item.grid[track][step]) return true;
-    return heard && !!edit.velocity && edit.velocity[track][step] !== item.velocity[track][step];
+    return heard && !!edit.velocity && edit.velocity[track][step] !== proposedVelocity(item, track, step);
   }));
 }
 
 // Whether anything differs from the loop as proposed, tempo and swing included.
 function isEdited(item, edit) {
-  return edit.bpm !== item.bpm || edit.swing !== (item.swing || 0) ||
+  return edit.bpm !== item.bpm || edit.swing !== swingOf(item) ||
     edit.mute.some(Boolean) || edit.solo.some(Boolean) ||
     edit.grid.some((row, track) => row.some((on, step) => on !== item.grid[track][step])) ||
     soundChanged(item, edit);
@@ -496,10 +507,31 @@ function toggleCell(track, step) {
   const item = page.item, edit = page.edit;
   const on = edit.grid[track][step] ? 0 : 1;
   edit.grid[track][step] = on;
-  // A cell the proposal left off plays at the normal velocity; one it played keeps its own.
+  // A cell the proposal left off plays at the normal velocity (at 127 in a loop without
+  // velocities, as every hit there); one it played keeps its own.
   if (edit.velocity && !item.grid[track][step]) {
-    edit.velocity[track][step] = on ? NORMAL_VELOCITY : item.velocity[track][step];
+    edit.velocity[track][step] = on ? (item.velocity ? NORMAL_VELOCITY : FULL_VELOCITY)
+      : proposedVelocity(item, track, step);
   }
+  edited();
+}
+
+// The velocity the loop as proposed gives a cell: its own, or 127 in a loop without them.
+const proposedVelocity = (item, track, step) =>
+  item.velocity ? item.velocity[track][step] : FULL_VELOCITY;
+
+// Shift+click or A: the hit's next level, ghost -> normal -> accent -> ghost (a velocity
+// between levels goes to the next one up); an off cell comes on as a ghost note. A loop
+// without velocities gets them here, 127 for every cell, as it plays.
+function cycleVelocity(track, step) {
+  if (!canEdit()) return;
+  const item = page.item, edit = page.edit;
+  if (!edit.velocity) edit.velocity = item.grid.map((row, t) => row.map((_, s) => proposedVelocity(item, t, s)));
+  const on = !!edit.grid[track][step];
+  const now = edit.velocity[track][step];
+  edit.velocity[track][step] = on ? (VELOCITY_LEVELS.find((level) => level > now) ?? VELOCITY_LEVELS[0])
+    : VELOCITY_LEVELS[0];
+  edit.grid[track][step] = 1;
   edited();
 }
 
@@ -520,12 +552,15 @@ function edited() {
 }
 
 const tenths = (x) => `${Math.round(10 * x) / 10}`;
+// The swing slider's words: where the off-beat lands, named where it has a name.
+const swingText = (x) => `${tenths(x)}%` + (x === STRAIGHT_SWING ? " (straight)" :
+  Math.abs(x - TRIPLET_SWING) < 0.5 ? " (triplet)" : "");
 
 function showKnobs() {
   const edit = page.edit;
   if (!edit) return;
   for (const [id, value, text] of [["bpm", edit.bpm, `${tenths(edit.bpm)} BPM`],
-                                   ["swing", edit.swing, `${tenths(edit.swing)}%`]]) {
+                                   ["swing", edit.swing, swingText(edit.swing)]]) {
     if (Number($(id).value) !== value) $(id).value = value;
     $(id).setAttribute("aria-valuetext", text);
     $(`${id}-value`).textContent = text;
@@ -540,8 +575,8 @@ function showEdited() {
   let text = "";
   if (changed) {
     const session = `the session's ${tenths(item.bpm)} BPM` +
-      (item.swing ? ` and ${tenths(item.swing)}% swing` : "");
-    const listening = edit.bpm !== item.bpm || edit.swing !== (item.swing || 0);
+      (swingOf(item) !== STRAIGHT_SWING ? ` and ${tenths(item.swing)}% swing` : "");
+    const listening = edit.bpm !== item.bpm || edit.swing !== swingOf(item);
     text = version ? `Edited: Like / Dislike rate this version (at ${session}).` :
       listening ? `Tempo and swing are for listening: Like / Dislike rate the loop as proposed (at ${session}).` :
       "Like / Dislike rate the loop as proposed: your changes don't change what it plays.";
@@ -748,6 +783,48 @@ function showCounts(state) {
     `${n} rating${n === 1 ? "" : "s"}, ${likes} liked (${Math.round((100 * likes) / n)}%)`;
   drawChart(state.likes);
   drawLiked(state.liked);
+  showStyles(state);
+}
+
+// -- the style of the loops drawn next ---------------------------------------------------------
+
+// The selector lists "mix" and every style the session's prior has (none: it stays hidden),
+// and shows the style drawn from now on. A choice is sent at once; a refusal puts it back.
+const MIX = "";  // the select's value for the mix of every style (null to the server)
+let styleBusy = false;
+function showStyles(state) {
+  const select = $("style");
+  const styles = state.styles || [];
+  $("style-pick").hidden = styles.length === 0;
+  if (!styles.length || styleBusy) return;
+  const wanted = [MIX, ...styles];
+  if ([...select.options].map((o) => o.value).join("\n") !== wanted.join("\n")) {
+    select.replaceChildren(...wanted.map((style) => new Option(
+      style === MIX ? "mix (every style)" : style, style)));
+  }
+  select.value = state.style ?? MIX;
+  select.dataset.current = select.value;
+}
+
+async function pickStyle() {
+  const select = $("style");
+  const chosen = select.value;
+  styleBusy = true;
+  select.disabled = true;
+  try {
+    const state = await api("/style", post({ style: chosen === MIX ? null : chosen }));
+    select.dataset.current = chosen;
+    showMessage(`Style: ${chosen === MIX ? "a mix of every style" : chosen}, for the loops ` +
+      "drawn from now on (one or two prepared already come first).");
+    styleBusy = false;
+    showCounts(state);
+  } catch (error) {
+    select.value = select.dataset.current ?? MIX;
+    showMessage(`The style stays as it was: ${error.message}`);
+  } finally {
+    styleBusy = false;
+    select.disabled = false;
+  }
 }
 
 // The running like rate (over the last 10 ratings) against the rating number, with axes:
@@ -893,6 +970,8 @@ $("undo").addEventListener("click", undo);
 $("skip").addEventListener("click", skip);
 $("begin").addEventListener("click", begin);
 $("revert").addEventListener("click", revert);
+$("style").addEventListener("change", pickStyle);
+Object.assign($("swing"), { min: STRAIGHT_SWING, max: MAX_SWING });
 for (const id of ["bpm", "swing"]) {
   $(id).addEventListener("input", () => {
     if (!canEdit()) return;
@@ -925,12 +1004,19 @@ const SLIDER_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", 
 document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (target instanceof HTMLInputElement && (target.type !== "range" || SLIDER_KEYS.has(event.key))) return;
+  if (target instanceof HTMLSelectElement) return;  // the style selector keeps every key
   if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
   if (document.body.dataset.view !== "rate") return;
   if (target instanceof Element && target.classList.contains("hit") &&
       Object.hasOwn(GRID_MOVES, event.key) && page.item) {
     event.preventDefault();
     moveInGrid(target, event.key);
+    return;
+  }
+  if (target instanceof Element && target.classList.contains("hit") && ["a", "A"].includes(event.key)) {
+    event.preventDefault();
+    const cell = target.closest(".cell");
+    cycleVelocity(Number(cell.dataset.track), Number(cell.dataset.step));
     return;
   }
   // Space or Enter on a focused cell, mute, solo or Revert presses it (the button's own click).

@@ -23,8 +23,9 @@ import soundfile as sf
 from ddjax.core.loops import Loop as LoopArrays
 from ddjax.errors import DdjaxError
 from ddjax.io.encode import audio_bytes
-from ddjax.io.export import loop_bar_path, midi_bytes, track_notes
+from ddjax.io.export import loop_bar_path, midi_bytes, track_names, track_notes
 from ddjax.io.files import loop_json, loop_record
+from ddjax.io.patterns import load_loop_prior
 from ddjax.session.bundle import liked_zip
 from ddjax.session.session import Rating, Session, SessionLoop, rated_loop
 from ddjax.web.edit import Edit
@@ -211,6 +212,27 @@ class Desk:
                 self._waiting.appendleft(self._current)
             self._current = self.session.next_loop()
 
+    def set_style(self, style: str | None) -> None:
+        """Draws the loops after those already prepared (the current one and the session's
+        next few) from the learned prior's ``style`` (None: the mix of every style).
+        A DdjaxError naming the styles where the prior has no such style; refused in a
+        study (it keeps its protocol) and under a loop prior without styles."""
+        with self._lock:
+            if self.blind or self.phase != "rate":
+                raise Refused("a study keeps its protocol: its style is set when the server"
+                              " starts (--style)")
+            prior = self.session.config.loop_prior
+            if prior != "learned":
+                raise Refused(f"styles are for the learned loop prior; this session draws"
+                              f" from the {prior} prior")
+            self.session.set_style(style)
+
+    def styles(self) -> list[str]:
+        """The styles a person can pick (``set_style``): the learned prior's, or none."""
+        if self.blind or self.phase != "rate" or self.session.config.loop_prior != "learned":
+            return []
+        return list(load_loop_prior().styles)
+
     def liked_zip(self) -> bytes:
         """Every liked loop as MIDI, a one-bar WAV and JSON, with a README
         (``bundle.liked_zip``)."""
@@ -218,7 +240,8 @@ class Desk:
             raise KeyError("liked.zip")
         session = self.session
         return liked_zip(list(session.history), session.kit, session.pipeline.render,
-                         self.notes, title=f"ddjax session {session.directory.name}")
+                         self.notes, title=f"ddjax session {session.directory.name}",
+                         loudness=session.config.loudness)
 
     def _why_not(self, key: str) -> str:
         if key.isdigit() and any(r.loop_id == int(key) for r in self.session.history):
@@ -240,8 +263,12 @@ class Desk:
 
     def state(self) -> dict:
         likes = [r.liked for r in self.session.history]
-        return {"phase": self.phase, "ratings": len(likes), "total": self.total,
-                "likes": likes, "liked": [] if self.blind else self.liked()}
+        state = {"phase": self.phase, "ratings": len(likes), "total": self.total,
+                 "likes": likes, "liked": [] if self.blind else self.liked()}
+        styles = self.styles()
+        if styles:  # the page's style selector: every style, and the one drawn from now
+            state.update(styles=styles, style=self.session.config.style)
+        return state
 
     def download(self, key: str, kind: str) -> tuple[bytes, str]:
         """A rated loop as ``wav`` (the preview, 24-bit), ``bar`` (one seamless bar, 24-bit,
@@ -260,7 +287,8 @@ class Desk:
         if kind == "mid":
             notes = track_notes([self.notes[i] for i in rating.samples])
             return (midi_bytes(rating.grid, notes, bpm, render.swing, rating.velocity,
-                               render.humanize),
+                               render.humanize,
+                               track_names([kit.names[i] for i in rating.samples])),
                     f"{name}.mid")
         record = loop_record(rating.grid, [kit.names[i] for i in rating.samples], bpm=bpm,
                              swing=render.swing, velocity=rating.velocity,

@@ -37,7 +37,8 @@ class Edit:
       muted: bool[tracks].
       soloed: bool[tracks].
       bpm: the tempo to listen at, or None for the session's.
-      swing: the swing to listen at (percent), or None for the session's.
+      swing: the swing to listen at (percent, MPC scale: 50 straight, 66.67 triplet), or
+        None for the session's.
     """
 
     grid: np.ndarray
@@ -113,4 +114,5 @@ def parse(body: dict, shape: tuple[int, int]) -> Edit:
     return Edit(grid, velocity, _flags(body.get("mute"), "mute", shape[0]),
                 _flags(body.get("solo"), "solo", shape[0]),
                 _number(body.get("bpm"), "bpm", limits.MIN_BPM, limits.MAX_BPM, " BPM"),
-                _number(body.get("swing"), "swing", 0.0, limits.MAX_SWING, "%"))
+                _number(body.get("swing"), "swing", limits.MIN_SWING, limits.MAX_SWING,
+                        "% (50 is straight)"))

@@ -19,7 +19,8 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
     GET  /api/status                     {"ready": true}, or the start's step, "done" of
                                          "steps", "elapsed_s", "estimate_s" (and "error")
     POST /api/participants               {"id": optional}: join a study -> {"id"}
-    GET  /api/s/SID/state                counts, like history, liked loops, result
+    GET  /api/s/SID/state                counts, like history, liked loops, result;
+                                         rating alone, "styles" and the "style" drawn
     GET  /api/s/SID/current              the loop to rate now (waits while it is drawn)
     POST /api/s/SID/rate                 {"key": "12", "liked": true}; with "edit": {...}
                                          (as for audition), rates the loop as heard
@@ -32,13 +33,17 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
     POST /api/s/SID/undo                 takes the last rating back; its loop is current
     POST /api/s/SID/skip                 {"key": "12"}: passes the current loop over
     POST /api/s/SID/more                 {"key": "7"}: a variation on rated loop 7, now
+    POST /api/s/SID/style                {"style": "house"} or {"style": null} (the mix):
+                                         the style of the loops drawn from now on (the
+                                         state's "styles" lists them; 409 in a study)
     GET  /api/s/SID/liked.zip            every liked loop: MIDI, 1-bar WAV, JSON, README
     GET  /api/s/SID/loops/KEY.wav        the current loop's or a rated loop's audio
     GET  /api/s/SID/loops/KEY.(mid|json) a rated loop's MIDI or JSON (not in a study)
     GET  /api/s/SID/archive.zip          a participant's whole folder
 
 Refusals are JSON ``{"error": "..."}``: 404 for an unknown id or file, 409 for a stale or
-duplicate rating, 400/413/422 for a malformed, oversized or ill-typed body.
+duplicate rating, 400/413/422 for a malformed, oversized or ill-typed body (400 for an
+unknown style).
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ddjax.errors import DdjaxError
-from ddjax.web.desk import KEY_PATTERN, Desk
+from ddjax.web.desk import KEY_PATTERN, Desk, Refused
 from ddjax.web.desks_protocol import RatingDesk
 from ddjax.web.edit import Edit, EditError
 from ddjax.web.edit import parse as parse_edit
@@ -246,6 +251,24 @@ def create_app(desks: Desks | Opening) -> Starlette:
             raise HttpError(404, f"no rated loop {key}") from None
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
 
+    async def set_style(request: Request) -> Response:
+        if config.study:
+            raise HttpError(409, "a study keeps its protocol: its style is set when the"
+                                 " server starts (--style)")
+        desk = await free_desk(request)
+        data = await _json_body(request)
+        style = data.get("style", "")
+        if style is not None and (not isinstance(style, str) or not style):
+            raise HttpError(422, "'style' must be a style's name, or null for the mix of"
+                                 " every style")
+        try:
+            await run_in_threadpool(desk.set_style, style)
+        except Refused:
+            raise
+        except DdjaxError as err:  # no such style: the message lists them
+            raise HttpError(400, str(err)) from None
+        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
+
     async def liked_zip(request: Request) -> Response:
         desk = await free_desk(request)
         data = await run_in_threadpool(desk.liked_zip)
@@ -304,6 +327,7 @@ def create_app(desks: Desks | Opening) -> Starlette:
         Route("/api/s/{sid}/undo", guarded(undo), methods=["POST"]),
         Route("/api/s/{sid}/skip", guarded(skip), methods=["POST"]),
         Route("/api/s/{sid}/more", guarded(more), methods=["POST"]),
+        Route("/api/s/{sid}/style", guarded(set_style), methods=["POST"]),
         Route("/api/s/{sid}/audition", guarded(audition), methods=["POST"]),
         Route("/api/s/{sid}/liked.zip", guarded(liked_zip)),
         Route("/api/s/{sid}/loops/{name}", guarded(loop_file)),

@@ -30,7 +30,7 @@ import zipfile
 
 import numpy as np
 
-from ddjax.core.groove import of_record
+from ddjax.core.groove import of_record, recorded_swing
 from ddjax.core.loops import Loop as LoopArrays
 from ddjax.core.pipeline import Pipeline
 from ddjax.io.files import atomic_write_bytes, write_audio
@@ -227,7 +227,7 @@ class Study:
                                      np.int32),
                             None if velocity is None else np.array(velocity, np.int32))
         render = dataclasses.replace(session.pipeline.render, bpm=float(record["bpm"]),
-                                     swing=float(record.get("swing", 0.0)),
+                                     swing=recorded_swing(record, "phase II"),
                                      humanize=of_record(record, "phase II"))
         return SessionLoop.of(-1, arrays, audio, kit_names=session.kit.names,
                               score=float(entry["score"]), critic_version=-1, render=render)

@@ -20,11 +20,12 @@ from ddjax.errors import DdjaxError
 MINUS_1_DBFS = 10 ** (-1 / 20)
 
 
-def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, swing=0.0,
+def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, swing=50.0,
                  velocity=None, timing_ms=None):
     """Every hit of `bars` bars placed one by one; step k of bar b starts at
     b * bar + int(j * sr * 60 / bpm / 4), which at these tempi is int(k * sr * 60 / bpm / 4)
-    for k counted from the start; with swing, odd steps start swing/200 of a step later;
+    for k counted from the start; with swing (MPC scale), an odd step starts at swing% of its
+    8th note, i.e. (2 * swing / 100 - 1) of a step later;
     with timing_ms[track, j], that many ms later (never before the bar's start); each hit at
     volume * velocity / 127."""
     step = sr * 60.0 / bpm / 4.0
@@ -37,14 +38,15 @@ def numpy_render(kit_audio, grid, samples, bpm, sr=44100, bars=6, volume=0.5, sw
             for j in range(grid.shape[1]):
                 if grid[track, j]:
                     late = 0.0 if timing_ms is None else timing_ms[track, j] * sr / 1000
-                    start = max(b * bar, int((16 * b + j + (j % 2) * swing / 200) * step
+                    off = (j - 1 + 2 * swing / 100) if j % 2 else j  # steps into the bar
+                    start = max(b * bar, int((16 * b + off) * step
                                              + late))
                     gain = volume * (1.0 if velocity is None else velocity[track, j] / 127)
                     out[start:start + clip.size] += gain * clip
     return out, bar
 
 
-def numpy_gain(kit_audio, grid, samples, bpm, swing=0.0, velocity=None, timing_ms=None):
+def numpy_gain(kit_audio, grid, samples, bpm, swing=50.0, velocity=None, timing_ms=None):
     """min(1, -1 dBFS / peak) over the first bar, the tails past it and their sum."""
     one, bar = numpy_render(kit_audio, grid, samples, bpm, bars=1, swing=swing,
                             velocity=velocity, timing_ms=timing_ms)
@@ -129,7 +131,7 @@ def test_odd_tempo_is_a_periodic_loop():
 
 @pytest.mark.parametrize("swing,bpm", [(54.0, 120.0), (66.7, 100.0), (75.0, 120.0)])
 def test_swing_moves_the_off_beats_in_every_view(bundled_kit, swing, bpm):
-    """Against the NumPy loop with off-beat 16ths swing/200 of a step late: the critic's bar,
+    """Against the NumPy loop with off-beat 16ths at swing% of their 8th: the critic's bar,
     the preview and the 1-bar loop, to 1e-5."""
     config = RenderConfig(bpm=bpm, swing=swing)
     audio = np.asarray(bundled_kit.audio)
@@ -151,14 +153,33 @@ def test_swing_moves_the_off_beats_in_every_view(bundled_kit, swing, bpm):
         assert np.abs(critic[i] - straight[i]).max() > 0.01  # swing is heard
 
 
+# At 44100 Hz and 120 BPM an 8th note is 0.25 s = 11025 samples. Swing S% puts the odd 16th
+# at S% of it: 50% -> 5512.5 (sample 5512), 66.67% (the triplet, 2/3 of the 8th) -> 7350,
+# 75% -> 8268.75 (sample 8268). The second pair of the bar starts one 8th later.
+@pytest.mark.parametrize("swing,onset", [(50.0, 5512), (66.67, 7350), (75.0, 8268)])
+def test_an_odd_step_lands_at_swing_percent_of_its_eighth_note(swing, onset):
+    """A click on steps 1 and 3 of a one-track loop: its first non-zero sample in the host
+    render and in the compiled listening render is where the hand count above says."""
+    config = RenderConfig(swing=swing, repeats=1, tail_seconds=0.0)
+    click = np.zeros((1, 100), np.float32)
+    click[0, 0] = 1.0
+    grid = np.zeros((1, 16), bool)
+    grid[0, [1, 3]] = True
+    for audio in (host_listening_render(click, grid, None, config),
+                  np.asarray(listening_render(jnp.asarray(click), Loop(
+                      jnp.asarray(grid[None]), jnp.zeros((1, 1), jnp.int32)), config))[0]):
+        assert list(np.flatnonzero(audio)) == [onset, onset + 11025]
+
+
 def test_swing_out_of_range_is_an_error():
-    with pytest.raises(DdjaxError, match="swing must be 0 to 75"):
-        RenderConfig(swing=76)
+    for swing in (76.0, 49.0, 0.0):  # 0 was straight on the old scale: now a mistake
+        with pytest.raises(DdjaxError, match="swing must be 50 to 75"):
+            RenderConfig(swing=swing)
 
 
 def test_velocities_and_swing_together_against_the_numpy_loop(bundled_kit):
     """Each hit at volume * velocity / 127, odd steps swung: every view to 1e-5."""
-    config = RenderConfig(swing=50.0)
+    config = RenderConfig(swing=62.5)
     audio = np.asarray(bundled_kit.audio)
     rng = np.random.default_rng(9)
     grid, samples = random_loops(rng, len(bundled_kit), 3)
@@ -168,9 +189,9 @@ def test_velocities_and_swing_together_against_the_numpy_loop(bundled_kit):
     listening = np.asarray(listening_render(bundled_kit.audio, loop, config))
     one_bar = np.asarray(loop_render(bundled_kit.audio, loop, config))
     for i in range(3):
-        ref, bar = numpy_render(audio, grid[i], samples[i], 120.0, bars=4, swing=50.0,
+        ref, bar = numpy_render(audio, grid[i], samples[i], 120.0, bars=4, swing=62.5,
                                 velocity=velocity[i])
-        gain = numpy_gain(audio, grid[i], samples[i], 120.0, swing=50.0, velocity=velocity[i])
+        gain = numpy_gain(audio, grid[i], samples[i], 120.0, swing=62.5, velocity=velocity[i])
         np.testing.assert_allclose(critic[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
         np.testing.assert_allclose(one_bar[i], gain * ref[bar:2 * bar], atol=1e-5, rtol=0)
         np.testing.assert_allclose(listening[i], gain * ref[:4 * bar + 44100], atol=1e-5,
@@ -191,7 +212,7 @@ def spec_jitter(seed, n_tracks, n_steps, ms, velocity):
     return ms * u[0, :n_tracks], np.round(velocity * u[1, :n_tracks]).astype(int)
 
 
-@pytest.mark.parametrize("bpm,swing", [(120.0, 0.0), (100.0, 60.0)])
+@pytest.mark.parametrize("bpm,swing", [(120.0, 50.0), (100.0, 60.0)])
 def test_humanize_moves_each_hit_and_its_velocity_in_every_view(bundled_kit, bpm, swing):
     """Seeded per-cell jitter against the NumPy loop with each hit moved by its own ms (the
     downbeat never early) and its velocity moved and clipped to 1..127: every view, 1e-5."""
@@ -227,7 +248,7 @@ def test_humanize_out_of_range_is_an_error():
         Humanize(5.0, 41)
 
 
-@pytest.mark.parametrize("bpm,swing,humanize", [(120.0, 0.0, Humanize()),
+@pytest.mark.parametrize("bpm,swing,humanize", [(120.0, 50.0, Humanize()),
                                                  (100.0, 60.0, Humanize(12.0, 30, 4))])
 def test_the_host_render_of_an_audition_is_the_numpy_loop(bundled_kit, bpm, swing, humanize):
     """``host_listening_render`` (the page's auditions, no compile) against the NumPy loop:

@@ -20,10 +20,10 @@ def test_midi_round_trips_with_notes_at_sixteenth_notes(tmp_path):
     notes = [36, 38, 42, 56]
     write_midi(tmp_path / "a.mid", grid, notes, 120)
     midi = mido.MidiFile(str(tmp_path / "a.mid"))
-    assert midi.ticks_per_beat == 480 and len(midi.tracks) == 1
+    assert midi.ticks_per_beat == 480 and midi.type == 1 and len(midi.tracks) == 1 + 4
     assert abs(midi.length - 2.0) < 1e-9  # one bar at 120 BPM
     tick, hits, tempo = 0, set(), None
-    for message in midi.tracks[0]:
+    for message in mido.merge_tracks(midi.tracks):
         tick += message.time
         if message.type == "set_tempo":
             tempo = message.tempo
@@ -57,8 +57,8 @@ def test_bundled_kit_notes_follow_the_kinds(bundled_kit):
             assert note in (41, 43, 45, 47, 48, 50)
         else:  # noise and effects: their own note, never a kick's or a hat's
             assert folder == "harsh" and note == GM_NOTES["fx"] == 71, name
-    # Unknown kinds get a percussion note per track: never a kick (36) or a hat (42, 46).
-    assert track_notes([None, 38, None, None]) == [60, 38, 62, 63]
+    # Unknown kinds get the next free pad note: never a kick (36) or a hat (42, 46).
+    assert track_notes([None, 38, None, None]) == [60, 38, 61, 62]
 
 
 def test_export_command_writes_midi_and_wav(tmp_path, bundled_kit):
@@ -70,21 +70,23 @@ def test_export_command_writes_midi_and_wav(tmp_path, bundled_kit):
     assert main(["export", str(loop), "--midi"]) == 0
     assert (tmp_path / "loop.mid").is_file() and not (tmp_path / "loop.wav").exists()
     midi = mido.MidiFile(str(tmp_path / "loop.mid"))
-    notes = [m.note for m in midi.tracks[0] if m.type == "note_on"]
+    notes = [m.note for m in mido.merge_tracks(midi.tracks) if m.type == "note_on"]
     assert sorted(set(notes)) == [36, 38, 42, 56] and len(notes) == 4 + 4 + 16 + 1
     assert main(["export", str(loop), "--wav", "--out", str(tmp_path / "x" / "copy")]) == 0
     assert (tmp_path / "x" / "copy.wav").is_file() and (tmp_path / "x" / "copy.json").is_file()
 
 
-def test_midi_swing_moves_the_off_beats_by_the_same_share_of_a_step():
-    """Note times from mido: even steps on the 120-tick grid, odd steps swing/200 of a step
-    (120 ticks) later, rounded; at 66.7% that is the triplet's 40 ticks."""
+def test_midi_swing_puts_the_off_beat_at_its_share_of_the_eighth_note():
+    """Note times from mido, on the MPC/Ableton scale: even steps on the 120-tick grid, each
+    odd step at swing% of its 8th note (240 ticks), rounded: 50% on the 16th (tick 120 of
+    the pair), 66.67% on the triplet (2/3 of 240 = 160), 75% at 180, 62.5% at 150."""
     grid = np.zeros((2, 16), bool)
     grid[0, ::2] = grid[1, 1::2] = True
-    for swing, late in ((0.0, 0), (50.0, 30), (66.7, 40), (75.0, 45)):
+    for swing, at in ((50.0, 120), (62.5, 150), (66.67, 160), (200 / 3, 160), (75.0, 180)):
+        late = at - 120
         midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 42], 120, swing)))
         now, onsets = 0, []
-        for message in midi.tracks[0]:
+        for message in mido.merge_tracks(midi.tracks):
             now += message.time
             if message.type == "note_on":
                 onsets.append((message.note, now))
@@ -101,7 +103,7 @@ def test_midi_velocities_are_the_loops_and_127_without_them():
     for given, want in ((velocity, velocity), (None, np.full((2, 16), 127))):
         midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 38], 120, 0.0, given)))
         now, hits = 0, {}
-        for message in midi.tracks[0]:
+        for message in mido.merge_tracks(midi.tracks):
             now += message.time
             if message.type == "note_on" and message.velocity > 0:
                 hits[(message.note, now // 120)] = message.velocity
@@ -118,10 +120,10 @@ def test_midi_humanize_moves_each_note_by_its_ms_and_velocity():
     velocity = np.full((2, 16), 120)
     u = np.random.default_rng([9, 16]).uniform(-1.0, 1.0, (2, 8, 16))
     for bpm in (120.0, 90.0):
-        midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 42], bpm, 0.0, velocity,
+        midi = mido.MidiFile(file=io.BytesIO(midi_bytes(grid, [36, 42], bpm, 50.0, velocity,
                                                         Humanize(20.0, 15, 9))))
         now, hits = 0, []
-        for message in midi.tracks[0]:
+        for message in mido.merge_tracks(midi.tracks):
             now += message.time
             if message.type == "note_on" and message.velocity > 0:
                 hits.append((message.note, now, message.velocity))

@@ -43,3 +43,35 @@ def test_a_folder_from_the_flat_package_resumes_to_the_same_next_loop(bundled_ki
     digest = hashlib.sha256(b"".join(np.asarray(x, np.float32).tobytes()
                                      for x in jax.tree_util.tree_leaves(critic))).hexdigest()
     assert digest == expected["critic_leaves_sha256"]
+
+
+def test_the_old_sessions_swing_reads_as_straight_on_the_mpc_scale():
+    """Its session.json says "swing": 0.0 on the old scale (no "swing_scale"): 50%."""
+    from ddjax.session.journal import read_meta, recorded_sizes
+    meta = read_meta(DATA / "session-6ef8bcd")
+    assert meta["swing"] == 0.0 and "swing_scale" not in meta
+    assert recorded_sizes(meta) == (120.0, 4, 50.0)
+
+
+def test_a_session_at_old_swing_20_resumes_at_55_without_the_swing_refusal(tmp_path):
+    """Old swing 20 (odd steps 20/200 of a 16th late) is MPC 55: with no --swing the
+    pipeline is at 55 and the size check passes; --swing 55 passes too; 50 is refused."""
+    import argparse
+
+    import pytest
+
+    from ddjax.cli.session import session_pipeline
+    from ddjax.core.pipeline import Pipeline
+    from ddjax.errors import DdjaxError
+    from ddjax.session.journal import check_sizes, read_meta
+    folder = tmp_path / "session"
+    shutil.copytree(DATA / "session-6ef8bcd", folder)
+    meta = json.loads((folder / "session.json").read_text())
+    (folder / "session.json").write_text(json.dumps({**meta, "swing": 20}))
+    args = argparse.Namespace(bpm=None, tracks=None, swing=None, humanize=None)
+    pipeline = session_pipeline(args, folder)
+    assert pipeline.render.swing == 55.0
+    check_sizes(folder, read_meta(folder), pipeline)
+    check_sizes(folder, read_meta(folder), Pipeline.sized(swing=55.0))
+    with pytest.raises(DdjaxError, match="55% swing, not 120 BPM with 4 and 50%"):
+        check_sizes(folder, read_meta(folder), Pipeline.sized())

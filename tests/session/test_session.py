@@ -311,13 +311,15 @@ def test_the_same_seed_gives_the_same_session(bundled_kit):
 
 
 def test_more_like_this_starts_the_next_chain_from_a_rated_loop(bundled_kit):
-    """With no MH iterations, the variation is the rated loop itself."""
-    with Session(bundled_kit, None, config=SessionConfig(n_iters=0, seed=3)) as session:
+    """With no MH iterations, the variation is its chain's start: 2 to --distance cells
+    from the rated loop, with its samples."""
+    config = SessionConfig(n_iters=0, seed=3, distance=5)
+    with Session(bundled_kit, None, config=config) as session:
         first = session.next_loop()
         session.rate(first, liked=True)
         session.more_like(first.id)
         again = session.next_loop()
-        np.testing.assert_array_equal(again.grid, first.grid)
+        assert 2 <= int(np.sum(again.grid != first.grid)) <= 5
         np.testing.assert_array_equal(again.samples, first.samples)
         assert again.id != first.id
         with pytest.raises(DdjaxError, match="no rated loop 999"):
@@ -421,8 +423,8 @@ def test_a_humanized_session_renders_records_and_holds_to_its_jitter(bundled_kit
     with zipfile.ZipFile(tmp_path / "liked.zip") as archive:
         (tmp_path / "loop.json").write_bytes(archive.read(f"loop_{loop.id:05d}.json"))
     assert json.loads((tmp_path / "loop.json").read_text())["humanize"] == meta["humanize"]
-    assert cli.main(["render", str(tmp_path / "loop.json"), "--format", "float32", "--out",
-                     str(tmp_path / "again.wav")]) == 0
+    assert cli.main(["render", str(tmp_path / "loop.json"), "--format", "float32",
+                     "--loudness", "off", "--out", str(tmp_path / "again.wav")]) == 0
     again, _ = sf.read(tmp_path / "again.wav", dtype="float32")
     np.testing.assert_allclose(again, loop.audio, atol=2.0 ** -23)
 
@@ -443,9 +445,10 @@ def test_a_session_at_another_tempo_and_size_records_both_and_holds_to_them(bund
         session.rate(loop, liked=True)
     meta = json.loads((directory / "session.json").read_text())
     assert (meta["bpm"], meta["tracks"]) == (100.0, 6)
+    assert (meta["swing"], meta["swing_scale"]) == (50.0, "mpc")  # the scale it is on
     before = {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-    with pytest.raises(DdjaxError, match="made at 100 BPM with 6 tracks and 0% swing, not 120"
-                                         " BPM with 4 and 0%"):
+    with pytest.raises(DdjaxError, match="made at 100 BPM with 6 tracks and 50% swing, not 120"
+                                         " BPM with 4 and 50%"):
         Session(kit, directory, config=SessionConfig(n_iters=2, seed=1))
     assert {p.name: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
     with Session(kit, directory, pipeline=pipeline, config=SessionConfig(n_iters=2)) as again:

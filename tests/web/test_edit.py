@@ -50,7 +50,7 @@ def test_an_edit_changes_the_loop_only_where_it_sounds_different():
     ({"grid": [[1, 0, 0, 0], [0, 0, 0, 0.5]]}, "grid"), ({"grid": "on"}, "grid"),
     ({"velocity": [[64] * 4, [200] * 4]}, "velocity"), ({"mute": [True, "no"]}, "mute"),
     ({"solo": [True]}, "solo"), ({"bpm": 59}, "bpm"), ({"bpm": True}, "bpm"),
-    ({"swing": -1}, "swing"),
+    ({"swing": -1}, "swing"), ({"swing": 49}, "swing"), ({"swing": 76}, "swing"),
 ])
 def test_a_bad_field_is_one_line_that_names_it(body, field):
     body = {"grid": [[1, 0, 0, 0], [0, 0, 1, 0]], **body}

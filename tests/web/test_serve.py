@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import dataclasses
+import importlib.resources
 import io
 import json
 import pathlib
@@ -37,8 +38,8 @@ from ddjax.web.server import (
     open_desks,
 )
 
-FAST = dict(session=SessionConfig(n_chains=2, n_iters=2),
-            train=TrainConfig(steps_per_rating=2, batch_size=4))
+FAST = {"session": SessionConfig(n_chains=2, n_iters=2),
+        "train": TrainConfig(steps_per_rating=2, batch_size=4)}
 
 
 def free_config(directory):
@@ -67,12 +68,18 @@ def read_log(path):
 
 
 @pytest.fixture(scope="module")
-def free(tmp_path_factory):
+def free_serving(tmp_path_factory):
     directory = tmp_path_factory.mktemp("free")
     desks, client = serving(free_config(directory))
     with client:
-        yield directory, client
+        yield directory, desks, client
     desks.close()
+
+
+@pytest.fixture(scope="module")
+def free(free_serving):
+    directory, _, client = free_serving
+    return directory, client
 
 
 def test_each_loop_is_shown_once_and_rated_once(free):
@@ -134,7 +141,7 @@ def test_downloads_of_a_rated_loop(free):
     assert struct.unpack("<f", bar.content[acid + 28:acid + 32])[0] == 120.0
     midi = mido.MidiFile(file=io.BytesIO(client.get(base + ".mid").content))
     steps, now = set(), 0
-    for message in midi.tracks[0]:
+    for message in mido.merge_tracks(midi.tracks):
         now += message.time
         if message.type == "note_on":
             steps.add(now // (midi.ticks_per_beat // 4))
@@ -196,7 +203,7 @@ def test_undo_skip_more_like_this_and_the_liked_zip(free, tmp_path, capsys, bund
         assert all(sample in readme for sample in record["samples"])
         midi = mido.MidiFile(file=io.BytesIO(zipped.read(f"{name}.mid")))
         steps, now = set(), 0
-        for message in midi.tracks[0]:
+        for message in mido.merge_tracks(midi.tracks):
             now += message.time
             if message.type == "note_on":
                 steps.add(now // (midi.ticks_per_beat // 4))
@@ -358,6 +365,61 @@ def test_malformed_edits_are_4xx_with_a_message(free, change, status):
                         json={"key": item["key"], "liked": False, "edit": edit})
     assert rated.status_code == status, rated.text
     assert client.get("/api/s/main/current").json()["key"] == item["key"]  # not rated
+
+
+def shipped_prior() -> dict:
+    """The shipped loop prior, read from the file itself."""
+    path = importlib.resources.files("ddjax") / "pretrained" / "loop-prior.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_style_selector_switches_the_style_of_the_next_loops(free_serving):
+    directory, desks, client = free_serving
+    session = desks.get("main").session
+    record = shipped_prior()
+    styles = record["styles"]
+    components = record.get("component_styles", styles)  # each mixture component's style
+    state = client.get("/api/s/main/state").json()
+    assert state["styles"] == styles and state["style"] is None  # the mix to start with
+    key = client.get("/api/s/main/current").json()["key"]
+    log = directory / "ratings.jsonl"
+    logged = log.read_bytes() if log.exists() else b""
+    style = "house" if "house" in styles else styles[0]
+    try:
+        response = client.post("/api/s/main/style", json={"style": style})
+        assert response.status_code == 200, response.text
+        assert response.json()["style"] == style
+        assert session.config.style == style and session.engine.style == style
+        # The sampler's prior weighs that style's components only, and they sum to one.
+        weight = np.asarray(session.engine.space.patterns.log_weight, np.float64)
+        np.testing.assert_array_equal(np.isfinite(weight), [s == style for s in components])
+        assert np.exp(weight).sum() == pytest.approx(1.0, abs=1e-5)
+        assert client.get("/api/s/main/state").json()["style"] == style
+        # Nothing else changes: the loop being rated stays, and nothing is logged.
+        assert client.get("/api/s/main/current").json()["key"] == key
+        assert (log.read_bytes() if log.exists() else b"") == logged
+
+        unknown = client.post("/api/s/main/style", json={"style": "polka"})
+        assert unknown.status_code == 400
+        message = unknown.json()["error"]
+        assert "\n" not in message and "polka" in message and style in message
+        assert client.post("/api/s/main/style", json={"style": 3}).status_code == 422
+        assert session.engine.style == style  # refusals change nothing
+
+        mix = client.post("/api/s/main/style", json={"style": None})
+        assert mix.status_code == 200 and mix.json()["style"] is None
+        assert session.config.style is None and session.engine.style is None
+        assert np.isfinite(np.asarray(session.engine.space.patterns.log_weight)).all()
+    finally:
+        session.set_style(None)
+
+
+def test_a_study_keeps_its_style(tmp_path, bundled_kit):
+    client = TestClient(create_app(Desks(study_config(tmp_path), bundled_kit)),
+                        raise_server_exceptions=False)
+    refused = client.post("/api/s/ann/style", json={"style": shipped_prior()["styles"][0]})
+    assert refused.status_code == 409 and "protocol" in refused.json()["error"]
+    assert not (tmp_path / "participants" / "ann").exists()  # no participant opened
 
 
 def test_study_only_routes_are_404_outside_a_study(free):
@@ -612,7 +674,7 @@ def test_a_session_failing_in_the_background_is_one_line_and_exit_2(tmp_path):
         "kit": str(BUNDLED_KIT), "seed": 0, "session": {"pretrained": str(tmp_path / "no.npz")}}))
     done = subprocess.run([sys.executable, "-m", "ddjax.cli.main", "serve", "--port", "0",
                            "--session", str(session)], capture_output=True, text=True,
-                          timeout=120, cwd=pathlib.Path(__file__).resolve().parents[2])
+                          check=False, timeout=120, cwd=pathlib.Path(__file__).resolve().parents[2])
     err = done.stderr.strip().splitlines()
     assert " page at " in done.stdout
     assert done.returncode == 2 and len(err) == 1 and "no.npz" in err[0], err
