@@ -19,7 +19,8 @@ kinds (``log_grid_prob``: a loop's likelihood, as ``bench/musicality.py`` scores
 patterns). ``R_s`` are the soft roles, a weight and not a distribution: each role the
 style usually has (``presence``) makes a loop likelier where its tracks include it
 (something low, a backbeat voice, a timekeeper), and each track that repeats a kind another
-track already has weighs ``repeat[s, kind]``, near 1 only where the style has two such
+track already has weighs ``repeat[s, kind]`` (and each further track of a role
+``role_repeat[s, role]``), near 1 only where the style has two such
 voices (two toms). Nothing is ruled out.
 """
 
@@ -62,6 +63,8 @@ class PatternPrior(NamedTuple):
         or is not, among a loop's tracks.
       log_repeat: float32[S, K], each repeat of a kind's weight (0 where the style repeats
         it freely).
+      log_role_repeat: float32[S, R], each further track of a role's weight (a second
+        backbeat voice, a second low voice).
       log_track_role: float32[S, T0, R], how chain starts fill tracks 0..T0-1 with roles
         (the core roles first, then the style's other voices); tracks past T0 use the
         last row.
@@ -74,6 +77,7 @@ class PatternPrior(NamedTuple):
     log_presence: jax.Array
     log_absence: jax.Array
     log_repeat: jax.Array
+    log_role_repeat: jax.Array
     log_track_role: jax.Array
 
 
@@ -121,7 +125,11 @@ def _role_weight(prior: PatternPrior, roles: jax.Array, kinds: jax.Array) -> jax
     count = jnp.sum(kinds[..., :, None] == jnp.arange(n_kinds), axis=-2)  # [..., K]
     repeats = jnp.maximum(count - 1, 0).astype(jnp.float32)
     repeat_term = jnp.sum(repeats[None] * _expand(prior.log_repeat, repeats), axis=-1)
-    return roles_term + repeat_term
+    per_role = jnp.sum(roles[..., :, None] == jnp.arange(n_roles), axis=-2)  # [..., R]
+    role_repeats = jnp.maximum(per_role - 1, 0).astype(jnp.float32)
+    role_repeat_term = jnp.sum(role_repeats[None] * _expand(prior.log_role_repeat,
+                                                            role_repeats), axis=-1)
+    return roles_term + repeat_term + role_repeat_term
 
 
 def _expand(table: jax.Array, like: jax.Array) -> jax.Array:

@@ -12,7 +12,8 @@ tracks of that role in the style's patterns, ``on[s, r, j] = (c + m g[r, j]) / (
 where ``g[r, j] = (C + 1) / (N + 2)`` is the same count over every style (Laplace), and m
 (``strength``) pseudo-tracks pull a style with few patterns towards all styles. The accents
 are counted the same way, per hit. The soft roles come from how many of the style's
-patterns have each role (``presence``) and repeat each kind (``repeat``). The mixture
+patterns have each role (``presence``), repeat each kind (``repeat``) and give a role two
+tracks or more (``role_repeat``). The mixture
 weighs each style by its share of the patterns (plus one), so the default loop is drawn
 from the styles as often as the corpus has them.
 """
@@ -37,7 +38,7 @@ from ddjax.core.patterns import CORE_ROLES, LEVELS, ROLE_OF_KIND, ROLES, Pattern
 from ddjax.errors import DdjaxError
 
 PRIOR_FORMAT = "ddjax-loop-prior"
-PRIOR_VERSION = 1
+PRIOR_VERSION = 2
 N_STEPS = 16
 SYMBOLS = {".": -1, "g": 0, "x": 1, "X": 2}
 HELD_OUT_EVERY = 5  # one pattern in five (by a hash of its id) is held out of the fit
@@ -149,6 +150,7 @@ def _counts(patterns: Sequence[Pattern], resp: np.ndarray) -> dict[str, np.ndarr
     counts = {"hits": np.zeros((n_c, n_r, N_STEPS)), "tracks": np.zeros((n_c, n_r)),
               "accents": np.zeros((n_c, n_r, N_STEPS, LEVELS)),
               "has_role": np.zeros((n_c, n_r)), "repeats": np.zeros((n_c, n_k)),
+              "role_repeats": np.zeros((n_c, n_r)),
               "extra": np.zeros((n_c, n_r)), "patterns": resp.sum(0)}
     for pattern, w in zip(patterns, resp):
         roles = [role_index(k) for k in pattern.kinds]
@@ -160,6 +162,8 @@ def _counts(patterns: Sequence[Pattern], resp: np.ndarray) -> dict[str, np.ndarr
         counts["has_role"][:, sorted(set(roles))] += w[:, None]
         for k in set(pattern.kinds):
             counts["repeats"][:, KINDS.index(k)] += w * (pattern.kinds.count(k) > 1)
+        for r in set(roles):
+            counts["role_repeats"][:, r] += w * (roles.count(r) > 1)
         others = list(roles)
         for core in CORE_ROLES:  # what is left once one of each core role is taken
             if ROLES.index(core) in others:
@@ -182,6 +186,8 @@ def _probabilities(c: dict[str, np.ndarray], strength: float) -> dict[str, np.nd
                        / (n_patterns[:, None] + strength), *PRESENCE_RANGE)
     repeat = np.clip((c["repeats"] + 0.5 * REPEAT_FLOOR) / (n_patterns[:, None] + 1.0),
                      REPEAT_FLOOR, 1.0)
+    role_repeat = np.clip((c["role_repeats"] + 0.5 * REPEAT_FLOOR)
+                          / (n_patterns[:, None] + 1.0), REPEAT_FLOOR, 1.0)
     extra = c["extra"]
     extra_all = (extra.sum(0) + 1.0) / (extra.sum() + n_r)
     extra = (extra + strength * extra_all) / (extra.sum(-1, keepdims=True) + strength)
@@ -192,7 +198,7 @@ def _probabilities(c: dict[str, np.ndarray], strength: float) -> dict[str, np.nd
         track_role[:, t, r] += presence[:, r]
     track_role[:, -1] = extra
     return {"on": on, "level": level, "presence": presence, "repeat": repeat,
-            "track_role": track_role}
+            "role_repeat": role_repeat, "track_role": track_role}
 
 
 def _pattern_loglik(pattern: Pattern, on: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -219,6 +225,7 @@ def fit(patterns: Sequence[Pattern], strength: float = 2.0,
     Returns a dict of NumPy arrays and lists over the C = styles x components
     components: ``styles`` [S] and ``component_styles`` [C], ``on`` [C, R, N],
     ``level`` [C, R, N, LEVELS], ``presence`` [C, R], ``repeat`` [C, K],
+    ``role_repeat`` [C, R],
     ``track_role`` [C, T0, R] (probabilities), ``weight`` [C], and ``strength``.
     """
     styles = sorted({p.style for p in patterns}) if styles is None else list(styles)
@@ -254,7 +261,7 @@ def to_arrays(fitted: dict) -> PatternPrior:
     presence = np.asarray(fitted["presence"], np.float64)
     return PatternPrior(log(fitted["weight"]), log(on), log(1.0 - on), log(fitted["level"]),
                         log(presence), log(1.0 - presence), log(fitted["repeat"]),
-                        log(fitted["track_role"]))
+                        log(fitted["role_repeat"]), log(fitted["track_role"]))
 
 
 def prior_record(fitted: dict, corpus: Sequence[Pattern], held_out: Sequence[str]) -> dict:
@@ -262,7 +269,8 @@ def prior_record(fitted: dict, corpus: Sequence[Pattern], held_out: Sequence[str
     def rounded(x):  # 4 significant digits: a small file, and within 0.05% of the fit
         return np.vectorize(lambda v: float(f"{v:.4g}"))(np.asarray(x, np.float64)).tolist()
     arrays = {k: rounded(fitted[k])
-              for k in ("on", "level", "presence", "repeat", "track_role", "weight")}
+              for k in ("on", "level", "presence", "repeat", "role_repeat", "track_role",
+                        "weight")}
     return {"format": PRIOR_FORMAT, "version": PRIOR_VERSION, "roles": list(ROLES),
             "kinds": list(KINDS), "styles": list(fitted["styles"]),
             "component_styles": list(fitted["component_styles"]),

@@ -66,6 +66,7 @@ def small_prior(seed: int, n_styles: int = 2, n_steps: int = 3) -> patterns_lib.
     presence = rng.uniform(0.1, 0.9, (n_styles, n_roles))
     fitted = {"weight": weight, "on": on, "level": level, "presence": presence,
               "repeat": rng.uniform(0.1, 1.0, (n_styles, len(KINDS))),
+              "role_repeat": rng.uniform(0.1, 1.0, (n_styles, n_roles)),
               "track_role": rng.dirichlet(np.ones(n_roles), (n_styles, 4))}
     return patterns_io.to_arrays(fitted)
 
