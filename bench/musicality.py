@@ -11,7 +11,9 @@ critic, 16 chains of 100 MH steps) and reads back the loops' JSON, MIDI and audi
 - ``silent_tracks``: share of loops with a track that never plays;
 - ``repeated_kind``: share with two tracks of one kind, toms apart (a style's norm);
 - ``density``: median share of cells on, with its range;
-- ``rms_spread_db``: max - min RMS of the written one-bar audio, across loops;
+- ``rms_spread_db`` and ``lufs_spread``: max - min RMS (dBFS) and integrated loudness
+  (BS.1770, LUFS) of the written previews, across loops (the CLI sets every loop to -23
+  LUFS unless its true peak would pass -1 dBTP);
 - ``pairwise_cells``: mean Hamming distance between two loops' grids (of 64 cells), and
   ``distinct_sample_sets``;
 - ``midi_distinct``: share of loops whose MIDI gives each playing track its own note;
@@ -46,6 +48,7 @@ from ddjax.cli.main import main as ddjax_main
 from ddjax.core.drums import BACKBEAT_KINDS
 from ddjax.io import patterns as patterns_io
 from ddjax.io.kit import load_kit
+from ddjax.io.loudness import integrated_lufs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KITS = {"bundled": ROOT / "samples", "paper": ROOT.parent / "shared" / "kits" / "deepdrummer"}
@@ -102,11 +105,11 @@ def loop_measures(records: list[dict], kinds: dict[str, str | None]) -> dict:
         all_hits += int(grid.sum())
     n = len(records)
     density = [float(g.mean()) for g in grids]
-    rms = []
+    rms, lufs = [], []
     for record in records:
-        bar = next(record["stem"].parent.glob(record["stem"].name + "_1bar_*"), None)
-        audio, _ = sf.read(str(bar if bar is not None else record["stem"].with_suffix(".wav")))
+        audio, sr = sf.read(str(record["stem"].with_suffix(".wav")))
         rms.append(20 * np.log10(np.sqrt(np.mean(np.square(audio))) + 1e-12))
+        lufs.append(integrated_lufs(audio, sr))
     pairs = [int(np.sum(a != b)) for a, b in itertools.combinations(grids, 2)]
     midi = [midi_notes_distinct(r["stem"].with_suffix(".mid"), g)
             for r, g in zip(records, grids) if r["stem"].with_suffix(".mid").exists()]
@@ -116,6 +119,8 @@ def loop_measures(records: list[dict], kinds: dict[str, str | None]) -> dict:
             "density_median": float(np.median(density)),
             "density_range": [float(min(density)), float(max(density))],
             "rms_spread_db": float(max(rms) - min(rms)),
+            "lufs_spread": float(max(lufs) - min(lufs)),
+            "lufs_median": float(np.median(lufs)),
             "pairwise_cells": float(np.mean(pairs)),
             "distinct_sample_sets": len({tuple(sorted(r["samples"])) for r in records}),
             "midi_distinct": float(np.mean(midi)) if midi else None}

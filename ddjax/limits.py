@@ -11,6 +11,10 @@ allocation error.
   (``ddjax.core.groove``).
 - A loudness target (``--loudness``) is ``MIN_LUFS`` to ``MAX_LUFS`` (``ddjax.io.loudness``).
 - Ports are 0 to 65535 (0 lets the system pick a free one).
+- Seeds are 0 to ``MAX_SEED`` (2**32 - 1): a JAX key holds 32 bits of its seed, so a
+  larger or negative seed would silently repeat another's loops.
+- ``--iters``, ``--ratings``, ``--eval``, ``--seeds`` and the like are at most
+  ``MAX_COUNT`` (a million), checked before anything compiles.
 - ``--chains`` (generate) and ``--batch`` (rescore) are capped by a memory estimate per
   chain or per loop against half of each device's memory (``memory_budget_bytes``; half
   of the host's RAM on CPU). Scoring a loop at once takes ``score_loop_bytes`` (3.7 MB at
@@ -35,6 +39,8 @@ MIN_BPM, MAX_BPM = 60.0, 200.0
 MIN_SWING, MAX_SWING = 50.0, 75.0  # percent, MPC scale: 50 straight, 66.67 triplet
 MIN_LUFS, MAX_LUFS = -40.0, -6.0  # integrated loudness targets, LUFS
 MAX_PORT = 65535
+MAX_SEED = 2**32 - 1  # JAX's keys hold 32 bits of a seed: 2**32 would give seed 0's loops
+MAX_COUNT = 1_000_000  # iterations, ratings, loops per critic, steps: no run needs more
 MEMORY_SHARE = 0.5  # of a device's memory, for one command's arrays
 FLOAT_BYTES = 4
 RENDER_COPIES = 3  # live float32 copies of a listening render while it is made

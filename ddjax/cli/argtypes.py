@@ -22,6 +22,38 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def _count(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= limits.MAX_COUNT:
+            raise argparse.ArgumentTypeError(f"must be {low} to {limits.MAX_COUNT:,}, got {text}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+# Iterations, ratings, runs: bounded before anything compiles (``limits.MAX_COUNT``).
+# --n, --chains and --batch have their memory and disk checks instead.
+count = _count(0)
+positive_count = _count(1)
+
+
+def loop_count(text: str) -> int:
+    """A number of loops to score, 1 to 2**31 - 1 (``rescore --generate``)."""
+    value = int(text)
+    if not 0 < value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be 1 to {2**31 - 1:,}, got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A PRNG seed: 0 to ``limits.MAX_SEED`` (32 bits, as JAX's keys hold)."""
+    value = int(text)
+    if not 0 <= value <= limits.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be 0 to {limits.MAX_SEED} (32 bits), got {text}")
+    return value
+
+
 def probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:

@@ -12,14 +12,17 @@ from ddjax import __version__, limits
 from ddjax.cli import rescore as rescore_cli
 from ddjax.cli.argtypes import (
     bpm,
+    count,
     distance,
     humanize,
     loudness,
     non_negative_int,
     port,
+    positive_count,
     positive_float,
     positive_int,
     probability,
+    seed,
     style,
     swing,
     tracks,
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=positive_int, default=4, help="loops to write (default 4)")
     gen.add_argument("--chains", type=positive_int, default=16,
                      help="parallel chains per round (default 16)")
-    gen.add_argument("--iters", type=non_negative_int, default=100,
+    gen.add_argument("--iters", type=count, default=100,
                      help="iterations per chain, the maximum with --min-score (default 100)")
     gen.add_argument("--temperature", type=positive_float, default=1.0,
                      help="MH temperature s: accept with min(1, (f'/f)^(1/s)) (default 1)")
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--from", dest="start_from", type=pathlib.Path, metavar="LOOP.json",
                      help="more like this: every chain starts from this loop (its samples"
                           " must be in --kit) instead of from the prior")
-    gen.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    gen.add_argument("--seed", type=seed, default=0, help="PRNG seed (default 0)")
     _audio_args(gen, "also write each loop's LOOP_1bar_<bpm>bpm file:")
     gen.add_argument("--midi", action="store_true",
                      help="also write each loop's loop_NNNN.mid (one named track and one"
@@ -199,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _kit_arg(ply)
     ply.add_argument("--session", type=pathlib.Path,
                      help="session folder (default: a new ddjax-session-<time> folder here)")
-    ply.add_argument("--seed", type=int, default=0, help="PRNG seed of a new session")
+    ply.add_argument("--seed", type=seed, default=0, help="PRNG seed of a new session")
     _pretrained_arg(ply)
     _loop_prior_arg(ply)
     _size_args(ply, resumed=True)
@@ -250,11 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="aggregate finished runs instead: every result.json under DIR"
                              " (experiment outputs, or the study folder of ddjax serve"
                              " --study); writes summary.json and densities.png to --out")
-    run.add_argument("--ratings", type=positive_int, default=80, help="phase I ratings")
-    run.add_argument("--eval", type=positive_int, default=30, help="phase II loops per critic")
-    run.add_argument("--seed", type=int, default=0, help="first seed")
-    run.add_argument("--seeds", type=positive_int, default=1, help="runs per rater")
-    run.add_argument("--steps-per-rating", type=non_negative_int,
+    run.add_argument("--ratings", type=positive_count, default=80, help="phase I ratings")
+    run.add_argument("--eval", type=positive_count, default=30, help="phase II loops per critic")
+    run.add_argument("--seed", type=seed, default=0, help="first seed")
+    run.add_argument("--seeds", type=positive_count, default=1, help="runs per rater")
+    run.add_argument("--steps-per-rating", type=count,
                      help="with --pretrained none: training steps after each rating"
                           " (default: TrainConfig's)")
     _pretrained_arg(run)
@@ -286,15 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="allow a --host other machines can reach (there is no login)")
     srv.add_argument("--study", action="store_true",
                      help="run the paper's study: instructions, phase I, phase II, results")
-    srv.add_argument("--study-ratings", type=positive_int, default=80,
+    srv.add_argument("--study-ratings", type=positive_count, default=80,
                      help="phase I ratings per participant (default 80)")
-    srv.add_argument("--study-eval", type=positive_int, default=30,
+    srv.add_argument("--study-eval", type=positive_count, default=30,
                      help="phase II loops per critic (default 30)")
     srv.add_argument("--resume-by-id", action="store_true",
                      help="with --study: typing an existing participant id resumes that"
                           " participant (and shows their results); without it, such an id"
                           " is refused")
-    srv.add_argument("--seed", type=int, default=0,
+    srv.add_argument("--seed", type=seed, default=0,
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
     _pretrained_arg(srv)
     _loop_prior_arg(srv)

@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 from ddjax import limits
-from ddjax.cli.argtypes import bpm, non_negative_int, positive_int, tracks
+from ddjax.cli.argtypes import bpm, loop_count, non_negative_int, positive_int, seed, tracks
 from ddjax.errors import DdjaxError
 from ddjax.io.files import check_file_target
 from ddjax.io.kit import bundled_kit, load_kit
@@ -31,7 +31,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     what.add_argument("--loops", nargs="+", metavar="DIR_OR_JSONL",
                       help="loop folders (their .json, .jsonl and audio files), .json or"
                            " .jsonl files, or audio files (the first bar is scored)")
-    what.add_argument("--generate", type=positive_int, metavar="N",
+    what.add_argument("--generate", type=loop_count, metavar="N",
                       help="score N fresh random loops from the prior instead")
     cmd.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
                      help="folder of one-shot samples (default: the bundled samples/)")
@@ -48,7 +48,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                      help="write the K worst loops (lowest mean) as WAV + JSON")
     cmd.add_argument("--per-critic", action="store_true",
                      help="also write every critic's score, one column each")
-    cmd.add_argument("--seed", type=int, default=0, help="PRNG seed of --generate (default 0)")
+    cmd.add_argument("--seed", type=seed, default=0, help="PRNG seed of --generate (default 0)")
     cmd.add_argument("--model-shards", type=positive_int, default=1, metavar="M",
                      help="shard the critics over M local devices (default 1: replicate)")
     cmd.add_argument("--resume", action="store_true",

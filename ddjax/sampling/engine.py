@@ -167,7 +167,7 @@ class Engine:
         recompilation): a critic in training, say. ``start`` (one loop: ``grid``
         bool[tracks, steps], ``samples`` int32[tracks], no sample twice) starts every chain
         near it instead of from the prior: variations on a loop ("more like this", within
-        ``LoopConfig.distance`` cells and ``loops.variation_swaps`` samples).
+        ``LoopConfig.distance`` cells and ``variations.variation_swaps`` samples).
         """
         if start is not None:
             start = self.check_start(start)
