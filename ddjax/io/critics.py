@@ -169,7 +169,7 @@ def load_critic(path: str | os.PathLike,
         audio = payload.get("audio") or {}
         if not isinstance(audio, dict):
             raise TypeError("audio")
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, AttributeError):  # a list, say, not an object
         raise DdjaxError(f"{path} has an unknown critic configuration") from None
     if pipeline is not None:
         check_critic_config(path, config, pipeline, audio)
@@ -178,15 +178,23 @@ def load_critic(path: str | os.PathLike,
     except Exception:  # flax/jax raise many types on an impossible architecture
         raise DdjaxError(f"{path} has an impossible critic configuration ({config})") from None
     variables = payload.get("variables")
+    if not isinstance(variables, dict):
+        raise DdjaxError(f"{path} holds no critic parameters (its 'variables' are"
+                         f" {'missing' if variables is None else type(variables).__name__})")
     try:
         restored = serialization.from_state_dict(template, variables)
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise DdjaxError(f"{path} does not match the critic architecture: n_strided is"
                          f" {config.n_strided} in its configuration but its parameters have"
                          f" other layers ({str(err).splitlines()[0]})") from None
     mismatch = _architecture_mismatch(config, template, restored)
     if mismatch:
         raise DdjaxError(f"{path} does not match the critic architecture: {mismatch}")
+    if not all(np.isfinite(np.asarray(leaf)).all()
+               for leaf in jax.tree_util.tree_leaves(restored)
+               if np.issubdtype(np.asarray(leaf).dtype, np.floating)):
+        raise DdjaxError(f"{path} has parameters that are not finite (NaN or inf): a"
+                         " training run that diverged; use an earlier critic")
     return jax.tree_util.tree_map(jnp.asarray, restored), config
 
 

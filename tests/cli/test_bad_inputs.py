@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import BUNDLED_KIT
+from flax import serialization
 
 from ddjax.cli.main import main
 from ddjax.core.critic import CriticConfig, init_critic
@@ -67,6 +68,17 @@ def world(tmp_path_factory) -> dict[str, str]:
     save_critic(w / "hidden.critic", _zeros_critic(CriticConfig(hidden=64)), CriticConfig())
     save_critic(w / "sr48k.critic", _zeros_critic(CriticConfig()), CriticConfig(), sr=48000)
     (w / "garbage.critic").write_bytes(b"\x93 not msgpack at all")
+    nan = _zeros_critic(CriticConfig())
+    nan = jax.tree_util.tree_map(lambda x: np.full_like(x, np.nan)
+                                 if np.issubdtype(x.dtype, np.floating) else x, nan)
+    save_critic(w / "nan.critic", nan, CriticConfig())
+    for name, change in (("list_config", {"config": "[1, 2]"}), ("no_variables",
+                                                                 {"variables": None})):
+        payload = serialization.msgpack_restore((w / "ok.critic").read_bytes())
+        payload.update(change)
+        if change.get("variables", 0) is None:
+            del payload["variables"]
+        (w / f"{name}.critic").write_bytes(serialization.msgpack_serialize(payload))
     (w / "no_critics").mkdir()
     (w / "tiny_kit").mkdir()
     for i in range(2):
@@ -124,6 +136,12 @@ CASES = [
      "none.critic"),
     ("gen-critic-garbage", "generate --critic {garbage_critic} --out {adir}", None,
      "not a ddjax critic"),
+    ("gen-critic-nan", "generate --critic {nan_critic} --out {adir}", None,
+     "not finite (NaN or inf)"),
+    ("gen-critic-config-list", "generate --critic {list_config_critic} --out {adir}", None,
+     "unknown critic configuration"),
+    ("gen-critic-no-variables", "generate --critic {no_variables_critic} --out {adir}", None,
+     "its 'variables' are missing"),
     ("gen-critic-n-mfcc", "generate --critic {mfcc40_critic} --out {adir}", None,
      "n_mfcc is 40 in the file but 60"),
     ("gen-critic-hidden", "generate --critic {hidden_critic} --out {adir}", None,
