@@ -131,7 +131,10 @@ def _read_mono(path: pathlib.Path, sr: int) -> np.ndarray:
         raise _Skip("empty (no audio frames)")
     if not np.all(np.isfinite(data)):
         raise _Skip("contains NaN or infinite values")
-    mono = data.mean(axis=1)
+    with np.errstate(over="ignore"):
+        mono = data.mean(axis=1)
+    if not np.all(np.isfinite(mono)):  # channels near float64's largest sum to infinity
+        raise _Skip("not finite once its channels are mixed to mono (it peaks absurdly)")
     peak = float(np.max(np.abs(mono)))
     if peak > FULL_SCALE:
         warnings.warn(KitWarning(

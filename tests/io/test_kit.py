@@ -88,6 +88,8 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path):
     sf.write(tmp_path / "silent.wav", np.zeros(1000), SR)
     sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2] * 100), SR, subtype="FLOAT")
     sf.write(tmp_path / "noframes.wav", np.zeros(0), SR)
+    # Finite in each channel, infinite once mixed: float64 stereo near its largest value.
+    sf.write(tmp_path / "huge.wav", np.full((300, 2), 1.7e308), SR, subtype="DOUBLE")
     good = (tmp_path / "good0.wav").read_bytes()
     (tmp_path / "cut.wav").write_bytes(good[:20])
     (tmp_path / "notes.txt").write_text("ignored: not an audio extension")
@@ -96,12 +98,14 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path):
         kit = load_kit(tmp_path, BAR)
     assert kit.names == ("good0.wav", "good1.wav", "good2.wav", "good3.wav")
     messages = [str(w.message) for w in caught if issubclass(w.category, KitWarning)]
-    bad = ["cut.wav", "empty.wav", "nan.wav", "noframes.wav", "silent.wav", "text.wav"]
+    bad = ["cut.wav", "empty.wav", "huge.wav", "nan.wav", "noframes.wav", "silent.wav",
+           "text.wav"]
     assert len(messages) == len(bad)
     for name, message in zip(bad, messages):
         assert name in message
     assert "silent" in messages[bad.index("silent.wav")]
     assert "NaN" in messages[bad.index("nan.wav")]
+    assert "not finite once its channels are mixed" in messages[bad.index("huge.wav")]
 
 
 def test_too_few_usable_samples_is_an_error_naming_the_folder(tmp_path):
