@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import pathlib
+import time
 import warnings
 from typing import NamedTuple
 
@@ -215,6 +216,26 @@ def repair_log(directory: pathlib.Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
+
+
+STALE_TEMP_SECONDS = 60.0  # a temp file this old is no write in progress
+
+
+def remove_stale_temp_files(directory: pathlib.Path) -> list[pathlib.Path]:
+    """Removes the temp files (``.NAME.HEX.tmp``, ``files.atomic_write_bytes``) that a
+    process killed mid-write left in the session folder and its ``wav/``, once they are
+    ``STALE_TEMP_SECONDS`` old (a live write takes milliseconds). Returns them."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    removed = []
+    for folder in (directory, directory / "wav"):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # another process took it first
+                continue
+    return removed
 
 
 def now() -> str:

@@ -392,6 +392,7 @@ class Session:
                            **journal.swing_meta(self.pipeline.render.swing),
                            **journal.humanize_meta(self.pipeline.render.humanize)})
         journal.repair_log(d)
+        journal.remove_stale_temp_files(d)
         self.history, self.skipped = history, log.skipped
         self._next_id = log.last_id + 1  # no logged loop, rated or skipped, comes back
         self._n_candidates = self._next_id
