@@ -763,7 +763,9 @@ async function change(path, body, what) {
   page.busy = false;
   await loadCurrent();
 }
-const undo = () => change("/undo", {}, "The last rating is taken back: rate that loop again.");
+// Undo names the rating it takes back: a second click, or another tab, is refused (409).
+const undo = () => page.lastRated && change("/undo", { key: page.lastRated },
+                                            "The last rating is taken back: rate that loop again.");
 const skip = () => page.item && change("/skip", { key: page.item.key }, `Skipped loop ${page.item.key}.`);
 const moreLike = (key) => change("/more", { key }, `A variation on loop ${key}.`);
 
@@ -774,6 +776,7 @@ function showCounts(state) {
   const n = state.likes.length;
   const likes = state.likes.filter(Boolean).length;
   page.ratings = n;
+  page.lastRated = state.last_rated;
   $("undo").disabled = !n || !page.item || page.busy;
   const all = $("download-all");
   all.hidden = likes === 0;

@@ -174,14 +174,20 @@ class Desk:
             raise KeyError(key)
         return rating
 
-    def undo(self) -> None:
-        """Takes the last rating back: its loop is the current one again, and the loop
-        that was current comes right after it. Refused in a blind phase (a study)."""
+    def undo(self, key: str) -> None:
+        """Takes back the rating of loop ``key``, which must be the last: its loop is the
+        current one again, and the loop that was current comes right after it. Refused in
+        a blind phase (a study), and where ``key`` is not the last rating, so an undo sent
+        twice (a double click, two tabs) takes back one rating, not two."""
         with self._lock:
             if self.blind:
                 raise Refused("a study's ratings are final")
             if not self.session.history:
                 raise Refused("nothing to undo: there is no rating yet")
+            last = str(self.session.history[-1].loop_id)
+            if key != last:
+                raise Refused(f"loop {key} is not the last rating (loop {last} is): it was"
+                              " undone already")
             loop = self.session.undo()
             if self._current is not None:
                 self._waiting.appendleft(self._current)
@@ -263,8 +269,10 @@ class Desk:
 
     def state(self) -> dict:
         likes = [r.liked for r in self.session.history]
+        history = self.session.history
         state = {"phase": self.phase, "ratings": len(likes), "total": self.total,
-                 "likes": likes, "liked": [] if self.blind else self.liked()}
+                 "likes": likes, "liked": [] if self.blind else self.liked(),
+                 "last_rated": str(history[-1].loop_id) if history else None}
         styles = self.styles()
         if styles:  # the page's style selector: every style, and the one drawn from now
             state.update(styles=styles, style=self.session.config.style)

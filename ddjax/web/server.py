@@ -30,7 +30,9 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
                                          headers X-Ddjax-Score (the critic's P(like) of
                                          the version heard, or "none") and
                                          X-Ddjax-Critic-Version (its ratings learned)
-    POST /api/s/SID/undo                 takes the last rating back; its loop is current
+    POST /api/s/SID/undo                 {"key": "12"}: takes back the last rating, which
+                                         must be loop 12's (a second undo is 409); its
+                                         loop is current
     POST /api/s/SID/skip                 {"key": "12"}: passes the current loop over
     POST /api/s/SID/more                 {"key": "7"}: a variation on rated loop 7, now
     POST /api/s/SID/style                {"style": "house"} or {"style": null} (the mix):
@@ -234,7 +236,7 @@ def create_app(desks: Desks | Opening) -> Starlette:
 
     async def undo(request: Request) -> Response:
         desk = await free_desk(request)
-        await run_in_threadpool(desk.undo)
+        await run_in_threadpool(desk.undo, await loop_key(request))
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
 
     async def skip(request: Request) -> Response:

@@ -163,11 +163,19 @@ def test_undo_skip_more_like_this_and_the_liked_zip(free, tmp_path, capsys, bund
     key = rate(client, "main", True)
     waiting = client.get("/api/s/main/current").json()["key"]
     n = len(read_log(log))
-    assert client.post("/api/s/main/undo").status_code == 200
+    assert client.get("/api/s/main/state").json()["last_rated"] == key
+    assert client.post("/api/s/main/undo").status_code == 422  # undo names its rating
+    assert client.post("/api/s/main/undo", json={"key": key}).status_code == 200
     assert read_log(log)[-1]["undo"] == int(key) and len(read_log(log)) == n + 1
+    # The same undo again (a double click, a second tab) takes back nothing more.
+    again = client.post("/api/s/main/undo", json={"key": key})
+    assert again.status_code == 409 and "undo" in again.json()["error"]
+    assert len(read_log(log)) == n + 1
     assert client.get("/api/s/main/current").json()["key"] == key  # to rate again
     assert key not in [l["key"] for l in client.get("/api/s/main/state").json()["liked"]]
     assert client.post("/api/s/main/rate", json={"key": key, "liked": True}).status_code == 200
+    other = client.post("/api/s/main/undo", json={"key": "424242"})  # not the last rating
+    assert other.status_code == 409 and "not the last rating (loop " in other.json()["error"]
     assert client.get("/api/s/main/current").json()["key"] == waiting  # then the one before
     response = client.post("/api/s/main/skip", json={"key": waiting})
     assert response.status_code == 200 and read_log(log)[-1]["skip"] == int(waiting)
