@@ -216,6 +216,24 @@ def write_loop_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
     atomic_write_bytes(path, loop_json(record).encode())
 
 
+MAX_LOOP_FILE_BYTES = 16 * 2**20  # a 8 x 64 loop's JSON is under 10 kB
+
+
+def loads_json(text: str | bytes, where: str | os.PathLike) -> Any:
+    """``json.loads`` whose every failure is one DdjaxError naming ``where``: malformed
+    JSON, text that is not UTF-8, nesting too deep for the parser (a file of 100,000
+    ``[``) and integers longer than Python reads (over 4,300 digits)."""
+    if len(text) > MAX_LOOP_FILE_BYTES:
+        raise DdjaxError(f"{where} is {len(text):,} bytes: more than a loop file's"
+                         f" {MAX_LOOP_FILE_BYTES:,}")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DdjaxError(f"{where} is not a loop: its JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, too many digits
+        raise DdjaxError(f"{where} is not valid JSON: {err}") from None
+
+
 def read_loop_json(path: str | os.PathLike) -> dict[str, Any]:
     """Reads and checks a loop's JSON file.
 
@@ -228,13 +246,14 @@ def read_loop_json(path: str | os.PathLike) -> dict[str, Any]:
       DdjaxError: unreadable file, malformed JSON, or missing/ill-typed keys.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
+        if os.path.getsize(path) > MAX_LOOP_FILE_BYTES:
+            raise DdjaxError(f"{path} is {os.path.getsize(path):,} bytes: more than a loop"
+                             f" file's {MAX_LOOP_FILE_BYTES:,}")
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as err:
         raise DdjaxError(f"cannot read loop file {path}: {err.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DdjaxError(f"{path} is not valid JSON: {err}") from None
-    return check_loop_record(record, path)
+    return check_loop_record(loads_json(data, path), path)
 
 
 def check_loop_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:

@@ -7,7 +7,6 @@ one kit and pipeline, and skips (with one warning per cause) what cannot be scor
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -23,7 +22,7 @@ import soxr
 from ddjax.core.loops import Loop, allowed_samples, random_loop
 from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
-from ddjax.io.files import check_loop_record, read_loop_json
+from ddjax.io.files import check_loop_record, loads_json, read_loop_json
 from ddjax.io.kit import AUDIO_EXTENSIONS, Kit
 
 LOOP_SUFFIXES = (".json", ".jsonl")
@@ -184,11 +183,7 @@ class Inputs:
         where = source.label
         try:
             if source.kind == "line":
-                try:
-                    raw = json.loads(source.text)
-                except json.JSONDecodeError as err:
-                    raise DdjaxError(f"{where} is not valid JSON: {err}") from None
-                record = check_loop_record(raw, where)
+                record = check_loop_record(loads_json(source.text, where), where)
             else:
                 record = read_loop_json(source.path)
         except DdjaxError as err:

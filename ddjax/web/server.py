@@ -105,8 +105,8 @@ async def _json_body(request: Request) -> dict:
         return {}
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HttpError(400, "the request body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
+        raise HttpError(400, "the request body is not JSON (or nested too deeply)") from None
     if not isinstance(data, dict):
         raise HttpError(422, "the request body must be a JSON object")
     return data

@@ -59,6 +59,12 @@ def world(tmp_path_factory) -> dict[str, str]:
     _loop_file(w / "bpm_low.json", bpm=10)
     _loop_file(w / "foreign.json", samples=LOOP["samples"][:3] + ["nope/missing.wav"])
     (w / "malformed.json").write_text("{not json")
+    (w / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (w / "digits.json").write_text('{"grid": [[1]], "samples": ["a"], "bpm": 1' + "0" * 5000
+                                   + "}")
+    (w / "loops_one_bad").mkdir()
+    _loop_file(w / "loops_one_bad" / "good.json")
+    (w / "loops_one_bad" / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (w / "list.json").write_text("[1, 2, 3]")
     (w / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
     (w / "bad_prior.json").write_text('{"format": "ddjax-taste-prior", "version": 1}')
@@ -134,6 +140,13 @@ CASES = [
     ("gen-kit-no-audio", "generate --kit {text_kit} --out {adir}", None, "0 usable"),
     ("gen-critic-missing", "generate --critic {world}/none.critic --out {adir}", None,
      "none.critic"),
+    ("render-json-deep", "render {deep_json} --out {world}/deep.wav", None,
+     "nested too deeply"),
+    ("render-json-digits", "render {digits_json} --out {world}/digits.wav", None,
+     "not valid JSON"),
+    ("export-json-deep", "export {deep_json} --out {world}/deep", None, "nested too deeply"),
+    ("gen-from-json-deep", "generate --from {deep_json} --out {adir}", None,
+     "nested too deeply"),
     ("gen-critic-garbage", "generate --critic {garbage_critic} --out {adir}", None,
      "not a ddjax critic"),
     ("gen-critic-nan", "generate --critic {nan_critic} --out {adir}", None,

@@ -74,6 +74,7 @@ def inputs(tmp_path_factory, bundled_kit):
     clip = (0.3 * rng.standard_normal(50000)).astype(np.float32)  # shorter than a bar
     sf.write(str(folder / "take.wav"), clip, 44100, subtype="FLOAT")
     (folder / "zz_broken.wav").write_bytes(b"RIFF\x00\x00 this is no wave file")
+    (folder / "zz_deep.json").write_text("[" * 100_000 + "]" * 100_000)  # skipped, not fatal
     # Sorted input order: loop_0..loop_4.json, more.jsonl (2 lines), take.wav, zz_broken.
     for i, name in enumerate(sorted(files)):
         grid, chosen = files[name]
@@ -143,6 +144,7 @@ def test_missing_samples_are_listed_once_and_bad_audio_reported(one_device_run):
     _, messages = one_device_run
     assert sum(MISSING in m for m in messages) == 1  # two loops use it: listed once
     assert sum("zz_broken.wav" in m and "not readable" in m for m in messages) == 1
+    assert sum("zz_deep.json" in m and "nested too deeply" in m for m in messages) == 1
 
 
 def test_top_and_bottom_are_the_best_and_worst_inputs(one_device_run, inputs, reference):
