@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import re
+import warnings
 from typing import Callable
 
 import jax
@@ -35,11 +37,35 @@ class Generated:
     rounds: int
 
 
+_LOOP_FILE = re.compile(r"loop_(\d+)(?:[._].*)?")
+
+
+class OrphanWarning(UserWarning):
+    """Files of a loop without its JSON (a write cut short) were found, and kept."""
+
+
+def _loop_files(out: pathlib.Path, index: int) -> list[pathlib.Path]:
+    # Every file of loop ``index``: loop_NNNN.json, .wav, .mid, _1bar_..., _track...
+    return [p for p in out.iterdir()
+            if (m := _LOOP_FILE.fullmatch(p.name)) and int(m.group(1)) == index]
+
+
 def next_index(out: pathlib.Path) -> int:
-    """The number after the highest ``loop_NNNN.json`` in ``out`` (0 where there is none)."""
-    taken = [int(p.stem.split("_")[-1]) for p in out.glob("loop_*.json")
-             if p.stem.split("_")[-1].isdigit()]
-    return max(taken, default=-1) + 1
+    """The number after the highest loop in ``out`` (0 where there is none): after any of
+    its files, so a loop's audio left without its JSON (a write cut short) is never
+    overwritten; each such loop is reported once (``OrphanWarning``)."""
+    indices = {}
+    for path in out.iterdir() if out.is_dir() else ():
+        m = _LOOP_FILE.fullmatch(path.name)
+        if m:
+            indices.setdefault(int(m.group(1)), []).append(path)
+    for index, paths in sorted(indices.items()):
+        if not any(p.suffix == ".json" for p in paths):
+            warnings.warn(OrphanWarning(
+                f"{out}: loop {index} has {', '.join(sorted(p.name for p in paths))} but no"
+                " JSON (a write cut short); kept, and numbering goes on after it"),
+                stacklevel=2)
+    return max(indices, default=-1) + 1
 
 
 def generate_loops(engine: Engine, kit: Kit, render: RenderConfig, sampler: SamplerConfig, *,
@@ -87,13 +113,14 @@ def generate_loops(engine: Engine, kit: Kit, render: RenderConfig, sampler: Samp
             notes = track_notes([kit.notes[i] for i in ids]) if midi else None
             alone = None if kit_rows is None else normalize_stems(loop_stems(
                 kit_rows[ids], grid, velocity, render), kit.sr, engine.loudness)
-            # The JSON last: no audio or MIDI is left without its JSON if a write fails.
-            paths = export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr,
-                                notes=notes, write_json=False, fmt=fmt, stems=alone)
+            # A loop's files as a group, the JSON last: where any write fails, every file
+            # of this loop already written is removed (no audio or MIDI without its JSON).
             try:
+                export_loop(stem, record, audio=wav, bar=one_bar, sr=kit.sr, notes=notes,
+                            write_json=False, fmt=fmt, stems=alone)
                 write_loop_json(stem.with_suffix(".json"), record)
-            except DdjaxError:  # the loop is not half-written
-                for path in paths:
+            except DdjaxError:
+                for path in _loop_files(out, index):
                     path.unlink(missing_ok=True)
                 raise
             index += 1

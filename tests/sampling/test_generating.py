@@ -49,3 +49,27 @@ def test_generate_midi_is_taken_back_when_the_json_cannot_be_written(tmp_path, m
     monkeypatch.setattr(generating, "write_loop_json", fail)
     assert main([*ARGS, "--out", str(tmp_path)]) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_loop_is_written_as_a_group_and_an_orphan_is_never_overwritten(tmp_path, capsys,
+                                                                           monkeypatch):
+    """The one-bar WAV's write fails after the preview's: neither stays. A preview left
+    without its JSON by a crash is reported, kept, and numbered past."""
+    real = generating.export_loop
+
+    def second_write_fails(stem, record, **kw):
+        (stem.parent / f"{stem.name}.wav").write_bytes(b"first file")  # written, then
+        raise DdjaxError(f"cannot write {stem.name}_1bar_120bpm.wav: no space left")
+
+    monkeypatch.setattr(generating, "export_loop", second_write_fails)
+    assert main([*ARGS, "--loop-wav", "--out", str(tmp_path)]) == 2
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(generating, "export_loop", real)
+    (tmp_path / "loop_0000.wav").write_bytes(b"a crash's orphan")
+    capsys.readouterr()
+    assert main([*ARGS, "--out", str(tmp_path)]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "no JSON" in line]
+    assert len(warned) == 1 and "loop 0 has loop_0000.wav" in warned[0]
+    assert (tmp_path / "loop_0000.wav").read_bytes() == b"a crash's orphan"
+    assert sorted(p.name for p in tmp_path.glob("loop_*.json")) == ["loop_0001.json",
+                                                                     "loop_0002.json"]
