@@ -242,6 +242,10 @@ def load_ensemble(paths: Sequence[str | os.PathLike],
         variables, this_config = load_critic(path, pipeline)
         if config is None:
             config = this_config
+        elif type(this_config) is not type(config):
+            raise DdjaxError(f"critic {path} is a {kind_of(this_config)} critic and"
+                             f" {files[0]} a {kind_of(config)} one: an ensemble stacks"
+                             " critics of one kind; pass each kind's critics on their own")
         elif this_config != config:
             diff = ", ".join(f"{k}={getattr(this_config, k)} (not {getattr(config, k)})"
                              for k in config.__dataclass_fields__

@@ -21,7 +21,7 @@ from conftest import BUNDLED_KIT
 from flax import serialization
 
 from ddjax.cli.main import main
-from ddjax.core.critic import CriticConfig, init_critic
+from ddjax.core.critic import CriticConfig, HeadConfig, init_critic
 from ddjax.io.critics import save_critic
 
 LOOP = {"grid": [[1, 0] * 8, [0, 1] * 8, [1] * 16, [0] * 15 + [1]],
@@ -86,6 +86,10 @@ def world(tmp_path_factory) -> dict[str, str]:
             del payload["variables"]
         (w / f"{name}.critic").write_bytes(serialization.msgpack_serialize(payload))
     (w / "no_critics").mkdir()
+    (w / "mixed_critics").mkdir()  # a head critic (the default learner's) and a CNN
+    save_critic(w / "mixed_critics" / "a.critic", init_critic(jax.random.key(0), HeadConfig()),
+                HeadConfig())
+    save_critic(w / "mixed_critics" / "b.critic", _zeros_critic(CriticConfig()), CriticConfig())
     (w / "tiny_kit").mkdir()
     for i in range(2):
         sf.write(w / "tiny_kit" / f"s{i}.wav", np.linspace(0.5, 0.0, 300), 44100)
@@ -149,6 +153,10 @@ CASES = [
      "nested too deeply"),
     ("gen-critic-garbage", "generate --critic {garbage_critic} --out {adir}", None,
      "not a ddjax critic"),
+    ("gen-critic-mixed-kinds", "generate --critic {mixed_critics} --out {adir}", None,
+     "is a cnn critic and"),
+    ("rescore-critics-mixed-kinds", "rescore --critics {mixed_critics} --generate 2 --out"
+     " {world}/mixed.csv", None, "an ensemble stacks critics of one kind"),
     ("gen-critic-nan", "generate --critic {nan_critic} --out {adir}", None,
      "not finite (NaN or inf)"),
     ("gen-critic-config-list", "generate --critic {list_config_critic} --out {adir}", None,
