@@ -126,3 +126,18 @@ def style(text: str) -> str:
 
 
 distance = _within("distance", int, 1, limits.MAX_TRACKS * 16, " cells")
+
+
+def coordinator(text: str) -> str:
+    """``--coordinator HOST:PORT``: a port 1 to 65535 and a host this machine can resolve,
+    checked here (a bad address crashed JAX's C++ client)."""
+    import socket
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= limits.MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT with a port 1 to"
+                                         f" {limits.MAX_PORT}, got {text!r}")
+    try:
+        socket.getaddrinfo(host.strip("[]"), int(port))
+    except (OSError, UnicodeError):
+        raise argparse.ArgumentTypeError(f"cannot resolve the host {host!r}") from None
+    return text

@@ -8,7 +8,15 @@ import pathlib
 import sys
 
 from ddjax import limits
-from ddjax.cli.argtypes import bpm, loop_count, non_negative_int, positive_int, seed, tracks
+from ddjax.cli.argtypes import (
+    bpm,
+    coordinator,
+    loop_count,
+    non_negative_int,
+    positive_int,
+    seed,
+    tracks,
+)
 from ddjax.errors import DdjaxError
 from ddjax.io.files import check_file_target
 from ddjax.io.kit import bundled_kit, load_kit
@@ -57,7 +65,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     host.add_argument("--distributed", action="store_true",
                       help="call jax.distributed.initialize() (cluster auto-detection, or"
                            " the flags below); each host writes FILE.partP-of-N.csv")
-    host.add_argument("--coordinator", metavar="HOST:PORT",
+    host.add_argument("--coordinator", type=coordinator, metavar="HOST:PORT",
                       help="address of process 0 (implies --distributed)")
     host.add_argument("--num-processes", type=positive_int, metavar="N")
     host.add_argument("--process-id", type=non_negative_int, metavar="P")

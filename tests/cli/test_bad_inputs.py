@@ -155,6 +155,10 @@ CASES = [
      "not a ddjax critic"),
     ("gen-critic-mixed-kinds", "generate --critic {mixed_critics} --out {adir}", None,
      "is a cnn critic and"),
+    ("rescore-coordinator-no-host", "rescore --critics {ok_critic} --generate 2 --coordinator"
+     " :1234 --out {world}/c.csv", None, "HOST:PORT"),
+    ("rescore-coordinator-bad-port", "rescore --critics {ok_critic} --generate 2 --coordinator"
+     " localhost:xx --out {world}/c.csv", None, "HOST:PORT with a port 1 to 65535"),
     ("rescore-critics-mixed-kinds", "rescore --critics {mixed_critics} --generate 2 --out"
      " {world}/mixed.csv", None, "an ensemble stacks critics of one kind"),
     ("gen-critic-nan", "generate --critic {nan_critic} --out {adir}", None,
