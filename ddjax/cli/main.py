@@ -18,7 +18,7 @@ import numpy as np
 
 from ddjax import limits
 from ddjax.cli import rescore as rescore_cli
-from ddjax.cli.parser import BUNDLED_KIT, build_parser
+from ddjax.cli.parser import BUNDLED_KIT, build_parser, resolve_loop_prior
 from ddjax.core.groove import STRAIGHT, Humanize, of_record
 from ddjax.core.host_render import RenderConfig, host_listening_render
 from ddjax.errors import DdjaxError
@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None, *, all_cores: bool = False) -> int:
         _start_jax(all_cores)
     warnings.showwarning = _one_line_warning
     try:
+        resolve_loop_prior(args)
         with _umask(getattr(args, "private", False)):
             return _command(args.command)(args)
     except DdjaxError as err:

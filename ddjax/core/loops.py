@@ -14,16 +14,17 @@ A proposal that repeats a sample across tracks is outside the support of the tar
 
 The loop prior P(x) (``log_prior``), in the paper's P(x | like) ∝ P(like | x) P(x):
 
-- ``"learned"`` (the command line's and sessions' default): learned from real drum
-  patterns, by style (``ddjax.core.patterns``), its arrays in ``LoopSpace.patterns``.
+- ``"learned"`` (``ddjax generate``'s default; sessions' with ``--style``): learned
+  from real drum patterns, by style (``ddjax.core.patterns``), its arrays in
+  ``LoopSpace.patterns``.
   Chains start from its exact draws; every track plays (``support``); the roles' weights
   count roles, not samples, so a kit with 88 kicks is not 88 times likelier to put one
   on a track (``patterns.log_role_count``).
 - ``"uniform"``: the paper's generator, every grid and sample choice alike (cells on with
   ``p_on`` = 0.5 in a random loop).
-- ``"musical"`` (``LoopConfig``'s default, the library's): each track's hit density has a Beta hyperprior with mean
-  ``density_mean`` (0.25) and concentration ``density_concentration`` (4, so a track
-  may be sparse or busy), and the grid's prior is that Beta-binomial. Soft roles change
+- ``"musical"`` (``LoopConfig``'s default, and sessions'): each track's hit density has a
+  Beta hyperprior with mean ``density_mean`` (0.25) and concentration
+  ``density_concentration`` (4, so a track may be sparse or busy), and the grid's prior is that Beta-binomial. Soft roles change
   the weight, never rule anything out: a loop with a kick that plays is ``kick_weight``
   times likelier, one whose snare, clap or rim plays beats 2 and 4 ``backbeat_weight``
   times, and each track that repeats a kind another track already has (three claps) is
@@ -204,7 +205,8 @@ def random_loop(key: jax.Array, allowed: jax.Array, config: LoopConfig,
     """
     if config.prior == "learned":
         if patterns is None or kinds is None:
-            raise ValueError("the learned loop prior draws with its arrays and the kit's kinds")
+            raise ValueError("the learned loop prior draws with its arrays and the kit's"
+                             " kinds")
         return _learned_loop(key, allowed, config, kinds, patterns)
     grid_key, sample_key, velocity_key = jax.random.split(key, 3)
     shape = (config.n_tracks, config.n_steps)

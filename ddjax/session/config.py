@@ -29,9 +29,10 @@ class SessionConfig:
       query: "thompson" or "mean": which critic a loop's chain targets (see above).
       pretrained: None for the packaged prior, "none" for the paper's CNN from scratch,
         or a prior file (``ddjax.learning.taste_prior``).
-      loop_prior: "learned" (real patterns), "musical" or "uniform" (the paper's
-        generator): P(x) in the chains' target (``ddjax.core.loops``); it replaces the
-        pipeline's.
+      loop_prior: "musical" (the default: a session's critic learns a taste far better
+        under it than under "learned", ``bench/README.md``), "learned" (real patterns, by
+        style) or "uniform" (the paper's generator): P(x) in the chains' target
+        (``ddjax.core.loops``); it replaces the pipeline's.
       style: the learned prior's style, or None for its mixture of every style.
       distance: the most cells a "more like this" variation changes.
       loudness: the integrated loudness (LUFS) of the loops the person hears and gets
@@ -45,7 +46,7 @@ class SessionConfig:
     seed: int = 0
     query: str = "thompson"
     pretrained: str | None = None
-    loop_prior: str = "learned"
+    loop_prior: str = "musical"
     style: str | None = None
     distance: int = DEFAULT_DISTANCE
     loudness: float | None = None

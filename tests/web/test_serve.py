@@ -43,7 +43,9 @@ FAST = {"session": SessionConfig(n_chains=2, n_iters=2),
 
 
 def free_config(directory):
-    return ServeConfig(BUNDLED_KIT, directory, **FAST)
+    # The learned loop prior (``serve --style``), whose styles the page offers.
+    return ServeConfig(BUNDLED_KIT, directory, **{
+        **FAST, "session": dataclasses.replace(FAST["session"], loop_prior="learned")})
 
 
 def study_config(directory, n_ratings=2, n_eval=1):
