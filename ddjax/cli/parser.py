@@ -110,8 +110,8 @@ def _humanize_arg(parser: argparse.ArgumentParser, default: str) -> None:
 
 # The loop prior when --loop-prior is not given: generate's loops are music from the
 # first one; a session's chains keep the musical prior, under which its critic learns a
-# taste far better (bench/README.md, "Musicality": +0.49 against +0.22 on the zoo's
-# held-out half), unless --style asks for the learned prior's styles.
+# taste far better (bench/README.md, "Loops that are music": +0.47 against +0.22 on the
+# zoo's held-out half), unless --style asks for the learned prior's styles.
 DEFAULT_LOOP_PRIOR = {"generate": "learned", "play": "musical", "serve": "musical",
                       "experiment": "musical"}
 
