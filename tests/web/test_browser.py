@@ -188,8 +188,11 @@ def test_rate_download_and_resume_in_the_browser(browser, tmp_path):
         with page.expect_download() as download:
             page.click("#download-all")
         names = set(zipfile.ZipFile(download.value.path()).namelist())
-        assert names == {"README.txt"} | {f"{n}{end}" for n in liked_now
-                                          for end in (".mid", ".json", "_1bar_120bpm.wav")}
+        # ... and each one-shot the liked loops play, once, so the MIDI plays anywhere.
+        one_shots = {f"one-shots/{name}" for e in in_force if e["liked"]
+                     for name in e["loop"]["samples"]}
+        assert names == {"README.txt"} | one_shots | {
+            f"{n}{end}" for n in liked_now for end in (".mid", ".json", "_1bar_120bpm.wav")}
     assert not errors, errors
 
 
