@@ -30,18 +30,8 @@ import numpy as np
 
 from ddjax.io.kit import AUDIO_EXTENSIONS, bundled_kit
 
-
-def cpu_model() -> str:
-    """The CPU's model name and core count, as ``bench/machine.py`` gives it, without JAX."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from host_cpu import cpu_name
 
 
 def random_loops(folder: pathlib.Path, n: int, seed: int = 0) -> list[pathlib.Path]:
@@ -93,7 +83,7 @@ def main() -> None:
         jax_imported = imports_jax(loops[0], tmp / "check" / "loop")
     t_one, t_many = statistics.median(one), statistics.median(many)
     print(json.dumps({
-        "bench": "export", "cpu": cpu_model(), "python": platform.python_version(),
+        "bench": "export", "cpu": cpu_name(), "python": platform.python_version(),
         "loops": len(loops), "runs": args.runs,
         "one_loop_s": round(t_one, 3), "many_loops_s": round(t_many, 3),
         "per_loop_s": round(t_many / len(loops), 3),

@@ -14,14 +14,12 @@ peak with one device or two on a 2-core machine).
 
 from __future__ import annotations
 
-import os
-import pathlib
-import platform
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+from host_cpu import cpu_name  # bench/ is on sys.path for every benchmark
 
 from ddjax.core.hardware import cpu_flags, native_bfloat16, use_all_cores
 
@@ -33,16 +31,9 @@ PEAK_SIZE = {"cpu": 2048, "gpu": 8192}  # square matmul sizes: minutes on neithe
 
 def cpu_model() -> str:
     """The CPU's model name, its core count and the vector units it has, in one string."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_name()
     units = ", ".join(f for f in FLAGS if f in cpu_flags())
-    return f"{name}, {os.cpu_count()} cores" + (f" ({units})" if units else "")
+    return name + (f" ({units})" if units else "")
 
 
 def device_name() -> str:
