@@ -73,20 +73,17 @@ def small_prior(seed: int, n_styles: int = 2, n_steps: int = 3) -> patterns_lib.
 
 def test_grid_probabilities_sum_to_one_over_every_grid_and_accent():
     prior = small_prior(0)
-    roles = jnp.array([0, 2], jnp.int32)  # two tracks of 3 steps: 64 grids
-    total_grid, total_accents = 0.0, 0.0
-    for cells in itertools.product([False, True], repeat=6):
-        grid = jnp.array(cells).reshape(2, 3)
-        total_grid += math.exp(float(patterns_lib.log_grid_prob(prior, grid, roles)))
-        hits = np.argwhere(np.array(cells).reshape(2, 3))
-        for levels in itertools.product(range(3), repeat=len(hits)):
-            level = np.full((2, 3), -1, np.int32)
-            for (t, j), v in zip(hits, levels):
-                level[t, j] = v
-            total_accents += math.exp(float(patterns_lib.log_grid_prob(
-                prior, grid, roles, jnp.asarray(level))))
-    assert total_grid == pytest.approx(1.0, abs=1e-4)
-    assert total_accents == pytest.approx(1.0, abs=1e-4)
+    roles = jnp.array([0, 2], jnp.int32)  # two tracks of 3 steps
+    # Every cell off or one of 3 accents: 4**6 loops, each grid with every accent on it.
+    cells = np.array(list(itertools.product(range(4), repeat=6))).reshape(-1, 2, 3)
+    grid, level = cells > 0, (cells - 1).astype(np.int32)
+    with_accents = patterns_lib.log_grid_prob(
+        prior, jnp.asarray(grid), jnp.broadcast_to(roles, grid.shape[:-1]), jnp.asarray(level))
+    assert float(jnp.sum(jnp.exp(with_accents))) == pytest.approx(1.0, abs=1e-4)
+    grids = np.array(list(itertools.product([False, True], repeat=6))).reshape(-1, 2, 3)
+    alone = patterns_lib.log_grid_prob(prior, jnp.asarray(grids),
+                                       jnp.broadcast_to(roles, grids.shape[:-1]))
+    assert float(jnp.sum(jnp.exp(alone))) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_log_grid_prob_is_the_mixture_of_per_style_bernoullis():

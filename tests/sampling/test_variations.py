@@ -4,11 +4,13 @@ prior's chains keep every track playing; counted with plain NumPy."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ddjax.core import variations
 from ddjax.core.critic import init_critic
-from ddjax.core.loops import Loop
+from ddjax.core.loops import Loop, LoopConfig
 from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.sampling.engine import Engine
@@ -27,8 +29,8 @@ def source_loop(kit) -> Loop:
     return Loop(grid, samples, np.full((4, 16), 100, np.int32))
 
 
-@pytest.mark.parametrize("distance", [8, 3])
-def test_variations_change_2_to_distance_cells_and_keep_3_of_4_samples(bundled_kit, distance):
+def test_variations_change_2_to_distance_cells_and_keep_3_of_4_samples(bundled_kit):
+    distance = 8
     engine = engine_for(bundled_kit, distance=distance)
     source = source_loop(bundled_kit)
     state, _ = engine.sample(jax.random.key(1), 64, SamplerConfig("mh", 60, 1.0),
@@ -71,3 +73,30 @@ def test_a_style_conditions_the_prior(bundled_kit):
     # House: the kick on all four beats in most loops.
     four = np.mean([k[[0, 4, 8, 12]].all() for k in kicks])
     assert four > 0.6
+
+
+def test_a_narrower_distance_bounds_the_starts_and_the_support(bundled_kit):
+    """``--distance 3``: the pure pieces the chains use, counted with plain loops."""
+    config = LoopConfig(prior="learned", distance=3)
+    source = source_loop(bundled_kit)
+    source = Loop(jnp.asarray(source.grid), jnp.asarray(source.samples),
+                  jnp.asarray(source.velocity))
+    starts = jax.vmap(lambda k: variations.variation_start(k, source, config))(
+        jax.random.split(jax.random.key(5), 200))
+    changed = [sum(int(g[t, j] != source.grid[t, j]) for t in range(4) for j in range(16))
+               for g in np.asarray(starts.grid)]
+    assert set(changed) == {2, 3}
+    assert np.asarray(starts.grid).any(axis=-1).all()
+    assert (np.asarray(starts.samples) == np.asarray(source.samples)).all()
+    inside = variations.near(source, config)
+    grid = np.asarray(source.grid).copy()
+    for cells, swaps, expected in [(1, 0, False), (2, 0, True), (3, 1, True), (4, 0, False),
+                                   (2, 2, False)]:
+        moved = grid.copy()
+        for j in range(cells):  # off-beat cells of the timekeeper's row that are off
+            moved[2, 2 * j + 1] = ~moved[2, 2 * j + 1]
+        samples = np.asarray(source.samples).copy()
+        free = [i for i in range(len(bundled_kit.names)) if i not in samples]
+        samples[:swaps] = free[:swaps]
+        loop = source._replace(grid=jnp.asarray(moved), samples=jnp.asarray(samples))
+        assert bool(inside(loop)) is expected, (cells, swaps)
