@@ -100,6 +100,9 @@ def settings_key(session: SessionConfig, experiment: ExperimentConfig,
                   (ROOT / "ddjax" / "pretrained" / "loop-prior.json").read_bytes()
               ).hexdigest()[:12] if session.loop_prior == "learned" else None,
               "render": "velocity, swing, -1 dBFS gain",
+              # The head's inputs standardized over one fixed set of random loops (the
+              # kit's, shared by every session), not the session's seed.
+              "standardize": "fixed key",
               "kinds": [AUDIO_CONFIDENCE, hashlib.sha256(
                   (ROOT / "ddjax" / "pretrained" / MODEL_FILE).read_bytes()).hexdigest()[:12]]}]
     if session.pretrained == "none":

@@ -99,7 +99,8 @@ def start_row(browser, session: pathlib.Path, kit: pathlib.Path, cache: str,
     except BaseException:
         server.kill()
         raise
-    told = None if status.get("ready") else round(status["elapsed_s"] + status["estimate_s"], 1)
+    told = None if status.get("ready") or status.get("estimate_s") is None else round(
+        status["elapsed_s"] + status["estimate_s"], 1)
     steps = json.loads((session / RECORD_NAME).read_text())["seconds"]
     return {"start": cache, "page_answers_s": round(page_s, 2),
             "first_loop_s": round(first_loop_s, 2), "steps_s": steps,

@@ -309,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --study: typing an existing participant id resumes that"
                           " participant (and shows their results); without it, such an id"
                           " is refused")
+    srv.add_argument("--max-participants", type=positive_count, default=None,
+                     help="with --study: participants rating at once; a newcomer past it"
+                          " waits on a page with their place in line (default: the"
+                          " capacity measured on this machine, bench/study_load.py)")
+    srv.add_argument("--consent", type=pathlib.Path, default=None,
+                     help="with --study: a consent page (Markdown or HTML) each participant"
+                          " agrees to first; the agreement is logged")
+    srv.add_argument("--archive-audio", choices=("flac", "none"), default="flac",
+                     help="with --study: a participant's archive keeps its audio as FLAC"
+                          " (default) or leaves it out (it can be rendered again from the"
+                          " JSON)")
     srv.add_argument("--seed", type=seed, default=0,
                      help="PRNG seed of a new session (a participant's adds a hash of its id)")
     _pretrained_arg(srv)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import time
 
 from ddjax.cli.parser import BUNDLED_KIT
@@ -116,12 +117,16 @@ def experiment_command(args) -> int:
     if args.private and args.out.is_dir():
         args.out.chmod(0o700)
     if args.from_sessions:
+        from ddjax.web.researcher import unfinished
+        left_out = unfinished(args.from_sessions)  # no result.json: said, never silent
+        for run in left_out:
+            print(f"ddjax experiment: left out {run['id']}: {run['why']}", file=sys.stderr)
         results = experiment.load_results(args.from_sessions)
         for result in results:
             print(f"{result.get('rater', '?')}: theta_init {result['theta_init']:.2f},"
                   f" theta_final {result['theta_final']:.2f}, delta {result['delta']:+.2f}"
                   f" ({result['path']})")
-        _write_summary(experiment, results, args.out)
+        _write_summary(experiment, results, args.out, left_out)
         return 0
     pipeline = session_pipeline(args, None)
     kit = load_command_kit(args.kit, pipeline.render, pipeline.loops.n_tracks)
@@ -149,13 +154,16 @@ def experiment_command(args) -> int:
     return 0
 
 
-def _write_summary(experiment, results: list[dict], out: pathlib.Path) -> None:
-    """The paper's table on stdout; summary.json and densities.png in ``out``."""
+def _write_summary(experiment, results: list[dict], out: pathlib.Path,
+                   left_out: list[dict] | None = None) -> None:
+    """The paper's table on stdout; summary.json and densities.png in ``out``;
+    ``left_out``: the unfinished runs the table leaves out (``{"id", "why", "path"}``)."""
     summary = experiment.summarize(results)
     experiment.print_table(summary)
     atomic_write_bytes(out / "summary.json", (json.dumps(
         {**summary, "runs_detail": [{k: r.get(k) for k in (
-            "rater", "seed", "theta_init", "theta_final", "delta")} for r in results]},
+            "rater", "seed", "theta_init", "theta_final", "delta")} for r in results],
+         **({} if left_out is None else {"left_out": left_out})},
         indent=1) + "\n").encode())
     from ddjax.session.plots import plot_densities
     plot_densities(results, out / "densities.png")
@@ -182,6 +190,8 @@ def serve_command(args) -> int:
                                                style=args.style, distance=args.distance,
                                                loudness=args.loudness),
                          pipeline=session_pipeline(args, None if args.study else args.session),
-                         resume_by_id=args.resume_by_id)
+                         resume_by_id=args.resume_by_id,
+                         max_participants=args.max_participants, consent=args.consent,
+                         archive_audio=args.archive_audio, warm_up=True)
     serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0

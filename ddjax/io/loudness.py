@@ -15,8 +15,8 @@ render's own levels (``ddjax.core.render``), so what the critic learns does not 
 the loudness target.
 
 - True peak: the largest magnitude of the signal oversampled ``OVERSAMPLE`` times, in dB
-  relative to full scale (dBTP), by band-limited (FFT) interpolation,
-  ``scipy.signal.resample``. BS.1770-4 Annex 2 asks for at least 4x with a polyphase
+  relative to full scale (dBTP), by band-limited (FFT) interpolation, as
+  ``scipy.signal.resample`` (in single precision). BS.1770-4 Annex 2 asks for at least 4x with a polyphase
   filter; on the bundled kit, whose samples reach close to 22 kHz, ``resample_poly``'s
   default 4x filter read loops up to 1.25 dB under their band-limited peak, 4x FFT up to
   0.24 dB and 8x FFT up to 0.06 dB under it. So: 8x FFT, then each local maximum of the
@@ -91,14 +91,30 @@ def _refined_peak(up: np.ndarray) -> float:
     ((r - l) / (2 sin w))^2)."""
     if not len(up):
         return 0.0
-    left, right = np.roll(up, 1), np.roll(up, -1)
-    top = up.max()
-    i = np.flatnonzero((up >= top * 10.0 ** (-REFINE_DB / 20.0)) & (up >= left)
-                       & (up >= right))
-    l, c, r = left[i], up[i], right[i]
+    top = float(up.max())
+    near = np.flatnonzero(up >= top * 10.0 ** (-REFINE_DB / 20.0))  # few: the loudest
+    n = len(up)
+    l, c, r = (up[(near - 1) % n].astype(np.float64), up[near].astype(np.float64),
+               up[(near + 1) % n].astype(np.float64))
+    crest_of = (c >= l) & (c >= r)  # the local maxima among them
+    l, c, r = l[crest_of], c[crest_of], r[crest_of]
     cos_w = np.clip((l + r) / (2.0 * c), -1.0, 1.0 - 1e-12)
     crest = np.sqrt(c ** 2 + ((r - l) / (2.0 * np.sqrt(1.0 - cos_w ** 2))) ** 2)
     return float(max(top, np.max(crest, initial=0.0)))
+
+
+def _oversampled(x: np.ndarray, factor: int) -> np.ndarray:
+    """``x`` (one period, float32) at ``factor`` times its rate by band-limited (FFT)
+    interpolation: ``scipy.signal.resample``'s result, in single precision (its rounding,
+    about 1e-7 of the peak, is 1e-6 dB), which is 2.5 times quicker."""
+    from scipy.fft import irfft, rfft
+    n = len(x)
+    spectrum = rfft(x)
+    if n % 2 == 0:  # the Nyquist bin is split between the two halves of the new spectrum
+        spectrum[-1] *= 0.5
+    padded = np.zeros(factor * n // 2 + 1, spectrum.dtype)
+    padded[:len(spectrum)] = spectrum
+    return irfft(padded, factor * n) * np.float32(factor)
 
 
 def true_peak_db(audio: np.ndarray, sr: int, *, looping: bool = False) -> float:
@@ -108,11 +124,11 @@ def true_peak_db(audio: np.ndarray, sr: int, *, looping: bool = False) -> float:
     signal as it repeats (one period of it). ``sr`` is the rate the signal is at; the peak
     does not depend on it."""
     from scipy.fft import next_fast_len
-    from scipy.signal import resample
-    x = np.asarray(audio, np.float64)
+    x = np.asarray(audio, np.float32)
     if not looping:  # silence after it, so the FFT's wrap-around joins nothing
-        x = np.concatenate([x, np.zeros(next_fast_len(len(x) + GUARD_SAMPLES) - len(x))])
-    up = np.abs(resample(x, OVERSAMPLE * len(x))) if len(x) else x
+        x = np.concatenate([x, np.zeros(next_fast_len(len(x) + GUARD_SAMPLES, real=True)
+                                        - len(x), np.float32)])
+    up = np.abs(_oversampled(x, OVERSAMPLE)) if len(x) else x
     peak = max(_refined_peak(up), float(np.max(np.abs(x), initial=0.0)))
     return 20.0 * np.log10(peak) if peak > 0.0 else float("-inf")
 

@@ -22,6 +22,9 @@ from ddjax.core.pipeline import critic_features
 from ddjax.learning.base import INITIAL_CAPACITY, Learner, LearnerState, append, empty_data
 
 STANDARDIZE_LOOPS = 512  # random loops whose descriptors standardize the head's inputs
+# Their key: the standardization is the kit's, not the person's, so every session on a kit
+# starts from the same state (a server shares it: ``ddjax.session.hub``).
+STANDARDIZE_SEED = 0
 NEWTON_STEPS = 12
 
 
@@ -87,7 +90,7 @@ def bayes_head(prior_mean: np.ndarray, prior_scale: np.ndarray, pipeline) -> Lea
         # same statistics as the shipped taste prior was learned with.
         generic = dataclasses.replace(pipeline.loops, prior="musical")
         starts = jax.vmap(lambda k: loops_lib.random_loop(k, allowed, generic))(
-            jax.random.split(key, STANDARDIZE_LOOPS))
+            jax.random.split(jax.random.key(STANDARDIZE_SEED), STANDARDIZE_LOOPS))
         x = _inputs(tables, starts, pipeline)
         variables = init_critic(key, config)
         variables["standardize"] = {"mean": jnp.mean(x, axis=0),

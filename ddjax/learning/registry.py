@@ -42,10 +42,12 @@ class LearnerChoice(NamedTuple):
 
 class LearnerKind(NamedTuple):
     """``fit(prior, pipeline) -> Pipeline``: the pipeline with the critic this learner
-    learns (idempotent); ``build(prior, pipeline, train) -> Learner``."""
+    learns (idempotent); ``build(prior, pipeline, train) -> Learner``; ``shared_init``:
+    its ``init`` ignores the key, so sessions on one kit may share the initial state."""
 
     fit: Callable[[Prior | None, Pipeline], Pipeline]
     build: Callable[[Prior | None, Pipeline, TrainConfig], Learner]
+    shared_init: bool = False
 
 
 def _fit_head(prior: Prior, pipeline: Pipeline) -> Pipeline:
@@ -68,7 +70,7 @@ def _fit_cnn(prior: None, pipeline: Pipeline) -> Pipeline:
 
 LEARNERS: dict[str, LearnerKind] = {
     "head": LearnerKind(_fit_head, lambda prior, pipeline, train: bayes_head(
-        np.asarray(prior.mean), np.asarray(prior.scale), pipeline)),
+        np.asarray(prior.mean), np.asarray(prior.scale), pipeline), shared_init=True),
     "cnn": LearnerKind(_fit_cnn, lambda prior, pipeline, train: paper_cnn(pipeline, train)),
 }
 
@@ -83,6 +85,12 @@ def choose_learner(pretrained: str | os.PathLike | None) -> LearnerChoice:
     if str(pretrained) == NONE:
         return LearnerChoice("cnn")
     return LearnerChoice("head", load_prior(pretrained))
+
+
+def shares_initial_state(choice: LearnerChoice) -> bool:
+    """Whether sessions with ``choice`` on one kit start from one state (its ``init``
+    ignores the key: the head's does; the CNN's weights are drawn from it)."""
+    return LEARNERS[choice.kind].shared_init
 
 
 def learner_pipeline(choice: LearnerChoice, pipeline: Pipeline) -> Pipeline:

@@ -104,6 +104,27 @@ def _sample(key, params, space, start, *, n_chains, pipeline, config, reduction,
     return jax.tree_util.tree_map(lambda x: x[:n_chains], out)
 
 
+@functools.partial(jax.jit, static_argnames=("pipeline", "config", "reduction", "mesh"))
+def _sample_batch(keys, tables, critics, space, *, pipeline, config, reduction, mesh):
+    # keys [groups, chains], critics stacked over groups: group g's chains target critic g.
+    # Groups split over the devices (padded by repeating the last); a chain's path depends
+    # on its key and its critic only.
+    n_groups, n_devices = keys.shape[0], mesh.devices.size
+    padded = -(-n_groups // n_devices) * n_devices
+    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - n_groups, axis=0)])
+    keys, critics = pad(keys), jax.tree_util.tree_map(pad, critics)
+
+    def groups(keys, critics):
+        def group(chain_keys, critic):
+            return _chains(chain_keys, ScoreParams(tables, critic), space, None,
+                           pipeline=pipeline, config=config, reduction=reduction)
+        return jax.vmap(group)(keys, critics)
+
+    run = jax.shard_map(groups, mesh=mesh, in_specs=(P("chains"), P("chains")),
+                        out_specs=P("chains"), check_vma=False)
+    return jax.tree_util.tree_map(lambda x: x[:n_groups], run(keys, critics))
+
+
 @functools.partial(jax.jit, static_argnames=("pipeline", "reduction"))
 def _score(params, loops, *, pipeline, reduction):
     return _score_fn(pipeline, reduction)(params, loops)
@@ -174,6 +195,19 @@ class Engine:
         out = _sample(key, self._params(critic), self.space, start, n_chains=n_chains,
                       pipeline=self.pipeline, config=config, reduction=self.reduction,
                       mesh=_mesh(n_chains))
+        return jax.device_put(out, jax.devices()[0])
+
+    def sample_batch(self, keys: jax.Array, critics: dict, config: sampler.SamplerConfig
+                     ) -> tuple[sampler.ChainState, sampler.RunInfo]:
+        """Many groups of chains from the prior in one call, each group with its own critic
+        (many people's sessions at once, say): ``keys`` [groups, chains] are each chain's
+        key (``sampler.chain_keys``), ``critics`` the groups' critic variables stacked on a
+        leading axis. Every leaf of the result is [groups, chains, ...]; group g is what
+        ``sample`` gives for its critic and keys, up to float rounding. Groups split over
+        the backend's devices."""
+        out = _sample_batch(keys, self.params.tables, critics, self.space,
+                            pipeline=self.pipeline, config=config, reduction=self.reduction,
+                            mesh=_mesh(keys.shape[0]))
         return jax.device_put(out, jax.devices()[0])
 
     def check_start(self, start: Loop) -> Loop:

@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from ddjax.core.loops import Loop, with_velocity
-from ddjax.learning.base import Learner, LearnerState, capacity, grow
+from ddjax.learning.base import Learner, LearnerState, UpdateFn, capacity, grow
 from ddjax.session.journal import Rating
 
-MAX_SNAPSHOTS = 32  # models kept for undo; each is a few MB at most (the CNN and Adam's)
+MAX_SNAPSHOTS = 4  # models kept for undo (each up to a few MB: the CNN and Adam's; the
+# head's 0.4 MB); an undo further back learns the ratings again
 
 
 def rated_loop(rating: Rating) -> Loop:
@@ -38,14 +39,26 @@ class Belief:
       key: the session's key; rating i is learned with ``fold_in(fold_in(key, 1), i)``.
       tables: the render tables (``Engine.params.tables``).
       allowed: the loop space's allowed samples (``Engine.allowed``).
+      initial: the learner's initial state where it is known already (shared by many
+        sessions, ``hub.Hub.initial_state``); None: ``learner.init`` with the key.
+      update: ``learner.update`` or a stand-in that computes the same (batched with other
+        sessions', ``hub.Hub.update``).
     """
 
-    def __init__(self, learner: Learner, key: jax.Array, tables, allowed):
+    def __init__(self, learner: Learner, key: jax.Array, tables, allowed, *,
+                 initial: LearnerState | None = None, update: UpdateFn | None = None):
         self.learner, self._key, self._tables, self._allowed = learner, key, tables, allowed
-        self.state: LearnerState = learner.init(jax.random.fold_in(key, 0), tables, allowed)
+        self._update = learner.update if update is None else update
+        self._initial = initial
+        self.state: LearnerState = self._init()
         self.initial_critic = learner.critic(self.state)
         self.learned: list[int] = []  # the loop ids of the ratings learned, in order
         self._snapshots: collections.deque = collections.deque(maxlen=MAX_SNAPSHOTS)
+
+    def _init(self) -> LearnerState:
+        if self._initial is not None:
+            return self._initial
+        return self.learner.init(jax.random.fold_in(self._key, 0), self._tables, self._allowed)
 
     @property
     def n_trained(self) -> int:
@@ -67,8 +80,8 @@ class Belief:
         self._room_for(index)
         self._snapshots.append(self.state.model)
         key = jax.random.fold_in(jax.random.fold_in(self._key, 1), index)
-        self.state, _ = self.learner.update(key, self.state, self._tables, rated_loop(rating),
-                                            jnp.bool_(rating.liked))
+        self.state, _ = self._update(key, self.state, self._tables, rated_loop(rating),
+                                     jnp.bool_(rating.liked))
         self.learned.append(rating.loop_id)
 
     def remember(self, rating: Rating) -> None:
@@ -95,8 +108,7 @@ class Belief:
                                              count=self.state.count - 1)
             self.learned.pop()
             return
-        self.state = self.learner.init(jax.random.fold_in(self._key, 0), self._tables,
-                                       self._allowed)
+        self.state = self._init()
         self.learned = []
         for rating in history:
             self.learn(rating)

@@ -84,7 +84,7 @@ class ExperimentConfig:
 def _draw(session: Session, critic: dict, key, sampler: SamplerConfig, n: int):
     """``n`` loops from chains targeting ``critic``, each with that critic's score, and
     the share of chains that reached the sampler's threshold."""
-    state, info = session.engine.sample(key, n, sampler, critic=critic)
+    state, info = session.sample_pool(key, n, sampler, critic)
     audio = session.engine.listen(state.loop)
     grids, samples = np.asarray(state.loop.grid), np.asarray(state.loop.samples)
     velocities, scores = np.asarray(state.loop.velocity), np.asarray(state.score)
@@ -113,22 +113,28 @@ def calibration(scores: np.ndarray, liked: np.ndarray, n_bins: int = 10) -> dict
 
 
 def draw_phase_two(session: Session, config: ExperimentConfig,
-                   snapshots: dict[str, dict] | None = None) -> tuple[list, dict]:
+                   snapshots: dict[str, dict] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[list, dict]:
     """Phase II's pool: ``n_eval`` loops from the session's initial critic, ``n_eval``
     from its critic after every rating so far (waits for learning), and ``n_eval`` from
     each of ``snapshots`` (group name -> critic), all drawn alike, then shuffled.
 
     Returns ``[(group, loop)]`` with group ``"init"``, ``"final"`` or a snapshot's name, in
     the order to rate them, and the share of each group's chains that reached the
-    threshold (``reached_GROUP``).
+    threshold (``reached_GROUP``). ``progress(done, total)`` hears the groups drawn so
+    far: (0, total) once learning is done, then after each group.
     """
     critics = {"init": session.initial_critic, "final": session.critic(), **(snapshots or {})}
     key = jax.random.fold_in(jax.random.key(config.seed), 7)
     pool, reached = [], {}
+    if progress is not None:
+        progress(0, len(critics))
     for index, (group, critic) in enumerate(critics.items()):
         loops, reached[f"reached_{group}"] = _phase_two_group(
             session, critic, jax.random.fold_in(key, index), config)
         pool += [(group, loop) for loop in loops]
+        if progress is not None:
+            progress(index + 1, len(critics))
     order = np.random.default_rng(config.seed).permutation(len(pool))
     return [pool[i] for i in order], reached
 

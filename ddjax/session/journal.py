@@ -40,6 +40,7 @@ CHECKPOINT_NAME = "checkpoint.msgpack"
 CRITIC_NAME = "latest.critic"
 INITIAL_CRITIC_NAME = "initial.critic"
 META_NAME = "session.json"
+DEALT_NAME = "dealt.json"  # the loop being shown, until it is rated or skipped
 CHECKPOINT_FORMAT = "ddjax-session-checkpoint"
 CHECKPOINT_VERSION = 2  # 1: the CNN only, as "variables" and "opt_state"
 
@@ -260,6 +261,36 @@ def append(directory: pathlib.Path, loop, liked: bool, sr: int) -> None:
     if loop.proposed is not None:
         entry["proposed"] = loop.proposed.record()
     append_line(directory / LOG_NAME, entry)
+
+
+def save_dealt(directory: pathlib.Path, loop) -> None:
+    """Keeps the loop being shown (``DEALT_NAME``, atomic), so a session restarted after a
+    kill shows it again and a rating the page kept for it still lands."""
+    entry = {"id": loop.id, "loop": loop.record(), "critic_version": loop.critic_version}
+    atomic_write_bytes(directory / DEALT_NAME, (json.dumps(entry) + "\n").encode())
+
+
+def read_dealt(directory: pathlib.Path, kit: Kit, last_id: int) -> dict | None:
+    """The loop shown when the session stopped, where the log does not name it (it was
+    neither rated nor skipped) and it still fits the kit: ``{"id", "grid", "samples",
+    "velocity", "score", "critic_version"}``; None otherwise (an unreadable file too:
+    only that loop is lost, the session deals a new one)."""
+    try:
+        entry = json.loads((directory / DEALT_NAME).read_text())
+        record = entry["loop"]
+        loop_id = int(entry["id"])
+        samples = [kit.names.index(name) for name in record["samples"]]
+        grid = np.asarray(record["grid"], bool)
+        velocity = record.get("velocity")
+        velocity = None if velocity is None else np.asarray(velocity, np.int32)
+        score = float(record.get("score", float("nan")))
+        version = int(entry["critic_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if loop_id <= last_id:
+        return None
+    return {"id": loop_id, "grid": grid, "samples": np.asarray(samples, np.int32),
+            "velocity": velocity, "score": score, "critic_version": version}
 
 
 def append_undo(directory: pathlib.Path, loop_id: int) -> None:

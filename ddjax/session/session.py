@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import pathlib
 import threading
@@ -49,12 +50,21 @@ from ddjax.core.loops import Loop as LoopArrays
 from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.io.kit import Kit
-from ddjax.learning.registry import NONE, choose_learner, learner_pipeline, make_learner
+from ddjax.learning.registry import (
+    NONE,
+    choose_learner,
+    learner_pipeline,
+    make_learner,
+    shares_initial_state,
+)
 from ddjax.learning.training import TrainConfig
 from ddjax.sampling.engine import Engine
+from ddjax.sampling.sampler import ChainState, RunInfo, SamplerConfig
 from ddjax.session import journal
 from ddjax.session.belief import Belief, rated_loop
 from ddjax.session.config import SessionConfig
+from ddjax.session.dealer import Dealer
+from ddjax.session.hub import Hub
 from ddjax.session.journal import (
     CHECKPOINT_NAME,
     CRITIC_NAME,
@@ -88,12 +98,15 @@ class Session:
       progress: called with each of ``STARTUP_STEPS`` as it begins (the last two from the
         worker thread), or None.
       ahead: loops kept prepared (see "Overlap" above), at least 1.
+      hub: shares the engine and batches the device work with other sessions (a server
+        with many people, ``ddjax.session.hub``); None: the session's own.
     """
 
     def __init__(self, kit: Kit, directory: str | os.PathLike | None = None, *,
                  pipeline: Pipeline = Pipeline(), train: TrainConfig = TrainConfig(),
                  config: SessionConfig = SessionConfig(),
-                 progress: Callable[[str], None] | None = None, ahead: int = 1):
+                 progress: Callable[[str], None] | None = None, ahead: int = 1,
+                 hub: Hub | None = None):
         if ahead < 1:
             raise ValueError("a session keeps at least one loop prepared")
         self._progress, self._ahead = progress, ahead
@@ -117,11 +130,14 @@ class Session:
         self.kit, self.pipeline, self.train_config, self.config = kit, pipeline, train, config
         self.directory = None if directory is None else pathlib.Path(directory)
         self._key = jax.random.key(config.seed)
-        self.engine = Engine(kit, None, pipeline, style=config.style,
-                             loudness=config.loudness)
+        self.dealer = Dealer(kit, pipeline, config, self._key, hub)
         self._announce(STARTUP_STEPS[1])
-        self.belief = Belief(self.learner, self._key, self.engine.params.tables,
-                             self.engine.allowed)
+        self.belief = Belief(
+            self.learner, self._key, self.engine.params.tables, self.engine.allowed,
+            initial=None if hub is None else hub.initial_state(
+                self.learner, jax.random.fold_in(self._key, 0), self.engine,
+                shares_initial_state(choice)),
+            update=None if hub is None else functools.partial(hub.update, self.learner))
         self.initial_critic = self.belief.initial_critic
         self.history: list[Rating] = []
         self.skipped: list[int] = []
@@ -131,9 +147,11 @@ class Session:
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._pending: list[concurrent.futures.Future] = []
         self._announce(STARTUP_STEPS[2])
+        dealt = None
         if self.directory is not None:
-            self._open_directory()
-        first = self._worker.submit(self._announced, STARTUP_STEPS[3], self._candidate)
+            dealt = self._open_directory()
+        first = self._worker.submit(self._announced, STARTUP_STEPS[3],
+                                    functools.partial(self._candidate, dealt=dealt))
         # Learning compiles before the first loop is shown, so no wait after a rating
         # ever includes compilation.
         self._warm = self._worker.submit(self._announced, STARTUP_STEPS[4], self._warm_up)
@@ -151,6 +169,11 @@ class Session:
         kit = session_kit(directory, kit_dir, settings.get("pipeline", Pipeline()))
         return cls(kit, directory, **settings)
 
+    @property
+    def engine(self) -> Engine:
+        """The session's engine (its kit, pipeline and style: ``Dealer.engine``)."""
+        return self.dealer.engine
+
     def wait_started(self) -> None:
         """Blocks until the first loop is drawn and learning is compiled (raises what
         either raised)."""
@@ -166,12 +189,14 @@ class Session:
             self._warm.result()
             self._warm = None
         self._prepare()
+        if self.directory is not None:  # shown again after a restart until rated
+            journal.save_dealt(self.directory, candidate)
         return candidate
 
     def set_style(self, style: str | None) -> None:
         """Draws the loops after those already prepared from ``style`` (None: the mixture
         of every style): a DdjaxError where the loop prior has no such style."""
-        self.engine.set_style(style)
+        self.dealer.set_style(style)
         self.config = dataclasses.replace(self.config, style=style)
 
     def more_like(self, loop_id: int) -> None:
@@ -244,7 +269,7 @@ class Session:
                 journal.append_undo(self.directory, rating.loop_id)
             remaining = list(self.history)
         self._pending.append(self._worker.submit(self._take_back, remaining))
-        return self._loop_of(rating)
+        return self.dealer.replay(rating)
 
     def skip(self, loop: SessionLoop) -> None:
         """Passes ``loop`` over, unrated; the log keeps it, so it is never shown again."""
@@ -304,6 +329,12 @@ class Session:
 
     # -- the worker's side -------------------------------------------------------------
 
+    def sample_pool(self, key: jax.Array, n_chains: int, config: SamplerConfig,
+                    critic: dict, progress: Callable[[int], None] | None = None
+                    ) -> tuple[ChainState, RunInfo]:
+        """``Dealer.sample_pool``: a long run from the prior (a study's phase II pool)."""
+        return self.dealer.sample_pool(key, n_chains, config, critic, progress)
+
     def _prepare(self) -> None:
         """Queues sampling runs until ``ahead`` loops are prepared or being prepared."""
         while len(self._prepared) < self._ahead:
@@ -338,44 +369,25 @@ class Session:
         """Compiles the update and both critics on throw-away data."""
         self.belief.warm_up(self.pipeline.loops.n_tracks, self.pipeline.loops.n_steps)
 
-    def _loop_of(self, rating: Rating) -> SessionLoop:
-        """A rated loop as it was shown: its audio rendered again, its score as logged."""
-        loop = jax.tree_util.tree_map(lambda x: x[None], rated_loop(rating))
-        return SessionLoop.of(
-            rating.loop_id, LoopArrays(rating.grid, rating.samples, rating.velocity),
-            self.engine.listen(loop)[0], kit_names=self.kit.names,
-            score=float("nan") if rating.score is None else rating.score,
-            critic_version=rating.critic_version, render=self.pipeline.render)
+    def _candidate(self, start: LoopArrays | None = None,
+                   dealt: dict | None = None) -> SessionLoop:
+        """The next loop (on the worker): ``dealt`` again where given and it still fits
+        (``journal.read_dealt``), else a new candidate from the prior or near ``start``."""
+        if dealt is not None and (again := self.dealer.again(dealt)) is not None:
+            return again
+        index, self._n_candidates = self._n_candidates, self._n_candidates + 1
+        return self.dealer.candidate(index, self.belief, self._new_id, start)
 
-    def _candidate(self, start: LoopArrays | None = None) -> SessionLoop:
-        """Samples one loop from the current critic, from the prior or from ``start``
-        (runs on the worker)."""
-        key = jax.random.fold_in(jax.random.fold_in(self._key, 2), self._n_candidates)
-        self._n_candidates += 1
-        version = self.belief.n_trained
-        if self.config.query == "thompson":
-            critic = self.belief.sample_critic(jax.random.fold_in(key, 2))
-        else:
-            critic = self.belief.critic()
-        state, _ = self.engine.sample(key, self.config.n_chains, self.config.sampler,
-                                      critic=critic, start=start)
-        chain = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, self.config.n_chains))
-        loop = jax.tree_util.tree_map(lambda x: x[chain:chain + 1], state.loop)
-        score = float(state.score[chain])
-        if self.config.query == "thompson":  # the chain's score is the draw's: show the mean's
-            score = float(self.engine.score(loop, critic=self.belief.critic())[0])
-        audio = self.engine.listen(loop)[0]
-        arrays = LoopArrays(np.asarray(loop.grid[0]), np.asarray(loop.samples[0]),
-                            np.asarray(loop.velocity[0]))
+    def _new_id(self) -> int:
         with self._lock:
-            loop_id = self._next_id
-            self._next_id += 1
-        return SessionLoop.of(loop_id, arrays, audio, kit_names=self.kit.names, score=score,
-                              critic_version=version, render=self.pipeline.render)
+            loop_id, self._next_id = self._next_id, self._next_id + 1
+        return loop_id
 
     # -- the disk ------------------------------------------------------------------------
 
-    def _open_directory(self) -> None:
+    def _open_directory(self) -> dict | None:
+        """Resumes from the folder; returns the loop shown when it stopped, unrated
+        (``journal.read_dealt``), or None."""
         d = self.directory
         # Every check first (the log, the checkpoint): nothing on disk changes unless the
         # resume can succeed.
@@ -395,6 +407,9 @@ class Session:
         journal.remove_stale_temp_files(d)
         self.history, self.skipped = history, log.skipped
         self._next_id = log.last_id + 1  # no logged loop, rated or skipped, comes back
+        dealt = journal.read_dealt(d, self.kit, log.last_id)
+        if dealt is not None:  # shown first again; ids go on after it
+            self._next_id = dealt["id"] + 1
         self._n_candidates = self._next_id
         if not (d / INITIAL_CRITIC_NAME).exists():
             journal.save_critic_file(d / INITIAL_CRITIC_NAME, self.initial_critic, self.pipeline)
@@ -407,3 +422,4 @@ class Session:
                 self.belief.remember(rating)
             else:  # the checkpoint is behind the log: catch up
                 self._learn(rating)
+        return dealt

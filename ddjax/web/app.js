@@ -8,12 +8,14 @@
 //
 // When the server can't be reached the page says so, keeps a pressed rating (in memory and
 // in localStorage, keyed by session id and loop key, so a reload keeps it too), retries with
-// exponential backoff and sends it once the server answers again.
+// exponential backoff and sends it once the server answers again. A heartbeat (/api/status
+// every 2 s) notices a server gone within 5 s, with nothing pressed, and one back at once.
 //
 // Rating freely (not in a study), the loop can be edited and auditioned: a click on a cell
 // toggles it (shift+click, or A on a focused cell, cycles a hit through ghost, normal and
 // accent), each track has mute and solo, and tempo and swing have sliders. Each change
-// is sent (debounced) to /audition, whose WAV replaces the one playing, in phase. Like and
+// is sent (debounced) to /audition, whose WAV replaces the one playing, in phase; until it
+// comes the score says "rendering…" and shows no number of the version before. Like and
 // Dislike then rate the version heard, at the session's tempo and swing.
 "use strict";
 
@@ -100,33 +102,90 @@ function storedPending() {
     .sort((a, b) => (a.at || 0) - (b.at || 0));
 }
 
+// Why the banner is up: a request waiting to be retried (`retryMs`, the wait before the
+// next try), or the heartbeat unanswered (`beat`). Either is reason enough to show it.
+const net = { retryMs: null, beat: false };
+
 // The banner's first part is an alert, announced when it changes; the countdown to the next
 // try is not, so a screen reader is not told again at every try.
+// `retryMs`: null once the server answered (it is there), else the wait before the next try.
 function setOffline(retryMs) {
+  net.retryMs = retryMs;
+  if (retryMs === null) net.beat = false;  // it answered: it is there
+  showNet();
+}
+
+function showNet() {
   const box = $("offline");
-  if (retryMs === null) {
+  if (net.retryMs === null && !net.beat) {
     if (!box.hidden) { box.hidden = true; $("offline-text").textContent = ""; }
     delete document.body.dataset.net;
     $("spinner-text").textContent = "preparing the next loop\u2026";
     return;
   }
   document.body.dataset.net = "offline";
-  const text = "Can't reach the server." + (pending ? ` Your ${ratingName(pending)} is kept on` +
-    " this device and will be sent when the server is back." : "");
+  const text = "Can't reach the server: it is not answering. " + (pending ?
+    `Your ${ratingName(pending)} is kept on this device and will be sent when the server is back.` :
+    "Your ratings are kept on this device and sent when it is back.");
   if ($("offline-text").textContent !== text) $("offline-text").textContent = text;
-  $("offline-retry").textContent = "Trying again in " +
-    `${retryMs < 1000 ? (retryMs / 1000).toFixed(1) : Math.round(retryMs / 1000)} s\u2026`;
+  const retryMs = net.retryMs;
+  $("offline-retry").textContent = retryMs === null ? `Checking every ${HEARTBEAT_MS / 1000} s\u2026` :
+    `Trying again in ${retryMs < 1000 ? (retryMs / 1000).toFixed(1) : Math.round(retryMs / 1000)} s\u2026`;
   box.hidden = false;
   $("spinner-text").textContent = "waiting for the server\u2026";
 }
+
+// A wait that ends early when the server is seen to answer again (`wakeUp`): a kept rating
+// goes as soon as the server is back, not at the end of a backoff of up to 8 s.
+const sleepers = new Set();
+function nap(ms) {
+  return new Promise((resolve) => {
+    const done = () => { clearTimeout(timer); sleepers.delete(done); resolve(); };
+    const timer = setTimeout(done, ms);
+    sleepers.add(done);
+  });
+}
+function wakeUp() { for (const done of [...sleepers]) done(); }
+
+// -- the heartbeat: a dead server is noticed within 5 s, with nothing pressed ----------------
+
+// /api/status every 2 s while the page is seen (at once when it is seen again); an answer
+// that takes over 2.5 s counts as none. A server seen back wakes whatever waits to retry.
+const HEARTBEAT_MS = 2000;
+const HEARTBEAT_TIMEOUT_MS = 2500;
+let beating = false;
+let beatTimer = null;
+
+async function heartbeat() {
+  clearTimeout(beatTimer);
+  if (beating || document.hidden) return;
+  beating = true;
+  const controller = new AbortController();
+  const abort = setTimeout(() => controller.abort(), HEARTBEAT_TIMEOUT_MS);
+  let answered = false;
+  try {
+    answered = (await fetch("/api/status", { signal: controller.signal, cache: "no-store" })).ok;
+  } catch (error) { /* refused, or too slow: not answering */ }
+  clearTimeout(abort);
+  beating = false;
+  const wasDown = net.beat;
+  net.beat = !answered;
+  if (net.beat !== wasDown) showNet();
+  if (wasDown && answered) wakeUp();
+  beatTimer = setTimeout(heartbeat, HEARTBEAT_MS);
+}
+document.addEventListener("visibilitychange", () => { if (!document.hidden) heartbeat(); });
 
 // -- the server is starting: what it prepares, and about how long is left --------------------
 
 const STATUS_POLL_MS = 250;
 
+// No estimate (`estimate_s` null: no past start like this one, or they disagree): no number,
+// and the bar counts the steps done.
 function showStarting(status) {
   const left = status.estimate_s;
-  const share = status.elapsed_s + left > 0 ? status.elapsed_s / (status.elapsed_s + left) : 0;
+  const known = typeof left === "number";
+  const share = known && status.elapsed_s + left > 0 ? status.elapsed_s / (status.elapsed_s + left) : 0;
   const percent = Math.round(100 * Math.max(share, status.done / status.steps));
   $("start-bar").style.width = `${percent}%`;
   $("start-progress").setAttribute("aria-valuenow", percent);
@@ -135,8 +194,9 @@ function showStarting(status) {
     $("start-step").textContent = step;
     window.ddjax.startSteps.push(status.step);
   }
-  $("start-left").textContent = (left >= 1 ? `about ${Math.ceil(left)} s left` : "almost ready") +
-    ` (${Math.round(status.elapsed_s)} s so far)`;
+  const so = `${Math.round(status.elapsed_s)} s so far`;
+  $("start-left").textContent = !known ? `${so}; no estimate of the time left yet` :
+    (left >= 1 ? `about ${Math.ceil(left)} s left` : "almost ready") + ` (${so})`;
   $("start-pending").hidden = !pending;
   $("start-pending").textContent = pending ? `Your ${ratingName(pending)} is kept on this ` +
     "device and will be sent when the server is ready." : "";
@@ -184,7 +244,7 @@ async function reach(attempt) {
       }
       if (!unreachable(error)) { setOffline(null); throw error; }
       setOffline(delay);
-      await sleep(delay);
+      await nap(delay);
       delay = Math.min(2 * delay, RETRY_MAX_MS);
     }
   }
@@ -387,14 +447,16 @@ function drawGrid(item) {
   $("groove").textContent = [swingOf(item) !== STRAIGHT_SWING ? `swing ${item.swing}%` : "",
     humanize ? `humanized: up to ${humanize.ms} ms and ${humanize.velocity} velocity` : ""]
     .filter(Boolean).join(" \u00b7 ");
-  $("score").textContent = scoreText(item);
+  showScore(scoreText(item));
   if (item.total !== null) {
     // One bar over both phases, so it never runs backwards when phase II starts.
     const done = item.number - 1 + (item.phase === "phase2" ? SIZES.phase1 : 0);
     $("progress").hidden = false;
     $("progress-bar").style.width = `${(100 * done) / (SIZES.phase1 + SIZES.phase2)}%`;
-    $("progress-text").textContent =
+    $("progress-text").textContent = item.phase === "practice" ? "Practice loop (not counted)" :
       `${item.phase === "phase2" ? "Phase II" : "Phase I"}: loop ${item.number} of ${item.total}`;
+    if (item.phase === "practice") $("progress-bar").style.width = "0%";
+    $("practice-note").hidden = item.phase !== "practice";
   }
 }
 
@@ -543,12 +605,26 @@ function toggleTrack(flag, track) {
 
 // After any change: draw it, say what a rating rates now, and audition it shortly (a burst
 // of changes, such as a slider dragged, is one request).
+// Until its audio comes, an edit that changes the sound shows no score: the one shown was
+// the version before's.
 function edited() {
   paintGrid();
   showKnobs();
   showEdited();
   clearTimeout(page.auditionTimer);
+  const item = page.item, edit = page.edit;
+  if (isEdited(item, edit)) showScore(soundChanged(item, edit) ? "" : scoreText(item), true);
+  else showScore(scoreText(item));
   page.auditionTimer = setTimeout(audition, AUDITION_DEBOUNCE_MS);
+}
+
+// The critic's word under the loop, and "rendering…" beside it while an edit's audio is on
+// its way (`data-rendering` says so to the tests).
+function showScore(text, rendering = false) {
+  const box = $("score");
+  box.dataset.rendering = String(rendering);
+  box.textContent = !rendering ? text : text ? `${text} \u00b7 rendering\u2026` :
+    "this version: rendering\u2026";
 }
 
 const tenths = (x) => `${Math.round(10 * x) / 10}`;
@@ -597,7 +673,7 @@ async function audition() {
   const ticket = ++page.auditions;
   if (!isEdited(item, edit)) {
     swapAudio(page.proposedBuffer, barSeconds(item));
-    $("score").textContent = scoreText(item);
+    showScore(scoreText(item));
     return;
   }
   const body = { key: item.key, ...editBody(edit), bpm: edit.bpm, swing: edit.swing };
@@ -618,14 +694,14 @@ async function audition() {
     if (ticket === page.auditions && page.item === item) {
       const why = error instanceof TypeError ? "the server can't be reached" : error.message;
       showMessage(`Can't play loop ${item.key} as edited: ${why}`);
+      showScore(soundChanged(item, edit) ? "" : scoreText(item));
     }
     return;
   }
   window.ddjax.auditions.push((performance.now() - started) / 1000);
   if (ticket !== page.auditions || page.item !== item) return;
   swapAudio(buffer, barSeconds(item, body.bpm));
-  $("score").textContent = soundChanged(item, edit) ? scoreText(heard, "this version")
-    : scoreText(item);
+  showScore(soundChanged(item, edit) ? scoreText(heard, "this version") : scoreText(item));
 }
 
 // Makes `buffer` the loop's audio; playing, it goes on from the same point of the bar.
@@ -654,7 +730,7 @@ function revert() {
   showKnobs();
   showEdited();
   swapAudio(page.proposedBuffer, barSeconds(page.item));
-  $("score").textContent = scoreText(page.item);
+  showScore(scoreText(page.item));
 }
 
 // What the critic thinks of the loop; nothing it says means much before it has learned.
@@ -670,6 +746,7 @@ function scoreText(item, what = "it") {
 function setButtons(enabled) {
   for (const id of ["like", "dislike", "play", "skip", "bpm", "swing", "revert"]) $(id).disabled = !enabled;
   $("undo").disabled = !enabled || !page.ratings;
+  $("study-undo").disabled = !enabled || !(page.study && page.study.last_rated);
 }
 
 async function loadCurrent() {
@@ -688,7 +765,9 @@ async function loadCurrent() {
   let buffer;
   try {
     const audio = await reach(async () => {
-      const response = await fetch(`/api/s/${encodeURIComponent(SID)}/loops/${item.key}.wav`);
+      const response = await fetch(item.phase === "practice" ?  // a study's practice loop
+        `/api/s/${encodeURIComponent(SID)}/practice.wav` :
+        `/api/s/${encodeURIComponent(SID)}/loops/${item.key}.wav`);
       if (!response.ok) throw new ApiError(response.status, response.statusText);
       return response.arrayBuffer();
     });
@@ -729,6 +808,7 @@ async function rate(liked) {
   if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
   // Kept before it is sent: if the server can't be reached, nothing is lost, not even on
   // a reload. An edited loop is rated as heard, and its edit is kept with the rating.
+  if (page.item.phase === "practice") return ratePractice(liked);  // never a rating
   const rating = { sid: SID, key: page.item.key, liked, loop: fingerprint(page.item), at: Date.now() };
   if (page.edit && soundChanged(page.item, page.edit)) rating.edit = editBody(page.edit);
   clearTimeout(page.auditionTimer);
@@ -921,17 +1001,53 @@ async function refreshState() {
 
 // -- study ------------------------------------------------------------------------------------
 
+// A participant meets: [consent] -> id -> headphone check -> practice -> phase I -> the pause
+// while phase II is drawn -> phase II -> results; the server's state says which step they
+// are at, so a reload resumes there. The consent comes before the id: "I agree" is kept in
+// this tab (sessionStorage) and logged in the participant's folder as soon as they have one.
+let CONSENT = null;  // the study's consent page {html, file, digest}, if it has one
+const AGREED_KEY = "ddjax:agreed";
+const QUEUE_POLL_MS = 2000;
+const hp = { trial: 0, source: null };  // the headphone check: the trial (1-based) on screen
+
+function agreedHere() {
+  try { return !!CONSENT && sessionStorage.getItem(AGREED_KEY) === CONSENT.digest; } catch (error) { return false; }
+}
+
+function showPid() {
+  if (!SID) return;
+  $("pid").hidden = false;
+  $("pid-value").textContent = SID;
+}
+
 async function refreshStudy() {
-  if (!SID) { setView("instructions"); return; }
+  if (!SID) {
+    setView(CONSENT && !agreedHere() ? "consent" : "instructions");
+    return;
+  }
+  showPid();
   let state;
   try { state = await reach(() => api("/state")); } catch (error) {
     showMessage(error.message);
     setTimeout(refreshStudy, 2000);
     return;
   }
-  if (state.phase === "phase1" || state.phase === "phase2") return loadCurrent();
+  page.study = state;
+  document.body.dataset.phase = state.phase;
+  if (state.phase === "consent") {
+    if (agreedHere()) return agree();  // agreed before the id was given
+    setView("consent");
+    return;
+  }
+  if (state.phase === "headphones") return showHeadphones(state.headphones);
+  if (["practice", "phase1", "phase2"].includes(state.phase)) return loadCurrent();
   stopAudio();
-  if (state.phase === "drawing") { setView("drawing"); setTimeout(refreshStudy, 1000); return; }
+  if (state.phase === "drawing") {
+    showDrawing(state.drawing);
+    setView("drawing");
+    setTimeout(refreshStudy, 1000);
+    return;
+  }
   if (state.phase === "done") {
     const pct = (x) => `${Math.round(100 * x)}%`;
     $("theta-init").textContent = pct(state.result.theta_init);
@@ -947,6 +1063,137 @@ async function refreshStudy() {
   setView("failed");
 }
 
+async function agree() {
+  try { sessionStorage.setItem(AGREED_KEY, CONSENT.digest); } catch (error) { /* private mode */ }
+  if (!SID) { setView("instructions"); return; }
+  $("agree").disabled = true;
+  try { await reach(() => api("/consent", post({ agree: true }))); } catch (error) { showMessage(error.message); }
+  $("agree").disabled = false;
+  refreshStudy();
+}
+
+// The pause: the groups drawn so far, and the time left where the server can tell.
+function showDrawing(drawing) {
+  if (!drawing) return;
+  const { done, total, elapsed_s: elapsed, estimate_s: left } = drawing;
+  const share = left !== null ? elapsed / Math.max(elapsed + left, 1e-9) : (total ? done / total : 0);
+  const percent = Math.round(100 * Math.min(1, share));
+  $("draw-bar").style.width = `${percent}%`;
+  $("draw-progress").setAttribute("aria-valuenow", percent);
+  $("draw-left").textContent = (total ? `${done} of ${total} groups of loops drawn; ` : "") +
+    (left === null ? `${Math.round(elapsed)} s so far (no estimate yet: the first draws are being timed)` :
+     left >= 1 ? `about ${Math.ceil(left)} s left` : "almost ready");
+}
+
+// -- the headphone check: a tone to set the volume, then the trials, each heard once ----------
+
+function playOnce(url) {
+  return fetch(url).then((response) => {
+    if (!response.ok) throw new ApiError(response.status, response.statusText);
+    return response.arrayBuffer();
+  }).then((data) => ctx.decodeAudioData(data)).then((buffer) => new Promise((resolve) => {
+    if (hp.source) { hp.source.onended = null; hp.source.stop(); }
+    const source = ctx.createBufferSource();
+    source.buffer = buffer;
+    source.connect(ctx.destination);
+    source.onended = () => { if (hp.source === source) hp.source = null; resolve(); };
+    hp.source = source;
+    source.start();
+  }));
+}
+
+function showHeadphones(check) {
+  stopAudio();
+  setView("headphones");
+  const volume = check.attempt === 0 && check.trial === 0 && !hp.volumeSet;
+  $("hp-volume").hidden = !volume;
+  $("hp-trials").hidden = volume;
+  const last = check.results[check.results.length - 1];
+  $("hp-failed").hidden = !(last && !last.passed);
+  hp.trial = check.trial + 1;
+  $("hp-trial").textContent = `Tones ${hp.trial} of ${check.trials}` +
+    (check.attempt > 0 ? " (second try)" : "");
+  $("hp-play").disabled = false;
+  for (const n of [1, 2, 3]) $(`hp-${n}`).disabled = true;
+  document.body.dataset.hpTrial = hp.trial;
+  document.body.dataset.hpAttempt = check.attempt;
+}
+
+async function playVolume() {
+  $("volume-play").disabled = true;
+  try { await playOnce(`/api/s/${encodeURIComponent(SID)}/headphones/volume.wav`); }
+  catch (error) { showMessage(error.message); }
+  $("volume-play").disabled = false;
+  $("volume-done").disabled = false;
+}
+
+async function playTrial() {
+  $("hp-play").disabled = true;
+  document.body.dataset.hpHeard = "";
+  try { await playOnce(`/api/s/${encodeURIComponent(SID)}/headphones/${hp.trial}.wav`); }
+  catch (error) { showMessage(error.message); $("hp-play").disabled = false; return; }
+  for (const n of [1, 2, 3]) $(`hp-${n}`).disabled = false;
+  document.body.dataset.hpHeard = String(hp.trial);
+}
+
+async function answerTrial(answer) {
+  for (const n of [1, 2, 3]) $(`hp-${n}`).disabled = true;
+  let state;
+  try { state = await reach(() => api("/headphones", post({ trial: hp.trial, answer }))); } catch (error) {
+    showMessage(error.message);
+    return refreshStudy();
+  }
+  page.study = state;
+  if (state.phase === "headphones") showHeadphones(state.headphones);
+  else refreshStudy();
+}
+
+// -- the practice loop (not counted) and undo ----------------------------------------------------
+
+async function ratePractice(liked) {
+  setButtons(false);
+  stopAudio();
+  setState("loading");
+  try { await reach(() => api("/practice", post({ liked }))); showMessage("That was the practice loop: from now on every rating counts."); }
+  catch (error) { showMessage(error.message); }
+  page.item = null;
+  page.busy = false;
+  refreshStudy();
+}
+
+// Takes back the last rating of the phase under way (never across phases: the server says so).
+async function studyUndo() {
+  const key = page.study && page.study.last_rated;
+  if (page.busy || !key) return;
+  page.busy = true;
+  setButtons(false);
+  stopAudio();
+  setState("loading");
+  try {
+    await reach(() => api("/undo", post({ key })));
+    showMessage("The last rating is taken back: rate that loop again.");
+  } catch (error) { showMessage(error.message); }
+  page.item = null;
+  page.busy = false;
+  refreshStudy();
+}
+
+// -- joining: the id, and the line while the study is full ----------------------------------------
+
+async function joinStudy(body) {
+  try { return await call("/api/join", post(body)); } catch (error) {
+    if (error.status !== 404 && error.status !== 405) throw error;
+    return call("/api/participants", post(body));  // a server from before /api/join
+  }
+}
+
+function showQueue(queued) {
+  setView("queue");
+  $("queue-place").textContent = queued.place;
+  $("queue-estimate").textContent = queued.estimate_s === null || queued.estimate_s === undefined ?
+    "" : `About ${Math.max(1, Math.round(queued.estimate_s / 60))} minute${Math.round(queued.estimate_s / 60) > 1 ? "s" : ""} to wait.`;
+}
+
 async function begin() {
   const field = $("participant");
   const requested = field.value.trim();
@@ -956,12 +1203,43 @@ async function begin() {
   }
   $("begin").disabled = true;
   try {
-    const joined = await call("/api/participants", post(requested ? { id: requested } : {}));
+    let joined = await joinStudy(requested ? { id: requested } : {});
+    while (joined.queued) {
+      showQueue(joined);
+      await sleep(QUEUE_POLL_MS);
+      joined = await reach(() => call(`/api/queue/${encodeURIComponent(joined.ticket)}`));
+    }
     location.assign(joined.url);
   } catch (error) {
     showMessage(error.message);
+    setView("instructions");
     $("begin").disabled = false;
   }
+}
+
+// How long the study takes, from the times of the participants on disk; no number before any.
+async function showDuration(config) {
+  let measured = null;
+  try { measured = await call("/api/estimate"); } catch (error) { /* no estimate */ }
+  const perRating = measured && measured.seconds_per_rating;
+  if (perRating === null || perRating === undefined) {
+    $("duration").textContent = "Set aside the time to do it without interruptions";
+    $("duration-basis").textContent = "There is no time estimate yet: it is measured from the" +
+      " participants' own times, and nobody has rated yet.";
+    return;
+  }
+  const draw = measured.draw_seconds || 0;
+  const minutes = Math.max(1, Math.round(((config.phase1 + config.phase2 + 1) * perRating + draw) / 60));
+  const number = document.createElement("b");
+  number.id = "minutes";
+  number.textContent = minutes;
+  $("duration").replaceChildren("Set aside about ", number,
+                                ` minute${minutes === 1 ? "" : "s"} without interruptions`);
+  const n = measured.participants;
+  $("duration-basis").textContent = `Estimated from the ${n} participant${n === 1 ? "" : "s"} so far:` +
+    ` a median of ${perRating.toFixed(1)} s per loop` +
+    (measured.draw_seconds !== null ? ` and ${Math.round(draw)} s to prepare the second phase` : "") +
+    ", plus the headphone check.";
 }
 
 // -- wiring ----------------------------------------------------------------------------------
@@ -972,6 +1250,12 @@ $("play").addEventListener("click", togglePlay);
 $("undo").addEventListener("click", undo);
 $("skip").addEventListener("click", skip);
 $("begin").addEventListener("click", begin);
+$("agree").addEventListener("click", agree);
+$("study-undo").addEventListener("click", studyUndo);
+$("volume-play").addEventListener("click", playVolume);
+$("volume-done").addEventListener("click", () => { hp.volumeSet = true; refreshStudy(); });
+$("hp-play").addEventListener("click", playTrial);
+for (const n of [1, 2, 3]) $(`hp-${n}`).addEventListener("click", () => answerTrial(n));
 $("revert").addEventListener("click", revert);
 $("style").addEventListener("change", pickStyle);
 Object.assign($("swing"), { min: STRAIGHT_SWING, max: MAX_SWING });
@@ -1028,7 +1312,10 @@ document.addEventListener("keydown", (event) => {
   if (event.key === " ") { event.preventDefault(); togglePlay(); }
   else if (LIKE_KEYS.has(event.key)) { event.preventDefault(); rate(true); }
   else if (DISLIKE_KEYS.has(event.key)) { event.preventDefault(); rate(false); }
-  else if (MODE !== "study" && ["u", "U", "Backspace"].includes(event.key)) {
+  else if (MODE === "study" && ["u", "U"].includes(event.key)) {
+    event.preventDefault();
+    if (!$("study-undo").disabled) studyUndo();
+  } else if (MODE !== "study" && ["u", "U", "Backspace"].includes(event.key)) {
     event.preventDefault();
     if (!$("undo").disabled) undo();
   } else if (MODE !== "study" && ["s", "S"].includes(event.key)) {
@@ -1037,8 +1324,6 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-// About 8.5 s a loop (2 s bars, a moment to decide), as the paper's 140 loops took 20 min.
-const SECONDS_PER_RATING = 8.5;
 let SIZES = { phase1: 0, phase2: 0 };
 
 async function start() {
@@ -1046,8 +1331,11 @@ async function start() {
   SIZES = { phase1: config.phase1, phase2: config.phase2 };
   $("n-phase1").textContent = config.phase1;
   $("n-phase2").textContent = config.phase2;
-  $("minutes").textContent = Math.max(
-    2, Math.round(((config.phase1 + config.phase2) * SECONDS_PER_RATING) / 60));
+  if (MODE === "study") {
+    try { CONSENT = await call("/api/consent"); } catch (error) { CONSENT = null; }
+    if (CONSENT) $("consent-text").innerHTML = CONSENT.html;  // the researcher's page
+    await showDuration(config);
+  }
   await whileStarting();
   // A rating pressed before a reload, while the server was away: send it first, but only
   // to the loop it was for.
@@ -1065,3 +1353,4 @@ async function start() {
   return loadCurrent();
 }
 start();
+heartbeat();

@@ -1,10 +1,16 @@
 """The desks a server serves: one session rated alone, or a study's participants.
 
-``open_desks`` opens them from a ``ServeConfig``; ``Desks`` finds a desk by its id and
-opens (or resumes) a study's participant on first use, one at a time; every desk is a
-``desks_protocol.RatingDesk``. Its refusals are ``ddjax.web.http_errors``'.
+``open_desks`` opens them from a ``ServeConfig``; ``Desks`` finds a desk by its id; every
+desk is a ``desks_protocol.RatingDesk``. Its refusals are ``ddjax.web.http_errors``'.
 
-Opening a session takes seconds of JAX work, so a server opens its desks in two parts:
+A study's participants share one ``ddjax.session.hub.Hub``: one engine, and their
+sampling and learning batched into shared calls. Before anyone joins, the server
+compiles every program the hub may run (``Desks.warm_up``); then it opens every
+participant on disk in the background (``open_known``), so after a restart all are ready
+within seconds. At most ``max_participants`` rate at once; newcomers past that wait in a
+``ddjax.web.admission.Line`` and see their place.
+
+Opening takes seconds of JAX work, so a server opens its desks in two parts:
 ``desks_kit`` (the cheap checks, before it listens) and ``Opening`` (the rest, in a
 background thread, while the page already answers and ``Starting`` refuses the desks'
 routes with the step under way).
@@ -12,6 +18,7 @@ routes with the step under way).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import pathlib
@@ -20,23 +27,35 @@ import secrets
 import threading
 from typing import Callable
 
+import numpy as np
+
 from ddjax.core.pipeline import Pipeline
 from ddjax.errors import DdjaxError
 from ddjax.io.kit import Kit, load_kit
 from ddjax.learning.training import TrainConfig
 from ddjax.session.experiment import ExperimentConfig
+from ddjax.session.hub import Hub
 from ddjax.session.journal import session_kit
-from ddjax.session.session import Session, SessionConfig
+from ddjax.session.session import LOG_NAME, Rating, Session, SessionConfig, rated_loop
 from ddjax.session.startup import RECORD_NAME, Startup, read_record, save_record
+from ddjax.web.admission import Line, Ticket
+from ddjax.web.consent import load_consent
 from ddjax.web.desk import Desk
 from ddjax.web.desks_protocol import RatingDesk
 from ddjax.web.http_errors import HttpError, Starting
-from ddjax.web.study import Study
+from ddjax.web.study import PHASE2_DIR, RESULT_NAME, STUDY_NAME, Study
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAIN = "main"
 LOOPS_AHEAD = 2  # loops a rating page keeps prepared (``Session``'s ``ahead``)
 PARTICIPANTS_DIR = "participants"
+# Participants rating at once by default: the most at which the next loop's p95 stayed
+# within 2 s on a 2-core CPU (bench/study_load.py, bench/README.md).
+DEFAULT_MAX_PARTICIPANTS = 16
+OPEN_WORKERS = 16  # participants opened at once after a restart
+ENDED = ("done", "error")  # a participant's phases that free their place
+# What a study's server does before its page lets anyone join, in order (``progress``).
+STUDY_STEPS = ("compiling for many participants at once", "opening the participants")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +74,12 @@ class ServeConfig:
       resume_by_id: a study lets a participant type an existing id to resume it (and see
         that person's results); without it, an id that exists is refused, and a
         participant resumes through their own page's address only.
+      max_participants: participants rating at once (a study); past it, newcomers wait in
+        line. None: ``DEFAULT_MAX_PARTICIPANTS``.
+      consent: a consent page (Markdown or HTML) a participant agrees to first, or None.
+      archive_audio: "flac" (a participant's archive keeps audio as FLAC) or "none".
+      warm_up: a study compiles, before anyone joins, every program its participants may
+        run (``Desks.warm_up``: ``ddjax serve`` does); else each compiles on first use.
     """
 
     kit_dir: pathlib.Path | None
@@ -65,10 +90,17 @@ class ServeConfig:
     train: TrainConfig = TrainConfig()
     pipeline: Pipeline = Pipeline()
     resume_by_id: bool = False
+    max_participants: int | None = None
+    consent: pathlib.Path | None = None
+    archive_audio: str = "flac"
+    warm_up: bool = False
 
 
 class Desks:
-    """Every open desk by id; opens a study's participants on first use, one at a time.
+    """Every open desk by id. A study's participants share one ``Hub`` (one engine, their
+    device work batched); those on disk are opened in the background as soon as the
+    desks are (``open_known``), and admission keeps at most ``capacity`` rating at once,
+    the rest waiting in line (``join``, ``queue_place``).
 
     Args:
       config: what the server runs.
@@ -83,13 +115,75 @@ class Desks:
             {} if session is None else {MAIN: Desk(session, self.notes)})
         self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self.hub = Hub() if config.study else None
+        self.consent = load_consent(config.consent) if config.study else None
+        self.capacity = config.max_participants or DEFAULT_MAX_PARTICIPANTS
+        self.line = Line()
+        self._known: list[str] = []
+        self._reserved: set[str] = set()  # admitted, being opened
 
     @property
     def root(self) -> pathlib.Path:
         return self.config.directory / PARTICIPANTS_DIR
 
+    def known(self) -> list[str]:
+        """The ids of the participants on disk."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if ID_PATTERN.fullmatch(p.name) and (p / "study.json").is_file())
+
+    def open_known(self, workers: int = OPEN_WORKERS) -> None:
+        """Opens every participant on disk, ``workers`` at a time (their first loops and
+        catching up batch in the hub); returns when all are open. One that fails to open
+        is left to answer its error on first use."""
+        ids = self.known()
+        with self._lock:
+            self._known = ids
+        with concurrent.futures.ThreadPoolExecutor(max(1, workers),
+                                                   thread_name_prefix="ddjax-open") as pool:
+            for future in [pool.submit(self._open_once, sid) for sid in ids]:
+                try:
+                    future.result()
+                except HttpError:
+                    pass
+
+    def studies(self) -> list[Study]:
+        """Every open participant."""
+        with self._lock:
+            return [d for d in self._desks.values() if isinstance(d, Study)]
+
+    def rating(self) -> list[str]:
+        """The participants admitted and not finished."""
+        with self._lock:
+            desks = list(self._desks.items())
+        return [sid for sid, d in desks if isinstance(d, Study) and d.phase not in ENDED]
+
+    def status(self) -> dict:
+        """Participants on disk, opened, rating now, waiting, and the capacity."""
+        with self._lock:
+            ready = sum(isinstance(d, Study) for d in self._desks.values())
+            known = max(len(self._known), ready)
+        return {"known": known, "ready": ready, "rating": len(self.rating()),
+                "waiting": len(self.line), "capacity": self.capacity}
+
+    def wait_estimate(self, place: int) -> float | None:
+        """Seconds until the participant at ``place`` in line is let in: ``place`` turns
+        of the median participant's whole study (from the folders of those done), over
+        ``capacity`` places; None before anyone is done."""
+        durations = []
+        for sid in self.known():
+            folder = self.root / sid
+            last = folder / PHASE2_DIR / LOG_NAME  # its last line: the last rating
+            if (folder / RESULT_NAME).is_file() and last.is_file():
+                durations.append(last.stat().st_mtime - (folder / STUDY_NAME).stat().st_mtime)
+        if not durations:
+            return None
+        return float(np.median(durations)) * place / self.capacity
+
     def get(self, sid: str) -> RatingDesk:
         """The desk ``sid``; a known participant is opened (resumed) if need be."""
+        sid = sid.lower() if self.config.study else sid
         if not ID_PATTERN.fullmatch(sid):
             raise HttpError(404, f"no session {sid!r}")
         with self._lock:
@@ -99,20 +193,53 @@ class Desks:
                 raise HttpError(404, f"no session {sid!r}")
         return self._open_once(sid)
 
-    def join(self, requested: str | None) -> str:
-        """A participant's id: ``requested`` or a fresh one. An existing ``requested`` id
-        is resumed only with ``resume_by_id``."""
+    def join(self, requested: str | None) -> str | Ticket:
+        """A participant's id (``requested``, lower-cased, or a fresh one), or their place
+        in line while ``capacity`` participants are rating. An existing ``requested`` id
+        is resumed only with ``resume_by_id`` (and never waits in line)."""
         if requested is not None and not ID_PATTERN.fullmatch(requested):
             raise HttpError(422, "an id is 1 to 64 letters, digits, '-' or '_'")
-        sid = requested or f"p-{secrets.token_hex(4)}"
+        sid = (requested or f"p-{secrets.token_hex(3)}").lower()
         if sid == MAIN:
             raise HttpError(422, f"{MAIN!r} is reserved; pick another id")
-        if requested is not None and not self.config.resume_by_id and (
-                self.root / sid / "study.json").exists():
+        exists = (self.root / sid / "study.json").exists()
+        if requested is not None and not self.config.resume_by_id and exists:
             raise HttpError(409, f"the id {sid!r} is taken; ask the researcher for yours (a"
                                  " participant resumes from their own page's address)")
-        self._open_once(sid)
+        if not exists:
+            ticket = self.line.admit(sid, lambda: self._take_place(sid))
+            if ticket is not None:
+                return ticket
+        self._open_admitted(sid)
         return sid
+
+    def queue_place(self, number: str) -> str | Ticket:
+        """A waiting participant's id once admitted, else their ticket (place updated);
+        a 404 for a ticket not in line."""
+        ticket = self.line.find(number)
+        if ticket is None:
+            raise HttpError(404, f"no ticket {number!r} in line")
+        if not self.line.admit_turn(ticket, lambda: self._take_place(ticket.sid)):
+            return ticket
+        self._open_admitted(ticket.sid)
+        return ticket.sid
+
+    def _take_place(self, sid: str) -> bool:
+        """Reserves a place for ``sid`` where fewer than ``capacity`` participants rate
+        (those being opened count), atomically, so two at once never both get the last."""
+        rating = set(self.rating())
+        with self._lock:
+            if len(rating | self._reserved) >= self.capacity:
+                return False
+            self._reserved.add(sid)
+            return True
+
+    def _open_admitted(self, sid: str) -> None:
+        try:
+            self._open_once(sid)
+        finally:
+            with self._lock:
+                self._reserved.discard(sid)
 
     def _open_once(self, sid: str) -> RatingDesk:
         """The participant ``sid``, opened (or created) by the first caller only."""
@@ -130,18 +257,39 @@ class Desks:
         try:
             study = Study.open(self.root / sid, self.kit, self.notes,
                                dataclasses.replace(c.experiment, seed=seed), sid,
-                               session_config=c.session, train=c.train, pipeline=c.pipeline)
+                               session_config=c.session, train=c.train, pipeline=c.pipeline,
+                               consent=self.consent, hub=self.hub)
         except DdjaxError as err:
             raise HttpError(409, f"participant {sid}: {err}") from None
         with self._lock:
             self._desks[sid] = study
         return study
 
+    def warm_up(self) -> None:
+        """Compiles what participants will run, for every batch the hub may make, through
+        a throw-away session: before anyone joins, nobody waits on a compilation."""
+        c = self.config
+        probe = Session(self.kit, None, pipeline=c.pipeline, train=c.train, config=c.session,
+                        hub=self.hub)
+        try:
+            probe.wait_started()
+            loop = probe.next_loop()
+            arrays = rated_loop(Rating(loop.id, loop.grid, loop.samples, True, 0,
+                                       loop.velocity, loop.score))
+            self.hub.warm_up(probe.engine, probe.learner, probe.belief.state,
+                             probe.engine.params.tables, arrays, probe.belief.critic(),
+                             c.session.n_chains, c.session.sampler,
+                             c.experiment.phase_two_sampler(c.session.sampler))
+        finally:
+            probe.close()
+
     def close(self) -> None:
         with self._lock:
             desks = list(self._desks.values())
         for desk in desks:
             desk.close()
+        if self.hub is not None:
+            self.hub.close()
 
 
 def open_desks(config: ServeConfig) -> Desks:
@@ -165,10 +313,20 @@ def build_desks(config: ServeConfig, kit: Kit,
                 progress: Callable[[str], None] | None = None) -> Desks:
     """The desks over ``kit``, ready to serve: a session's engine built, its first loop
     drawn and its learning compiled (``progress`` hears each step); a study's
-    participants open later, one by one."""
+    participants on disk open in the background (``Desks.open_known``), newcomers as
+    they join."""
     if config.study:
         config.directory.mkdir(parents=True, exist_ok=True)
-        return Desks(config, kit)
+        desks = Desks(config, kit)
+        if config.warm_up:
+            if progress is not None:
+                progress(STUDY_STEPS[0])
+            desks.warm_up()
+        if progress is not None:
+            progress(STUDY_STEPS[1])
+        threading.Thread(target=desks.open_known, name="ddjax-open-known",
+                         daemon=True).start()
+        return desks
     session = Session(kit, config.directory, train=config.train, config=config.session,
                       pipeline=config.pipeline, progress=progress, ahead=LOOPS_AHEAD)
     try:
@@ -200,8 +358,9 @@ class Opening:
                  on_failure: Callable[[BaseException], None] = lambda error: None):
         self.config, self.kit = config, kit
         self._build, self._on_ready, self._on_failure = build, on_ready, on_failure
-        self._record = None if config.study else config.directory / RECORD_NAME
-        self.startup = Startup(read_record(self._record))
+        self._record = config.directory / RECORD_NAME
+        self.startup = Startup(read_record(self._record),
+                               **({"steps": STUDY_STEPS} if config.study else {}))
         self.error: BaseException | None = None
         self._desks: Desks | None = None
         self._thread = threading.Thread(target=self._open, name="ddjax-open", daemon=True)

@@ -2,11 +2,15 @@
 
 A Starlette app over the desks of ``ddjax.web.study``, served by uvicorn. The page is plain
 HTML/JS/CSS from ``ddjax/web`` (no build step, nothing fetched from elsewhere), so it works
-offline.
+offline. ``create_app`` wires the routes every desk answers (a request's JSON is read by
+``_json_body``, passed to its desk, and the desk's answer goes back as JSON or audio) and
+adds those of ``ddjax.web.free_routes`` (rating alone only), ``ddjax.web.study_routes``
+(a study's steps) and ``ddjax.web.researcher_routes`` (the researcher's page).
 
 Every request that waits for JAX (the next loop, a rating, phase II) runs in a worker
-thread, so one participant's training never blocks another's page. Each participant has
-their own Session and its worker.
+thread, so the page never blocks the server. A study's participants each have a Session,
+and all share one engine whose device work is batched (``ddjax.session.hub``); past
+``--max-participants``, newcomers wait in line (``ddjax.web.admission``).
 
 The page answers at once: the session opens in the background (``desks.Opening``), and
 until it is open ``/api/status`` names the step under way and estimates the time left,
@@ -17,8 +21,14 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
 
     GET  /api/config                     mode and sizes
     GET  /api/status                     {"ready": true}, or the start's step, "done" of
-                                         "steps", "elapsed_s", "estimate_s" (and "error")
-    POST /api/participants               {"id": optional}: join a study -> {"id"}
+                                         "steps", "elapsed_s", "estimate_s" (and "error");
+                                         in a study, "participants": known, ready,
+                                         rating, waiting, capacity
+    POST /api/join                       {"id": optional}: join a study -> {"id"} (ids
+                                         are lower-cased), or 202 {"queued", "ticket",
+                                         "place", "estimate_s"} while the study is full
+                                         (also as POST /api/participants, its old name)
+    GET  /api/queue/TICKET               202 with the place in line, until 200 {"id"}
     GET  /api/s/SID/state                counts, like history, liked loops, result;
                                          rating alone, "styles" and the "style" drawn
     GET  /api/s/SID/current              the loop to rate now (waits while it is drawn)
@@ -32,7 +42,8 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
                                          X-Ddjax-Critic-Version (its ratings learned)
     POST /api/s/SID/undo                 {"key": "12"}: takes back the last rating, which
                                          must be loop 12's (a second undo is 409); its
-                                         loop is current
+                                         loop is current. In a study, within the phase
+                                         under way only (``Study.undo``)
     POST /api/s/SID/skip                 {"key": "12"}: passes the current loop over
     POST /api/s/SID/more                 {"key": "7"}: a variation on rated loop 7, now
     POST /api/s/SID/style                {"style": "house"} or {"style": null} (the mix):
@@ -41,7 +52,14 @@ The API (``SID`` is ``main`` when rating alone, the participant's id in a study)
     GET  /api/s/SID/liked.zip            every liked loop: MIDI, 1-bar WAV, JSON, README
     GET  /api/s/SID/loops/KEY.wav        the current loop's or a rated loop's audio
     GET  /api/s/SID/loops/KEY.(mid|json) a rated loop's MIDI or JSON (not in a study)
-    GET  /api/s/SID/archive.zip          a participant's whole folder
+    GET  /api/s/SID/archive.zip          a participant's whole folder, audio as FLAC or
+                                         none (--archive-audio)
+    ... and the study's steps (``ddjax.web.study_routes``)
+    GET  /researcher?token=T             the researcher's page; it and the next answer
+    GET  /api/researcher                 only this machine (loopback) with the token
+                                         ``serve`` prints (?token= or X-Ddjax-Token),
+                                         else 403; every participant's progress from
+                                         their folder (``researcher.overview``)
 
 Refusals are JSON ``{"error": "..."}``: 404 for an unknown id or file, 409 for a stale or
 duplicate rating, 400/413/422 for a malformed, oversized or ill-typed body (400 for an
@@ -52,10 +70,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import pathlib
+import secrets
 import socket
 import sys
 import tempfile
@@ -70,13 +88,17 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ddjax.errors import DdjaxError
-from ddjax.web.desk import KEY_PATTERN, Desk, Refused
+from ddjax.web.admission import Ticket
+from ddjax.web.consent import load_consent
+from ddjax.web.desk import KEY_PATTERN, Desk
 from ddjax.web.desks_protocol import RatingDesk
-from ddjax.web.edit import Edit, EditError
-from ddjax.web.edit import parse as parse_edit
+from ddjax.web.free_routes import edit_of, free_desk, free_routes, loop_key
 from ddjax.web.http_errors import HttpError, Starting
+from ddjax.web.memory import Trimmer, limit_malloc_arenas
 from ddjax.web.registry import MAIN, Desks, Opening, ServeConfig, desks_kit, open_desks
+from ddjax.web.researcher_routes import is_loopback, researcher_routes
 from ddjax.web.study import Study
+from ddjax.web.study_routes import study_routes
 
 __all__ = ["Desks", "Opening", "ServeConfig", "create_app", "is_loopback", "listen",
            "open_desks", "serve"]
@@ -112,11 +134,14 @@ async def _json_body(request: Request) -> dict:
     return data
 
 
-def create_app(desks: Desks | Opening) -> Starlette:
-    """The web app over ``desks``, open or opening."""
+def create_app(desks: Desks | Opening, *, researcher_token: str | None = None) -> Starlette:
+    """The web app over ``desks``, open or opening. In a study, ``/researcher`` answers
+    loopback clients with ``researcher_token`` (a fresh one if None; the app's
+    ``state.researcher_token``)."""
     opening = desks if isinstance(desks, Opening) else Opening.opened(desks)
     config = opening.config
     page = resources.files("ddjax.web").joinpath("index.html").read_text()
+    consent = load_consent(config.consent) if config.study else None
 
     def guarded(handler):
         async def endpoint(request: Request):
@@ -156,7 +181,10 @@ def create_app(desks: Desks | Opening) -> Starlette:
                              "phase1": e.n_ratings, "phase2": 2 * e.n_eval})
 
     async def status(request: Request) -> Response:
-        return JSONResponse(opening.status(), headers={"Cache-Control": "no-store"})
+        status = opening.status()
+        if config.study and status.get("ready"):
+            status["participants"] = await run_in_threadpool(opening.desks().status)
+        return JSONResponse(status, headers={"Cache-Control": "no-store"})
 
     async def desk_of(request: Request) -> RatingDesk:
         """The request's desk (``Starting`` while the desks open)."""
@@ -169,8 +197,15 @@ def create_app(desks: Desks | Opening) -> Starlette:
         requested = data.get("id")
         if requested is not None and not isinstance(requested, str):
             raise HttpError(422, "'id' must be a string")
-        sid = await run_in_threadpool(opening.desks().join, requested or None)
-        return JSONResponse({"id": sid, "url": f"/study/{sid}"})
+        desks = opening.desks()
+        return _admission(desks, await run_in_threadpool(desks.join, requested or None))
+
+    async def queue(request: Request) -> Response:
+        if not config.study:
+            raise HttpError(404, "not a study: start the server with --study")
+        desks = opening.desks()
+        return _admission(desks, await run_in_threadpool(desks.queue_place,
+                                                         request.path_params["ticket"]))
 
     async def state(request: Request) -> Response:
         desk = await desk_of(request)
@@ -184,7 +219,9 @@ def create_app(desks: Desks | Opening) -> Starlette:
 
     async def rate(request: Request) -> Response:
         data = await _json_body(request)
-        desk = await (desk_of(request) if data.get("edit") is None else free_desk(request))
+        desk = await desk_of(request)
+        if data.get("edit") is not None:
+            desk = free_desk(desk)
         key, liked = data.get("key"), data.get("liked")
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
             raise HttpError(422, "'key' must be a loop key such as \"12\" or \"e3\"")
@@ -196,88 +233,12 @@ def create_app(desks: Desks | Opening) -> Starlette:
             await run_in_threadpool(desk.rate, key, liked, edit_of(desk, key, data["edit"]))
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
 
-    def edit_of(desk: Desk, key: str, body) -> Edit:
-        if not isinstance(body, dict):
-            raise HttpError(422, "'edit' must be an object with the loop's 'grid'")
-        try:
-            return parse_edit(body, desk.shape(key))
-        except KeyError:
-            raise HttpError(404, f"no loop {key} to edit") from None
-        except EditError as err:
-            raise HttpError(422, str(err)) from None
-
-    async def audition(request: Request) -> Response:
-        desk = await free_desk(request)
-        data = await _json_body(request)
-        key = data.get("key")
-        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-            raise HttpError(422, "'key' must be a loop key such as \"12\"")
-        edit = edit_of(desk, key, data)
-        try:
-            audio, score, version = await run_in_threadpool(desk.audition, key, edit)
-        except KeyError:
-            raise HttpError(404, f"no loop {key} to edit") from None
-        return Response(audio, media_type="audio/wav", headers={
-            "Cache-Control": "no-store", "X-Ddjax-Critic-Version": str(version),
-            "X-Ddjax-Score": "none" if score is None else f"{score:.6f}"})
-
-    async def free_desk(request: Request) -> Desk:
-        desk = await desk_of(request)
-        if not isinstance(desk, Desk):
-            raise HttpError(409, "a study's ratings follow its protocol: no undo, skip, edits or"
-                                 " variations")
-        return desk
-
-    async def loop_key(request: Request) -> str:
-        key = (await _json_body(request)).get("key")
-        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-            raise HttpError(422, "'key' must be a loop key such as \"12\"")
-        return key
-
     async def undo(request: Request) -> Response:
-        desk = await free_desk(request)
-        await run_in_threadpool(desk.undo, await loop_key(request))
+        desk = await desk_of(request)  # a study's undo is its own (``Study.undo``)
+        if not isinstance(desk, (Desk, Study)):
+            raise HttpError(404, "nothing to undo here")
+        await run_in_threadpool(desk.undo, loop_key(await _json_body(request)))
         return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
-
-    async def skip(request: Request) -> Response:
-        desk = await free_desk(request)
-        await run_in_threadpool(desk.skip, await loop_key(request))
-        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
-
-    async def more(request: Request) -> Response:
-        desk = await free_desk(request)
-        key = await loop_key(request)
-        try:
-            await run_in_threadpool(desk.more_like, key)
-        except KeyError:
-            raise HttpError(404, f"no rated loop {key}") from None
-        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
-
-    async def set_style(request: Request) -> Response:
-        if config.study:
-            raise HttpError(409, "a study keeps its protocol: its style is set when the"
-                                 " server starts (--style)")
-        desk = await free_desk(request)
-        data = await _json_body(request)
-        style = data.get("style", "")
-        if style is not None and (not isinstance(style, str) or not style):
-            raise HttpError(422, "'style' must be a style's name, or null for the mix of"
-                                 " every style")
-        try:
-            await run_in_threadpool(desk.set_style, style)
-        except Refused:
-            raise
-        except DdjaxError as err:  # no such style: the message lists them
-            raise HttpError(400, str(err)) from None
-        return JSONResponse({"ok": True, **await run_in_threadpool(desk.state)})
-
-    async def liked_zip(request: Request) -> Response:
-        desk = await free_desk(request)
-        data = await run_in_threadpool(desk.liked_zip)
-        name = f"ddjax-liked-{config.directory.name}.zip"
-        return Response(data, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                 "Cache-Control": "no-store"})
 
     async def loop_file(request: Request) -> Response:
         desk = await desk_of(request)
@@ -305,12 +266,14 @@ def create_app(desks: Desks | Opening) -> Starlette:
         fd, name = tempfile.mkstemp(prefix=f"ddjax-study-{sid}-", suffix=".zip")
         os.close(fd)
         try:
-            await run_in_threadpool(desk.archive, pathlib.Path(name))
+            await run_in_threadpool(desk.archive, pathlib.Path(name), config.archive_audio)
         except BaseException:
             os.unlink(name)
             raise
         return FileResponse(name, media_type="application/zip", filename=f"study-{sid}.zip",
                             background=BackgroundTask(os.unlink, name))
+
+    token = (researcher_token or secrets.token_urlsafe(24)) if config.study else None
 
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)
@@ -322,33 +285,35 @@ def create_app(desks: Desks | Opening) -> Starlette:
         Route("/favicon.ico", favicon),
         Route("/api/config", guarded(app_config)),
         Route("/api/status", status),
-        Route("/api/participants", guarded(join), methods=["POST"]),
+        Route("/api/join", guarded(join), methods=["POST"]),
+        Route("/api/participants", guarded(join), methods=["POST"]),  # its old name
+        Route("/api/queue/{ticket}", guarded(queue)),
         Route("/api/s/{sid}/state", guarded(state)),
         Route("/api/s/{sid}/current", guarded(current)),
         Route("/api/s/{sid}/rate", guarded(rate), methods=["POST"]),
         Route("/api/s/{sid}/undo", guarded(undo), methods=["POST"]),
-        Route("/api/s/{sid}/skip", guarded(skip), methods=["POST"]),
-        Route("/api/s/{sid}/more", guarded(more), methods=["POST"]),
-        Route("/api/s/{sid}/style", guarded(set_style), methods=["POST"]),
-        Route("/api/s/{sid}/audition", guarded(audition), methods=["POST"]),
-        Route("/api/s/{sid}/liked.zip", guarded(liked_zip)),
+        *free_routes(config, desk_of, guarded, _json_body),
         Route("/api/s/{sid}/loops/{name}", guarded(loop_file)),
         Route("/api/s/{sid}/archive.zip", guarded(archive)),
+        *study_routes(config, consent, lambda: opening.desks(), desk_of, guarded, _json_body),
+        *researcher_routes(config, token, guarded),
     ]
 
     async def not_found(request: Request, exc) -> Response:
         return _error(exc.status_code, exc.detail or "not found")
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.state.researcher_token = token
+    return app
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _admission(desks: Desks, admitted: str | Ticket) -> JSONResponse:
+    """A participant let in (200, their id and page), or their place in line (202)."""
+    if isinstance(admitted, str):
+        return JSONResponse({"id": admitted, "url": f"/study/{admitted}"})
+    return JSONResponse({"queued": True, "ticket": admitted.number, "place": admitted.place,
+                         "estimate_s": desks.wait_estimate(admitted.place)}, status_code=202,
+                        headers={"Cache-Control": "no-store"})
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -376,6 +341,11 @@ def serve(config: ServeConfig, host: str, port: int, *, allow_remote: bool = Fal
                              " --allow-remote to do that on purpose")
         print(f"ddjax serve: warning: listening on {host}: anyone who can reach this machine"
               " can rate and download, with no login", file=sys.stderr)
+    load_consent(config.consent)  # a bad consent file stops the server before it listens
+    trimmer = None
+    if config.study:  # a thread per participant: keep their heaps small
+        limit_malloc_arenas()
+        trimmer = Trimmer().start()
     sock = listen(host, port)
     try:
         kit = desks_kit(config)
@@ -393,17 +363,23 @@ def serve(config: ServeConfig, host: str, port: int, *, allow_remote: bool = Fal
         threading.Timer(FAILURE_GRACE_S, setattr, (server, "should_exit", True)).start()
 
     opening = Opening(config, kit, on_ready=ready, on_failure=failed)
-    server = uvicorn.Server(uvicorn.Config(create_app(opening), log_level="warning",
+    app = create_app(opening, researcher_token=secrets.token_urlsafe(24))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                            access_log=False, timeout_graceful_shutdown=5))
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"ddjax serve: {'study' if config.study else 'rating'} page at"
           f" http://{shown}:{bound_port}/ (Ctrl-C stops)", flush=True)
+    if config.study:
+        print(f"ddjax serve: researcher page at http://{shown}:{bound_port}/researcher?token="
+              f"{app.state.researcher_token}", flush=True)
     opening.start()
     try:
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
             server.run(sockets=[sock])
     finally:
         opening.close()
+        if trimmer is not None:
+            trimmer.stop()
     if opening.error is not None:
         raise opening.error

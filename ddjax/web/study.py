@@ -1,6 +1,7 @@
 """Studies: the paper's protocol (section 4) for one participant, over rating desks.
 
-``Study``: phase I is a ``desk.Desk`` with ``n_ratings`` ratings; then phase II's pool
+``Study``: first the steps of ``study_steps.Steps`` (the consent where the server has one,
+a headphone check and a practice loop that is not counted); then phase I is a ``desk.Desk`` with ``n_ratings`` ratings; then phase II's pool
 (``experiment.draw_phase_two``) is drawn in the background; then the pool is rated blind,
 without training; then ``result.json`` holds theta_init, theta_final and delta, in the
 format of ``ddjax experiment`` (so ``ddjax experiment --from-sessions`` aggregates both).
@@ -8,10 +9,13 @@ format of ``ddjax experiment`` (so ``ddjax experiment --from-sessions`` aggregat
 A participant's folder::
 
     study.json            id, seed and sizes
+    steps.jsonl           consent, headphone check, practice rating, phase II's draw time
+    practice/             the practice loop (loop.json, loop.wav)
     session/              the phase I Session (ratings.jsonl, wav/, critics)
     phase2/items.json     the blind pool: group, loop and score of each item, in order
     phase2/eN.wav         item N's audio
-    phase2/ratings.jsonl  phase II ratings, fsync'ed, one line per item
+    phase2/ratings.jsonl  phase II ratings, fsync'ed, one line per item, and undos
+                          ({"undo": "eN"}: takes back the last rating, of item N)
     result.json           written once every item is rated
 
 Re-opening a folder resumes wherever the participant was. Loop keys are strings: a
@@ -26,17 +30,16 @@ import os
 import pathlib
 import shutil
 import threading
-import zipfile
+import time
 
 import numpy as np
 
-from ddjax.core.groove import of_record, recorded_swing
-from ddjax.core.loops import Loop as LoopArrays
 from ddjax.core.pipeline import Pipeline
 from ddjax.io.files import atomic_write_bytes, write_audio
 from ddjax.io.kit import Kit
 from ddjax.learning.training import TrainConfig
 from ddjax.session.experiment import ExperimentConfig, draw_phase_two, thetas
+from ddjax.session.hub import Hub
 from ddjax.session.journal import append_line, now
 from ddjax.session.session import (
     CRITIC_NAME,
@@ -46,7 +49,17 @@ from ddjax.session.session import (
     SessionConfig,
     SessionLoop,
 )
+from ddjax.web.consent import Consent
 from ddjax.web.desk import Desk, Item, Refused, playback_wav
+from ddjax.web.study_archive import write_archive
+from ddjax.web.study_steps import (
+    PRACTICE_DIR,
+    PRACTICE_KEY,
+    Steps,
+    durations,
+    read_lines,
+    recorded_loop,
+)
 
 STUDY_NAME = "study.json"
 RESULT_NAME = "result.json"
@@ -66,13 +79,16 @@ class Study:
     """
 
     def __init__(self, directory: pathlib.Path, session: Session, notes: list[int | None],
-                 config: ExperimentConfig, participant: str):
+                 config: ExperimentConfig, participant: str, consent: Consent | None = None):
         self.directory, self.config, self.participant = directory, config, participant
+        self.consent = consent
         self.desk = Desk(session, notes, phase="phase1", total=config.n_ratings, blind=True)
+        self.steps = Steps(directory, config.seed)
         self._lock = threading.Lock()
         self._items: list[dict] | None = None
         self._blind: list[dict] = []
         self._drawing: threading.Thread | None = None
+        self._draw_progress = {"done": 0, "total": 0, "started": 0.0, "expected_s": None}
         self._error: str | None = None
         self._load_phase_two()
         if self.desk.done and self._items is None:
@@ -84,10 +100,10 @@ class Study:
     def open(cls, directory: str | os.PathLike, kit: Kit, notes: list[int | None],
              config: ExperimentConfig, participant: str, *,
              session_config: SessionConfig = SessionConfig(),
-             train: TrainConfig = TrainConfig(), pipeline: Pipeline = Pipeline()
-             ) -> "Study":
+             train: TrainConfig = TrainConfig(), pipeline: Pipeline = Pipeline(),
+             consent: Consent | None = None, hub: Hub | None = None) -> "Study":
         """Opens (resumes) or starts the participant in ``directory``, on ``kit`` and its
-        General MIDI ``notes`` (``Kit.notes``).
+        General MIDI ``notes`` (``Kit.notes``); ``consent``: the page to agree to first.
 
         A new participant is recorded with ``config``; an existing one keeps the sizes
         and seed it started with.
@@ -102,17 +118,24 @@ class Study:
                     "config": dataclasses.asdict(config)}
             atomic_write_bytes(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
         session = Session(kit, directory / "session", pipeline=pipeline, train=train,
-                          config=dataclasses.replace(session_config, seed=config.seed))
-        return cls(directory, session, notes, config, participant)
+                          config=dataclasses.replace(session_config, seed=config.seed),
+                          hub=hub)
+        return cls(directory, session, notes, config, participant, consent)
 
     # -- phases ---------------------------------------------------------------------------
 
     @property
     def phase(self) -> str:
-        """``phase1``, ``drawing``, ``phase2``, ``done`` or ``error``."""
+        """``consent``, ``headphones``, ``practice``, ``phase1``, ``drawing``, ``phase2``,
+        ``done`` or ``error``. A participant with ratings from before the steps existed
+        goes on where they were."""
         with self._lock:
             if self._error is not None:
                 return "error"
+            if self.desk.session.n_ratings == 0 and self._items is None:
+                step = self.steps.phase(None if self.consent is None else self.consent.digest)
+                if step is not None:
+                    return step
             if not self.desk.done:
                 return "phase1"
             if self._items is None:
@@ -121,6 +144,9 @@ class Study:
 
     def current(self) -> Item:
         phase = self.phase
+        if phase == "practice":
+            loop = self.steps.practice_loop(self.desk.session)
+            return Item(PRACTICE_KEY, "practice", 1, 1, loop, True)
         if phase == "phase1":
             return self.desk.current()
         if phase != "phase2":
@@ -132,6 +158,10 @@ class Study:
 
     def rate(self, key: str, liked: bool) -> None:
         phase = self.phase
+        if phase == "practice" and key == PRACTICE_KEY:
+            self.steps.practice_loop(self.desk.session)  # rated unheard: it exists now
+            self.steps.rate_practice(liked)
+            return
         if phase == "phase1":
             self.desk.rate(key, liked)
             if self.desk.done:
@@ -149,6 +179,53 @@ class Study:
         if finished:
             self._finish()
 
+    def undo(self, key: str) -> None:
+        """Takes back the last rating of the phase under way, which must be loop ``key``'s:
+        logged, nothing deleted (phase I: ``Session.undo``; phase II: an undo line in its
+        log). Refused across the phase boundary and once the study is done."""
+        phase = self.phase
+        if phase == "phase1":
+            desk = self.desk
+            with desk._lock:  # Desk.undo without its refusal of blind phases
+                history = desk.session.history
+                if not history:
+                    raise Refused("nothing to undo: there is no rating in this phase yet")
+                last = str(history[-1].loop_id)
+                if key != last:
+                    raise Refused(f"loop {key} is not the last rating (loop {last} is): it"
+                                  " was undone already")
+                loop = desk.session.undo()
+                if desk._current is not None:
+                    desk._waiting.appendleft(desk._current)
+                desk._current = loop
+            return
+        if phase != "phase2":
+            raise Refused({"done": "the study is finished: its ratings are final",
+                           "drawing": "phase I's ratings are final once phase II is drawn",
+                           }.get(phase, f"nothing to undo while the study is"
+                                        f" {self._phase_words(phase)}"))
+        with self._lock:
+            if not self._blind:
+                raise Refused("nothing to undo in phase II yet; phase I's ratings are final")
+            last = self._blind[-1]["key"]
+            if key != last:
+                raise Refused(f"loop {key} is not the last rating (loop {last} is): it was"
+                              " undone already")
+            append_line(self.directory / PHASE2_DIR / LOG_NAME, {"undo": key, "time": now()})
+            self._blind.pop()
+
+    def agree(self) -> None:
+        """Logs the participant's "I agree" to the server's consent page."""
+        if self.consent is None:
+            raise Refused("this study has no consent page")
+        self.steps.agree(self.consent.name, self.consent.digest)
+
+    def answer_headphones(self, trial: int, answer: int) -> dict:
+        """Records a headphone-check answer (``Steps.answer``)."""
+        if self.phase != "headphones":
+            raise Refused("the headphone check is not under way")
+        return self.steps.answer(trial, answer)
+
     def _why_not(self, key: str, phase: str) -> str:
         if key.startswith("e") and int(key[1:]) < len(self._blind):
             return f"loop {key} is already rated; each loop takes one rating"
@@ -161,19 +238,47 @@ class Study:
     @staticmethod
     def _phase_words(phase: str) -> str:
         return {"drawing": "drawing the second phase's loops", "done": "finished",
-                "error": "stopped by an error"}.get(phase, phase)
+                "error": "stopped by an error", "consent": "asking for consent",
+                "headphones": "checking headphones",
+                "practice": "at the practice loop"}.get(phase, phase)
 
     def state(self) -> dict:
         phase = self.phase
+        session = self.desk.session
         state = {"phase": phase, "participant": self.participant,
-                 "phase1_total": self.config.n_ratings, "phase1_ratings": self.desk.session.n_ratings,
-                 "phase2_total": 2 * self.config.n_eval, "phase2_ratings": len(self._blind)}
+                 "phase1_total": self.config.n_ratings, "phase1_ratings": session.n_ratings,
+                 "phase2_total": 2 * self.config.n_eval, "phase2_ratings": len(self._blind),
+                 "last_rated": None}
+        if phase == "phase1" and session.history:
+            state["last_rated"] = str(session.history[-1].loop_id)
+        if phase == "phase2" and self._blind:
+            state["last_rated"] = self._blind[-1]["key"]
+        if phase == "consent":
+            state["consent"] = {"file": self.consent.name, "digest": self.consent.digest}
+        if phase == "headphones":
+            state["headphones"] = self.steps.headphones()
+        if phase == "drawing":
+            state["drawing"] = self._drawing_progress()
         if phase == "done":
             result = json.loads((self.directory / RESULT_NAME).read_text())
             state["result"] = {k: result[k] for k in ("theta_init", "theta_final", "delta")}
         if phase == "error":
             state["error"] = self._error
         return state
+
+    def _drawing_progress(self) -> dict:
+        """Phase II's draw so far: ``done`` of ``total`` groups, ``elapsed_s``, and
+        ``estimate_s`` left (from the median draw of the participants before, else from
+        the groups drawn; None before either is known)."""
+        with self._lock:
+            p = dict(self._draw_progress)
+        elapsed = time.monotonic() - p["started"] if p["started"] else 0.0
+        expected = p["expected_s"]
+        if p["done"] and p["total"]:
+            expected = elapsed * p["total"] / p["done"]
+        left = None if expected is None else max(0.0, expected - elapsed)
+        return {"done": p["done"], "total": p["total"], "elapsed_s": round(elapsed, 1),
+                "estimate_s": None if left is None else round(left, 1)}
 
     # -- phase II ----------------------------------------------------------------------------
 
@@ -182,13 +287,13 @@ class Study:
         if not (folder / ITEMS_NAME).exists():
             return
         self._items = json.loads((folder / ITEMS_NAME).read_text())
-        log = folder / LOG_NAME
-        if log.exists():
-            data = log.read_bytes()
-            if data and not data.endswith(b"\n"):  # a write cut short by a crash
-                data = data[: data.rfind(b"\n") + 1]
-                atomic_write_bytes(log, data)
-            self._blind = [json.loads(line) for line in data.splitlines() if line.strip()]
+        self._blind = []
+        for entry in read_lines(folder / LOG_NAME):  # undo lines take back the last rating
+            if "undo" in entry:
+                if self._blind and self._blind[-1]["key"] == entry["undo"]:
+                    self._blind.pop()
+            else:
+                self._blind.append(entry)
 
     def _start_drawing(self) -> None:
         with self._lock:
@@ -198,10 +303,18 @@ class Study:
                                              name=f"phase2-{self.participant}")
         self._drawing.start()
 
+    def _drew(self, done: int, total: int) -> None:
+        with self._lock:
+            self._draw_progress.update(done=done, total=total)
+
     def _draw(self) -> None:
+        with self._lock:
+            self._draw_progress.update(started=time.monotonic(),
+                                       expected_s=durations(self.directory.parent)[
+                                           "draw_seconds"])
         try:
             session = self.desk.session
-            pool, reached = draw_phase_two(session, self.config)
+            pool, reached = draw_phase_two(session, self.config, progress=self._drew)
             folder = self.directory / PHASE2_DIR
             items = []
             for index, (group, loop) in enumerate(pool):
@@ -211,6 +324,7 @@ class Study:
             # The pool exists once items.json does; WAVs first, so it never points at none.
             atomic_write_bytes(folder / ITEMS_NAME, (json.dumps(items) + "\n").encode())
             atomic_write_bytes(folder / "reached.json", (json.dumps(reached) + "\n").encode())
+            self.steps.drawn(time.monotonic() - self._draw_progress["started"])
             with self._lock:
                 self._items = items
         except Exception as err:  # reported on the page and by state(); the log is intact
@@ -218,19 +332,8 @@ class Study:
                 self._error = f"drawing phase II failed: {err}"
 
     def _item_loop(self, index: int) -> SessionLoop:
-        entry, session = self._items[index], self.desk.session
-        record = entry["loop"]
-        audio = np.zeros(0, np.float32)  # served from the item's WAV file
-        velocity = record.get("velocity")
-        arrays = LoopArrays(np.array(record["grid"], bool),
-                            np.array([session.kit.names.index(n) for n in record["samples"]],
-                                     np.int32),
-                            None if velocity is None else np.array(velocity, np.int32))
-        render = dataclasses.replace(session.pipeline.render, bpm=float(record["bpm"]),
-                                     swing=recorded_swing(record, "phase II"),
-                                     humanize=of_record(record, "phase II"))
-        return SessionLoop.of(-1, arrays, audio, kit_names=session.kit.names,
-                              score=float(entry["score"]), critic_version=-1, render=render)
+        entry = self._items[index]
+        return recorded_loop(entry["loop"], self.desk.session, float(entry["score"]))
 
     def _finish(self) -> None:
         """Writes result.json and both critics (idempotent)."""
@@ -270,17 +373,16 @@ class Study:
     def download(self, key: str, kind: str) -> tuple[bytes, str]:
         raise KeyError(key)  # a study is blind: its loops come back only in the archive
 
-    def archive(self, path: pathlib.Path) -> None:
-        """Writes the whole participant folder to the zip ``path``: logs, WAVs, critics
-        and the result. A full study's audio is a few hundred MB, so it streams to disk
-        and the audio is stored, not deflated."""
+    def practice_audio(self) -> bytes:
+        """What the page plays of the practice loop (``playback_wav``)."""
+        self.steps.practice_loop(self.desk.session)
+        return playback_wav(self.directory / PRACTICE_DIR / "loop.wav", self.desk.session)
+
+    def archive(self, path: pathlib.Path, audio: str = "flac") -> None:
+        """Writes the whole participant folder to the zip ``path``: logs, critics, the
+        result, and the audio as 16-bit FLAC or none (``study_archive.write_archive``)."""
         self.desk.session.wait()
-        with zipfile.ZipFile(path, "w") as archive:
-            for item in sorted(self.directory.rglob("*")):
-                if item.is_file() and not item.name.startswith("."):
-                    archive.write(item, f"{self.participant}/{item.relative_to(self.directory)}",
-                                  zipfile.ZIP_STORED if item.suffix == ".wav"
-                                  else zipfile.ZIP_DEFLATED)
+        write_archive(self.directory, self.participant, path, audio)
 
     def close(self) -> None:
         if self._drawing is not None:

@@ -12,13 +12,17 @@ import json
 import math
 import os
 import re
+import statistics
 import time
+import urllib.request
 import zipfile
+from datetime import datetime
 
 import mido
 import numpy as np
 import pytest
 from browser import REPO, Server, launch, wait_for_loop, why_not_available
+from people import quietest
 
 from ddjax.session.session import STARTUP_STEPS
 from ddjax.session.startup import RECORD_NAME
@@ -204,14 +208,35 @@ def test_a_small_study_end_to_end(browser, tmp_path):
     with Server("--study", "--session", str(study_dir), "--study-ratings", "3",
                 "--study-eval", "2") as server:
         page.goto(server.url + "/")
-        page.wait_for_selector("#instructions", state="visible")
+        # The page answers at once; its instructions once the study has opened (it
+        # compiles for many participants first: half a minute on two busy cores).
+        page.wait_for_selector("#instructions", state="visible", timeout=180_000)
         assert "headphones" in page.locator("#instructions").text_content()
-        # 3 + 4 loops at about 8.5 s each: the estimate follows the study's size.
-        assert page.locator("#minutes").text_content() == "2"
+        # The study's size is on the page; its time is measured, and nobody has rated yet.
+        assert (page.locator("#n-phase1").text_content(),
+                page.locator("#n-phase2").text_content()) == ("3", "4")
+        assert page.locator("#minutes").count() == 0
+        assert "no time estimate" in page.locator("#duration-basis").text_content()
         page.fill("#participant", "alice")
         page.click("#begin")
         page.wait_for_url("**/study/alice")
-        shown = [wait_for_loop(page)]
+        # Before phase I: the headphone check, answered from each trial's audio...
+        page.wait_for_selector("#headphones", state="visible")
+        page.click("#volume-play")
+        page.click("#volume-done", timeout=20_000)
+        for trial in range(1, 7):
+            page.wait_for_function(f"document.body.dataset.hpTrial === '{trial}'")
+            wav = urllib.request.urlopen(
+                f"{server.url}/api/s/alice/headphones/{trial}.wav").read()
+            page.click("#hp-play")
+            page.wait_for_function(f"document.body.dataset.hpHeard === '{trial}'",
+                                   timeout=20_000)
+            page.click(f"#hp-{quietest(wav)}")
+        # ...then one practice loop, not counted.
+        assert wait_for_loop(page) == "practice"
+        assert page.locator("#progress-text").text_content() == "Practice loop (not counted)"
+        page.click("#like")
+        shown = [wait_for_loop(page, "practice")]
         assert page.locator("#score").text_content() == ""  # blind
         # A study's loops are rated as proposed: nothing to edit.
         assert page.locator("#edit").is_hidden() and page.locator("#grid button").count() == 0
@@ -243,7 +268,9 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         assert page.locator("#theta-init").text_content() == f"{round(100 * theta['init'])}%"
         assert page.locator("#theta-final").text_content() == f"{round(100 * theta['final'])}%"
         assert [e["liked"] for e in read_log(participant / "session" / "ratings.jsonl")] == \
-            phase1
+            phase1  # the practice rating is not among them
+        steps = read_log(participant / "steps.jsonl")
+        assert [e["liked"] for e in steps if e["step"] == "practice"] == [True]
         if SCREENSHOTS:
             page.screenshot(path=str(REPO / "docs" / "serve-results.png"))
 
@@ -254,9 +281,34 @@ def test_a_small_study_end_to_end(browser, tmp_path):
         assert {"alice/session/ratings.jsonl", "alice/phase2/ratings.jsonl",
                 "alice/critic_initial.critic", "alice/critic_final.critic",
                 "alice/result.json"} <= names
-        assert len([n for n in names if n.endswith(".wav")]) == 3 + 4
+        # The audio as FLAC: each WAV the server kept, 3 + 4 rated loops and the practice.
+        kept = {f"alice/{w.relative_to(participant).with_suffix('.flac').as_posix()}"
+                for w in participant.rglob("*.wav")}
+        assert not [n for n in names if n.endswith(".wav")]
+        assert {n for n in names if n.endswith(".flac")} == kept
+        assert "alice/practice/loop.flac" in kept
+        assert len([n for n in kept if n.startswith("alice/session/")]) == 3
+        assert len([n for n in kept if n.startswith("alice/phase2/")]) == 4
         result = json.loads(archive.read("alice/result.json"))
         assert result["delta"] == pytest.approx(theta["final"] - theta["init"])
+
+        # The next participant's page estimates the study from alice's measured times:
+        # (3 + 4 loops and the practice) at her median time per loop, plus phase II's draw.
+        gaps = []
+        for log in (participant / "session" / "ratings.jsonl",
+                    participant / "phase2" / "ratings.jsonl"):
+            times = [datetime.fromisoformat(e["time"]) for e in read_log(log) if "liked" in e]
+            gaps += [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        per_loop = statistics.median(gaps)
+        draw, = [e["seconds"] for e in steps if e["step"] == "phase2_drawn"]
+        page.goto(server.url + "/")
+        page.wait_for_selector("#instructions", state="visible")
+        assert page.locator("#minutes").text_content() == str(
+            max(1, math.floor(((3 + 4 + 1) * per_loop + draw) / 60 + 0.5)))
+        basis = page.locator("#duration-basis").text_content()
+        assert "from the 1 participant so far" in basis
+        shown_per_loop = float(re.search(r"median of ([\d.]+) s per loop", basis)[1])
+        assert shown_per_loop == pytest.approx(per_loop, abs=0.051)
     assert not errors, errors
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import BUNDLED_KIT
+from people import past_the_steps, through_steps
 from starlette.testclient import TestClient
 from test_render import numpy_gain, numpy_render
 
@@ -26,7 +27,7 @@ from ddjax.errors import DdjaxError
 from ddjax.learning.training import TrainConfig
 from ddjax.session.experiment import ExperimentConfig
 from ddjax.session.session import STARTUP_STEPS, SessionConfig
-from ddjax.session.startup import RECORD_NAME, Startup, seconds_left
+from ddjax.session.startup import COLD, RECORD_NAME, Record, Start, Startup, seconds_left
 from ddjax.web.registry import build_desks, desks_kit
 from ddjax.web.server import (
     MAX_BODY_BYTES,
@@ -448,6 +449,12 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
         assert client.post("/api/participants", json={"id": "main"}).status_code == 422
         assert client.get("/study/ann").status_code == 200
         assert client.get("/study/bob").status_code == 404
+        # No loop to rate before the steps: the headphone check, then the practice loop.
+        assert client.get("/api/s/ann/state").json()["phase"] == "headphones"
+        assert client.get("/api/s/ann/current").status_code == 409
+        past_the_steps(client, "ann")
+        state = client.get("/api/s/ann/state").json()
+        assert (state["phase"], state["phase1_ratings"]) == ("phase1", 0)  # practice: uncounted
         item = client.get("/api/s/ann/current").json()
         assert item["score"] is None and item["phase"] == "phase1"  # blind
         edit = {"key": item["key"], "grid": item["grid"]}  # a study's loops are not edited
@@ -473,7 +480,8 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
         assert client.post("/api/s/ann/rate", json={"key": "1", "liked": True}).status_code == 409
         assert client.post("/api/s/ann/rate", json={"key": "e0", "liked": True}).status_code == 200
         # A second participant joins; the first is half-way through phase II.
-        assert client.post("/api/participants", json={"id": "cy"}).status_code == 200
+        assert client.post("/api/join", json={"id": "cy"}).json()["id"] == "cy"
+        past_the_steps(client, "cy")
         rate(client, "cy", True)
     desks.close()
 
@@ -497,8 +505,15 @@ def test_study_protocol_resume_and_aggregation(tmp_path, capsys):
         assert state["result"]["theta_init"] == float(liked["init"])
         assert state["result"]["theta_final"] == float(liked["final"])
         archive = zipfile.ZipFile(io.BytesIO(client.get("/api/s/ann/archive.zip").content))
+        names = set(archive.namelist())
         assert {"ann/result.json", "ann/critic_initial.critic", "ann/critic_final.critic",
-                "ann/session/ratings.jsonl", "ann/phase2/e0.wav"} <= set(archive.namelist())
+                "ann/session/ratings.jsonl", "ann/steps.jsonl", "ann/phase2/items.json",
+                "ann/phase2/e0.flac", "ann/phase2/e1.flac"} <= names
+        assert not any(name.endswith(".wav") for name in names)  # the audio as FLAC
+        kept, sr = sf.read(participant / "phase2" / "e0.wav")
+        flac, flac_sr = sf.read(io.BytesIO(archive.read("ann/phase2/e0.flac")))
+        assert flac_sr == sr and flac.shape == kept.shape
+        np.testing.assert_allclose(flac, np.clip(kept, -1, 1), atol=1.5 / 32768)  # 16 bits
     desks.close()
 
     # With --resume-by-id, typing an existing id resumes that participant.
@@ -521,8 +536,8 @@ def test_one_participants_slow_training_never_blocks_another(tmp_path):
     desks, client = serving(study_config(tmp_path, n_ratings=5))
     with client:
         for sid in ("slow", "fast"):
-            client.post("/api/participants", json={"id": sid})
-            client.get(f"/api/s/{sid}/current")
+            through_steps(client, sid)
+            assert client.get(f"/api/s/{sid}/current").json()["phase"] == "phase1"
         slow = desks.get("slow").desk.session
         release = threading.Event()
         slow._worker.submit(release.wait, 60)  # the slow participant's worker is busy...
@@ -583,7 +598,7 @@ def test_a_torn_phase_two_line_is_dropped_on_resume(tmp_path):
     config = study_config(tmp_path, n_ratings=1, n_eval=1)
     desks, client = serving(config)
     with client:
-        client.post("/api/participants", json={"id": "tom"})
+        through_steps(client, "tom")
         rate(client, "tom", True)
         for _ in range(300):
             if client.get("/api/s/tom/state").json()["phase"] == "phase2":
@@ -624,7 +639,8 @@ def test_the_page_answers_while_the_session_opens(tmp_path):
         status = client.get("/api/status").json()
         assert status["ready"] is False and status["step"] == "building the engine"
         assert (status["done"], status["steps"]) == (0, 5)
-        assert status["elapsed_s"] >= 0 and status["estimate_s"] > 0
+        assert status["elapsed_s"] >= 0
+        assert status["estimate_s"] is None  # no past start: no number rather than a guess
         for path in ("/api/s/main/current", "/api/s/main/state"):
             refused = client.get(path)
             assert refused.status_code == 503, refused.text
@@ -642,7 +658,7 @@ def test_the_page_answers_while_the_session_opens(tmp_path):
     opening.close()
     record = json.loads((tmp_path / "s" / RECORD_NAME).read_text())["seconds"]
     assert set(record) == set(STARTUP_STEPS) and record["building the engine"] > 0
-    assert Opening(config, desks_kit(config)).startup.expected == record
+    assert Opening(config, desks_kit(config)).startup.record.starts[-1].seconds == record
 
 
 def test_a_session_that_fails_to_open_says_why_in_the_status(tmp_path):
@@ -665,12 +681,14 @@ def test_the_estimate_counts_the_steps_left():
     assert seconds_left(expected, ("a", "b", "c"), 0, 1.0) == 6.0
     assert seconds_left(expected, ("a", "b", "c"), 1, 5.0) == 1.0  # b overran
     clock = iter([0.0, 0.5, 3.5, 4.0]).__next__
-    startup = Startup(expected, ("a", "b", "c"), clock)
+    # The compilation cache off: every start is cold, as the one on record.
+    startup = Startup(Record((Start({"a": 0.5, "b": 2.0, "c": 1.0}, COLD),)), ("a", "b", "c"),
+                      clock, cache_dir=None)
     startup.step("b")  # at 0.5
-    status = startup.status()  # at 3.5: b overran, c is left
+    status = startup.status()  # at 3.5: b overran (pace (3.5 + 1) / (2.5 + 1)), c is left
     assert (status["step"], status["done"], status["elapsed_s"], status["estimate_s"]) == (
-        "b", 1, 3.5, 1.0)
-    assert startup.finish() == {"a": 0.5, "b": 3.5}  # at 4.0
+        "b", 1, 3.5, round(4.5 / 3.5, 1))
+    assert startup.finish().seconds == {"a": 0.5, "b": 3.5}  # at 4.0
     assert startup.status() == {"ready": True}
 
 
