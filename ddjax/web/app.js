@@ -1252,6 +1252,7 @@ $("skip").addEventListener("click", skip);
 $("begin").addEventListener("click", begin);
 $("agree").addEventListener("click", agree);
 $("study-undo").addEventListener("click", studyUndo);
+$("draw-undo").addEventListener("click", studyUndo);  // phase I's last rating, during the pause
 $("volume-play").addEventListener("click", playVolume);
 $("volume-done").addEventListener("click", () => { hp.volumeSet = true; refreshStudy(); });
 $("hp-play").addEventListener("click", playTrial);

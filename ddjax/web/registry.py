@@ -55,7 +55,7 @@ DEFAULT_MAX_PARTICIPANTS = 16
 OPEN_WORKERS = 16  # participants opened at once after a restart
 ENDED = ("done", "error")  # a participant's phases that free their place
 # What a study's server does before its page lets anyone join, in order (``progress``).
-STUDY_STEPS = ("compiling for many participants at once", "opening the participants")
+STUDY_STEPS = ("compiling for many participants at once",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,14 +318,14 @@ def build_desks(config: ServeConfig, kit: Kit,
     if config.study:
         config.directory.mkdir(parents=True, exist_ok=True)
         desks = Desks(config, kit)
+        # Those on disk open meanwhile: after a restart the programs load from JAX's
+        # cache, and each participant is ready as soon as it can be.
+        threading.Thread(target=desks.open_known, name="ddjax-open-known",
+                         daemon=True).start()
         if config.warm_up:
             if progress is not None:
                 progress(STUDY_STEPS[0])
             desks.warm_up()
-        if progress is not None:
-            progress(STUDY_STEPS[1])
-        threading.Thread(target=desks.open_known, name="ddjax-open-known",
-                         daemon=True).start()
         return desks
     session = Session(kit, config.directory, train=config.train, config=config.session,
                       pipeline=config.pipeline, progress=progress, ahead=LOOPS_AHEAD)

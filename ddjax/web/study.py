@@ -89,6 +89,7 @@ class Study:
         self._blind: list[dict] = []
         self._drawing: threading.Thread | None = None
         self._draw_progress = {"done": 0, "total": 0, "started": 0.0, "expected_s": None}
+        self._generation = 0  # draws started; an undo during one makes it stale
         self._error: str | None = None
         self._load_phase_two()
         if self.desk.done and self._items is None:
@@ -184,6 +185,11 @@ class Study:
         logged, nothing deleted (phase I: ``Session.undo``; phase II: an undo line in its
         log). Refused across the phase boundary and once the study is done."""
         phase = self.phase
+        if phase == "drawing":  # phase I's last rating: the pool drawn from it is dropped
+            with self._lock:
+                self._generation += 1
+                self._drawing = None
+            phase = "phase1"
         if phase == "phase1":
             desk = self.desk
             with desk._lock:  # Desk.undo without its refusal of blind phases
@@ -201,7 +207,6 @@ class Study:
             return
         if phase != "phase2":
             raise Refused({"done": "the study is finished: its ratings are final",
-                           "drawing": "phase I's ratings are final once phase II is drawn",
                            }.get(phase, f"nothing to undo while the study is"
                                         f" {self._phase_words(phase)}"))
         with self._lock:
@@ -249,7 +254,7 @@ class Study:
                  "phase1_total": self.config.n_ratings, "phase1_ratings": session.n_ratings,
                  "phase2_total": 2 * self.config.n_eval, "phase2_ratings": len(self._blind),
                  "last_rated": None}
-        if phase == "phase1" and session.history:
+        if phase in ("phase1", "drawing") and session.history:
             state["last_rated"] = str(session.history[-1].loop_id)
         if phase == "phase2" and self._blind:
             state["last_rated"] = self._blind[-1]["key"]
@@ -309,6 +314,7 @@ class Study:
 
     def _draw(self) -> None:
         with self._lock:
+            generation = self._generation
             self._draw_progress.update(started=time.monotonic(),
                                        expected_s=durations(self.directory.parent)[
                                            "draw_seconds"])
@@ -322,14 +328,20 @@ class Study:
                 items.append({"key": f"e{index}", "group": group, "score": loop.score,
                               "loop": loop.record()})
             # The pool exists once items.json does; WAVs first, so it never points at none.
-            atomic_write_bytes(folder / ITEMS_NAME, (json.dumps(items) + "\n").encode())
-            atomic_write_bytes(folder / "reached.json", (json.dumps(reached) + "\n").encode())
-            self.steps.drawn(time.monotonic() - self._draw_progress["started"])
+            # A pool drawn before phase I's last rating was undone is dropped (its WAVs are
+            # written over by the next draw).
             with self._lock:
+                if generation != self._generation:
+                    return
+                atomic_write_bytes(folder / "reached.json",
+                                   (json.dumps(reached) + "\n").encode())
+                atomic_write_bytes(folder / ITEMS_NAME, (json.dumps(items) + "\n").encode())
                 self._items = items
+            self.steps.drawn(time.monotonic() - self._draw_progress["started"])
         except Exception as err:  # reported on the page and by state(); the log is intact
             with self._lock:
-                self._error = f"drawing phase II failed: {err}"
+                if generation == self._generation:
+                    self._error = f"drawing phase II failed: {err}"
 
     def _item_loop(self, index: int) -> SessionLoop:
         entry = self._items[index]

@@ -10,6 +10,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from datetime import datetime
@@ -204,8 +205,24 @@ def test_undo_in_both_phases_is_logged_and_replayed(study):
     assert [("undo" in e, e.get("liked")) for e in log] == [(False, True), (True, None)]
     assert client.get("/api/s/un/current").json()["key"] == first  # to rate again
     rate(client, "un", False)
+    # Phase I's last rating, undone while phase II is being drawn (the draw held until
+    # then): the pool drawn from it is dropped, and that loop is rated again.
+    session, drawing = desks.get("un").desk.session, threading.Event()
+    draw = session.sample_pool
+    session.sample_pool = lambda *a, **k: (drawing.wait(60), draw(*a, **k))[1]
+    last = rate(client, "un", True)
+    assert state(client, "un")["phase"] == "drawing"
+    stale = desks.get("un")._drawing
+    assert client.post("/api/s/un/undo", json={"key": last}).status_code == 200
+    assert state(client, "un")["phase"] == "phase1"
+    drawing.set()
+    stale.join(120)  # the stale draw ends: nothing of it is kept
+    assert not stale.is_alive() and not (folder / "phase2" / "items.json").exists()
+    assert client.get("/api/s/un/current").json()["key"] == last
     rate(client, "un", True)
     wait_phase(client, "un", "phase2")
+    assert [e.get("undo") for e in read_log(folder / "session" / "ratings.jsonl")
+            if "undo" in e] == [int(first), int(last)]
     refused = client.post("/api/s/un/undo", json={"key": first})  # across the boundary
     assert refused.status_code == 409 and "phase" in refused.json()["error"]
     rate(client, "un", True)  # e0
