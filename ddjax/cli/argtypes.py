@@ -141,3 +141,7 @@ def coordinator(text: str) -> str:
     except (OSError, UnicodeError):
         raise argparse.ArgumentTypeError(f"cannot resolve the host {host!r}") from None
     return text
+
+
+# ``rescore --coordinator-timeout``: whole seconds (JAX's own timeout is an int), an hour at most.
+coordinator_timeout = _within("seconds", int, 1, 3600, " s")

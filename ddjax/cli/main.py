@@ -57,7 +57,6 @@ def _check_generate_sizes(args, pipeline: Pipeline) -> None:
 
 def _generate(args) -> int:
     import jax
-    from tqdm import tqdm
 
     from ddjax.cli.session import load_command_kit
     from ddjax.core.critic import init_critic
@@ -67,6 +66,7 @@ def _generate(args) -> int:
     from ddjax.sampling.engine import Engine
     from ddjax.sampling.generating import generate_loops
     from ddjax.sampling.sampler import SamplerConfig
+    from ddjax.session.terminal import Bar, counted
 
     if args.min_score is not None and args.climb is not None:
         raise DdjaxError("--min-score and --climb are different modes; pick one")
@@ -114,17 +114,23 @@ def _generate(args) -> int:
     else:
         config = SamplerConfig("mh", args.iters, args.temperature)
 
-    with tqdm(total=args.n, unit="loop", desc="generate", disable=None) as bar:
+    def wrote(n: int) -> None:
+        bar.note("")
+        bar.update(n)
+
+    with Bar(args.n, "generate", "loop") as bar:
+        bar.note("compiling…")  # the first round compiles the sampler: tens of seconds
         generated = generate_loops(engine, kit, pipeline.render, config, n=args.n,
                                    chains=args.chains, seed=args.seed, out=args.out,
                                    fmt=args.format, loop_wav=args.loop_wav, midi=args.midi,
-                                   stems=args.stems, start=start, progress=bar.update)
+                                   stems=args.stems, start=start, progress=wrote)
     written, rounds = generated.written, generated.rounds
     if written < args.n:
-        print(f"ddjax: warning: only {written} of {args.n} loops reached --min-score"
-              f" {args.min_score} in {rounds} rounds of {args.iters} iterations; raise --iters"
-              " or lower --min-score", file=sys.stderr)
-    print(f"wrote {written} loop{'' if written == 1 else 's'} to {args.out}")
+        print(f"ddjax: warning: only {written} of {counted(args.n, 'loop')} reached"
+              f" --min-score {args.min_score} in {counted(rounds, 'round')} of"
+              f" {counted(args.iters, 'iteration')}; raise --iters or lower --min-score",
+              file=sys.stderr)
+    print(f"wrote {counted(written, 'loop')} to {args.out}")
     return 0
 
 

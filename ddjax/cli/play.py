@@ -24,6 +24,7 @@ from ddjax.errors import DdjaxError
 from ddjax.io.export import export_loop, track_notes
 from ddjax.io.files import write_audio
 from ddjax.session.session import Session, SessionLoop
+from ddjax.session.terminal import counted
 
 KEYS = "l like, d dislike, u undo, s skip, r replay, e export, q quit"
 
@@ -123,7 +124,7 @@ def read_key(stream: IO[str]) -> str | None:
 def _status(session: Session, loop: SessionLoop) -> str:
     rate = f"{100 * session.like_rate:.0f}%" if session.n_ratings else "-"
     names = ", ".join(pathlib.PurePosixPath(p).stem for p in loop.sample_paths)
-    return (f"[{session.n_ratings} ratings, like-rate {rate}] loop {loop.id}:"
+    return (f"[{counted(session.n_ratings, 'rating')}, like-rate {rate}] loop {loop.id}:"
             f" critic {loop.score:.2f} | {names}")
 
 
@@ -186,5 +187,6 @@ def _rate_loops(session, directory, keys, say, out, player) -> None:
                 say(f"press one of: {KEYS}")
     finally:
         player.stop()
-        say(f"{session.n_ratings} ratings saved in {directory}; finishing training...")
+        say(f"{counted(session.n_ratings, 'rating')} saved in {directory};"
+            " finishing training...")
         session.close()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 import sys
+import threading
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from ddjax import limits
 from ddjax.cli.argtypes import (
     bpm,
     coordinator,
+    coordinator_timeout,
     loop_count,
     non_negative_int,
     positive_int,
@@ -33,14 +38,18 @@ def add_parser(commands) -> argparse.ArgumentParser:
             " streamed in fixed-size batches over all local devices, and writes one CSV row"
             " per loop: id, source, the ensemble's mean, vote share (critics with f > 0.5)"
             " and standard deviation."))
-    cmd.add_argument("--critics", nargs="+", required=True, metavar="FILE_OR_DIR",
-                     help="critic files, or folders of *.critic files")
+    cmd.add_argument("--critics", nargs="+", metavar="FILE_OR_DIR",
+                     help="critic files, or folders of *.critic files (required, except"
+                          " with --merge)")
     what = cmd.add_mutually_exclusive_group(required=True)
     what.add_argument("--loops", nargs="+", metavar="DIR_OR_JSONL",
                       help="loop folders (their .json, .jsonl and audio files), .json or"
                            " .jsonl files, or audio files (the first bar is scored)")
     what.add_argument("--generate", type=loop_count, metavar="N",
                       help="score N fresh random loops from the prior instead")
+    what.add_argument("--merge", nargs="+", type=pathlib.Path, metavar="PART",
+                      help="merge the shards FILE.partPPP-of-NNN.csv of a run on several"
+                           " hosts into --out; refuses shards made with other settings")
     cmd.add_argument("--kit", type=pathlib.Path, default=BUNDLED_KIT,
                      help="folder of one-shot samples (default: the bundled samples/)")
     cmd.add_argument("--bpm", type=bpm, default=120.0,
@@ -66,30 +75,135 @@ def add_parser(commands) -> argparse.ArgumentParser:
                       help="call jax.distributed.initialize() (cluster auto-detection, or"
                            " the flags below); each host writes FILE.partP-of-N.csv")
     host.add_argument("--coordinator", type=coordinator, metavar="HOST:PORT",
-                      help="address of process 0 (implies --distributed)")
-    host.add_argument("--num-processes", type=positive_int, metavar="N")
-    host.add_argument("--process-id", type=non_negative_int, metavar="P")
+                      help="address of process 0 (implies --distributed; default:"
+                           " $JAX_COORDINATOR_ADDRESS)")
+    host.add_argument("--num-processes", type=positive_int, metavar="N",
+                      help="hosts in the run (default: $JAX_NUM_PROCESSES)")
+    host.add_argument("--process-id", type=non_negative_int, metavar="P",
+                      help="this host's index, 0 to N-1 (default: $JAX_PROCESS_ID)")
+    host.add_argument("--coordinator-timeout", type=coordinator_timeout, default=60,
+                      metavar="SECONDS",
+                      help="give up, with exit code 2, when the hosts have not all joined"
+                           " within SECONDS (default 60)")
     cmd.add_argument("--out", type=pathlib.Path, required=True, metavar="FILE.csv")
     return cmd
 
 
-def _hosts(args) -> tuple[int, int]:
-    import jax
+class Hosts(NamedTuple):
+    """Where this host stands: ``distributed`` starts ``jax.distributed`` to learn the
+    rest; otherwise ``process_id`` of ``num_processes`` is taken as given."""
 
-    if args.distributed or args.coordinator:
-        try:
-            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-        except (RuntimeError, ValueError) as err:
-            raise DdjaxError(f"jax.distributed.initialize failed: {str(err).splitlines()[0]};"
-                             " check --coordinator, --num-processes and --process-id") from None
-        return jax.process_index(), jax.process_count()
-    if (args.num_processes is None) != (args.process_id is None):
-        raise DdjaxError("--num-processes and --process-id go together")
-    return args.process_id or 0, args.num_processes or 1
+    distributed: bool
+    coordinator: str | None
+    num_processes: int | None
+    process_id: int | None
+
+
+# The flags' defaults, read when a flag is absent (JAX itself reads only the first).
+HOST_ENVIRONMENT = (("coordinator", "JAX_COORDINATOR_ADDRESS", coordinator),
+                    ("num_processes", "JAX_NUM_PROCESSES", positive_int),
+                    ("process_id", "JAX_PROCESS_ID", non_negative_int))
+
+
+def host_settings(args, environ: Mapping[str, str]) -> Hosts:
+    """The host flags, each falling back to its ``JAX_*`` variable in ``environ``.
+
+    Raises:
+      DdjaxError: a variable does not parse, or only one of the process count and index
+        is known without ``jax.distributed``.
+    """
+    values = {}
+    for field, name, parse in HOST_ENVIRONMENT:
+        value, text = getattr(args, field), environ.get(name, "").strip()
+        if value is None and text:
+            try:
+                value = parse(text)
+            except (argparse.ArgumentTypeError, ValueError) as err:
+                reason = str(err) if isinstance(err, argparse.ArgumentTypeError) else (
+                    "not an integer")
+                raise DdjaxError(f"${name}={text!r}: {reason}") from None
+        values[field] = value
+    distributed = bool(args.distributed or values["coordinator"])
+    if not distributed and (values["num_processes"] is None) != (values["process_id"] is None):
+        raise DdjaxError("--num-processes and --process-id go together (or $JAX_NUM_PROCESSES"
+                         " and $JAX_PROCESS_ID)")
+    if (values["num_processes"] is not None and values["process_id"] is not None
+            and values["process_id"] >= values["num_processes"]):
+        raise DdjaxError(f"--process-id must be 0 to {values['num_processes'] - 1}, got"
+                         f" {values['process_id']}")
+    return Hosts(distributed, **values)
+
+
+def _join(hosts: Hosts, timeout: int) -> tuple[int, int]:
+    """Starts ``jax.distributed`` to learn this host's index and the host count, then
+    shuts it down at once: hosts never exchange arrays, so a host that dies later cannot
+    take the others down at JAX's shutdown barrier.
+
+    JAX's own timeout aborts the process with a C++ trace, so a watchdog gives up first
+    with one line and exit code 2."""
+    import jax
+    from jax._src.distributed import global_state  # public API offers only process_index()
+
+    lock, state = threading.Lock(), {"joined": False}
+
+    def give_up():
+        with lock:
+            if state["joined"]:
+                return
+            where = hosts.coordinator or "the coordinator"
+            print(f"ddjax rescore: error: the {hosts.num_processes or 'other'} hosts did not"
+                  f" all join {where} within {timeout} s (--coordinator-timeout); start every"
+                  " host with the same --coordinator and --num-processes", file=sys.stderr,
+                  flush=True)
+            os._exit(2)
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        jax.distributed.initialize(hosts.coordinator, hosts.num_processes, hosts.process_id,
+                                   initialization_timeout=timeout + 60,
+                                   shutdown_timeout_seconds=timeout + 60)
+        # Read before any backend exists: a backend made with the distributed client
+        # would set up cross-host collectives that fail once the runtime is shut down.
+        joined = global_state.process_id, global_state.num_processes
+        jax.distributed.shutdown()
+    except (RuntimeError, ValueError) as err:
+        raise DdjaxError(f"jax.distributed.initialize failed: {str(err).splitlines()[0]};"
+                         " check --coordinator, --num-processes and --process-id") from None
+    finally:
+        with lock:
+            state["joined"] = True
+        watchdog.cancel()
+    return joined
+
+
+def _hosts(args) -> tuple[int, int]:
+    hosts = host_settings(args, os.environ)
+    if hosts.distributed:
+        return _join(hosts, args.coordinator_timeout)
+    return hosts.process_id or 0, hosts.num_processes or 1
+
+
+def _merge(args) -> int:
+    from ddjax.rescore.shards import merge_shards
+
+    if args.critics:
+        raise DdjaxError("--merge takes only the shards and --out; leave out --critics")
+    target = check_file_target(args.out, "--out")
+    if target.resolve() in {p.resolve() for p in args.merge}:
+        raise DdjaxError(f"--out {args.out} is one of the shards; pick another file")
+    rows = merge_shards(args.merge, target)
+    print(f"merged {len(args.merge)} shards, {rows} rows: {target}")
+    return 0
 
 
 def run(args) -> int:
     """``ddjax rescore``: the thin shell around ``rescore``."""
+    if args.merge:
+        return _merge(args)
+    if not args.critics:
+        raise DdjaxError("the following argument is required: --critics")
     # Here, not at the top: ``ddjax --help`` and ``ddjax export`` parse without JAX.
     import jax
 
@@ -98,6 +212,7 @@ def run(args) -> int:
     from ddjax.rescore.inputs import Inputs, input_files, iter_sources, random_sources
     from ddjax.rescore.output import best_and_worst, export_ranked, shard_path
     from ddjax.rescore.run import RescoreConfig, rescore
+    from ddjax.session.terminal import counted
 
     process_id, num_processes = _hosts(args)
     config = RescoreConfig(batch=args.batch, model_shards=args.model_shards,
@@ -138,6 +253,6 @@ def run(args) -> int:
     if summary.skipped:
         print(f"ddjax rescore: skipped {summary.skipped} input(s) (see the warnings above)",
               file=sys.stderr)
-    print(f"scored {summary.rows} loops with {len(ensemble)} critics on"
-          f" {len(jax.local_devices())} device(s): {summary.csv}")
+    print(f"scored {counted(summary.rows, 'loop')} with {counted(len(ensemble), 'critic')}"
+          f" on {counted(len(jax.local_devices()), 'device')}: {summary.csv}")
     return 0

@@ -62,6 +62,7 @@ def check_session_folder(directory: pathlib.Path, private: bool) -> None:
 def play_command(args) -> int:
     from ddjax.cli.play import play
     from ddjax.session.session import Session, SessionConfig
+    from ddjax.session.terminal import counted
     directory = args.session or pathlib.Path(
         time.strftime("ddjax-session-%Y%m%d-%H%M%S"))
     check_session_folder(directory, args.private)
@@ -73,7 +74,7 @@ def play_command(args) -> int:
                                              style=args.style, distance=args.distance,
                                                 loudness=args.loudness))
     if resuming:
-        print(f"resumed {directory}: {session.n_ratings} ratings")
+        print(f"resumed {directory}: {counted(session.n_ratings, 'rating')}")
     play(session, directory)
     return 0
 
@@ -134,10 +135,14 @@ def experiment_command(args) -> int:
         steps_per_rating=args.steps_per_rating)
     specs = list(users.BUILT_IN) if args.rater == "all" else [args.rater]
     results = []
+    n_runs = len(specs) * args.seeds
     for spec in specs:
         for seed in range(args.seed, args.seed + args.seeds):
             rater = load_rater(spec, kit, seed=seed, pipeline=pipeline)
             label = spec if len(specs) > 1 or ":" not in spec else spec.rpartition(":")[2]
+            if n_runs > 1 and sys.stderr.isatty():  # above this run's phase bars
+                print(f"run {len(results) + 1} of {n_runs}: {label} seed {seed}",
+                      file=sys.stderr)
             out = args.out if len(specs) == 1 and args.seeds == 1 else (
                 args.out / label.replace("/", "_") / f"seed_{seed}")
             result = experiment.run_experiment(

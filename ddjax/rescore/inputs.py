@@ -11,7 +11,8 @@ import math
 import os
 import pathlib
 import warnings
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

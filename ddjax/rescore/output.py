@@ -14,7 +14,8 @@ import heapq
 import io
 import json
 import pathlib
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

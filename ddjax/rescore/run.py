@@ -33,7 +33,8 @@ import dataclasses
 import itertools
 import os
 import pathlib
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 from tqdm import tqdm
@@ -56,6 +57,7 @@ from ddjax.rescore.output import (
     write_progress,
 )
 from ddjax.rescore.scoring import Scorer, make_layout
+from ddjax.rescore.shards import shard_settings, write_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +121,11 @@ def rescore(sources_fn, n_inputs: int, ensemble: Ensemble, kit: Kit, pipeline: P
     layout = make_layout(devices or jax.local_devices(), config.model_shards)
     scorer = Scorer(ensemble, kit, pipeline, layout)
     inputs = Inputs(kit, pipeline, config.seed)
-    digest = fingerprint(facts=facts or {}, critics=[file_digest(p) if p else "" for p in
-                                                     ensemble.paths],
-                         kit=[str(kit.root), kit.names], pipeline=dataclasses.asdict(pipeline),
-                         batch=config.batch, per_critic=config.per_critic, seed=config.seed,
-                         host=[config.process_id, config.num_processes])
+    decides = {"facts": facts or {},
+               "critics": [file_digest(p) if p else "" for p in ensemble.paths],
+               "kit": [str(kit.root), kit.names], "pipeline": dataclasses.asdict(pipeline),
+               "batch": config.batch, "per_critic": config.per_critic, "seed": config.seed}
+    digest = fingerprint(**decides, host=[config.process_id, config.num_processes])
     n_batches = -(-n_inputs // config.batch)
     mine = [b for b in range(n_batches) if b % config.num_processes == config.process_id]
     header = ",".join(csv_header(ensemble, config.per_critic)) + "\n"
@@ -133,8 +135,16 @@ def rescore(sources_fn, n_inputs: int, ensemble: Ensemble, kit: Kit, pipeline: P
             f.truncate(progress.csv_bytes)  # drops a torn last write
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
+        if config.num_processes > 1:  # durable before any row, for merge_shards
+            write_settings(out, shard_settings(
+                facts=facts or {}, n_inputs=n_inputs, batch=config.batch,
+                critics=decides["critics"], seed=config.seed, per_critic=config.per_critic,
+                run=fingerprint(**decides), process_id=config.process_id,
+                num_processes=config.num_processes))
         with open(out, "w", encoding="utf-8") as f:
             f.write(header)
+            f.flush()
+            os.fsync(f.fileno())
         progress = Progress(digest, 0, len(header.encode()))
         write_progress(out, progress)
 

@@ -8,7 +8,8 @@ rendered and its MFCC computed once, then scored by the K critics (vmapped).
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -118,7 +118,7 @@ class Dealer:
                     critic: dict, progress: Callable[[int], None] | None = None
                     ) -> tuple[ChainState, RunInfo]:
         """``Engine.sample`` from the prior, for a long run (a study's phase II pool): with
-        a hub, in chunks run while no other session waits (``Hub.sample_pool``);
+        a hub, in chunks, each in its turn among the sessions' (``Hub.sample_pool``);
         ``progress`` hears the chains done."""
         if self.hub is None:
             out = self.engine.sample(key, n_chains, config, critic=critic)

@@ -15,6 +15,7 @@ from the critic as it was then, so one run measures theta at several points.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -22,7 +23,6 @@ from typing import Callable
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from ddjax.core.loops import Loop as LoopArrays
 from ddjax.core.pipeline import Pipeline
@@ -39,6 +39,7 @@ from ddjax.session.session import (
     SessionConfig,
     SessionLoop,
 )
+from ddjax.session.terminal import Bar, counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,36 +154,56 @@ def run_experiment(kit: Kit, rater: Callable[[SessionLoop], bool | None],
                    out: pathlib.Path | None = None, train: TrainConfig = TrainConfig(),
                    session_config: SessionConfig | None = None, label: str = "",
                    progress: bool | None = None, pipeline: Pipeline = Pipeline()) -> dict:
-    """Runs both phases and returns the result (also written to ``out``/result.json)."""
+    """Runs both phases and returns the result (also written to ``out``/result.json).
+
+    ``progress``: bars for phase I and phase II on stderr (None: where it is a terminal).
+    """
     session_config = session_config or SessionConfig(seed=config.seed)
     session_dir = None if out is None else out / "session"
     history, snapshots = [], {}
-    with Session(kit, session_dir, pipeline=pipeline, train=train,
-                 config=session_config) as session:
-        bar = tqdm(total=config.n_ratings, desc=f"phase I {label}".strip(), unit="rating",
-                   disable=None if progress is None else not progress)
-        while len(history) < config.n_ratings:
-            loop = session.next_loop()
+    name = f" {label}" if label else ""
+    with contextlib.ExitStack() as bars:
+        phase_one = bars.enter_context(
+            Bar(config.n_ratings, f"phase I{name}", "rating", progress))
+        # Opening compiles the sampler and the learner: the note says which step it is on.
+        with Session(kit, session_dir, pipeline=pipeline, train=train, config=session_config,
+                     progress=lambda step: phase_one.note(f"{step}…")) as session:
+            while len(history) < config.n_ratings:
+                loop = session.next_loop()
+                phase_one.note("")
+                liked = rater(loop)
+                if liked is None:
+                    continue
+                session.rate(loop, bool(liked))
+                history.append({"rating": len(history) + 1, "liked": bool(liked),
+                                "score": loop.score, "critic_version": loop.critic_version,
+                                "samples": list(loop.sample_paths)})
+                phase_one.update(1)
+                if len(history) in config.snapshots:
+                    snapshots[f"after_{len(history)}"] = session.critic()
+            phase_one.close()
+            groups = 2 + len(snapshots)
+            phase_two = bars.enter_context(
+                Bar(groups * config.n_eval, f"phase II{name}", "rating", progress))
+            phase_two.note("learning the last ratings…")
+
+            def drawing(done: int, total: int) -> None:
+                if done < total:
+                    phase_two.note(f"drawing group {done + 1} of {total}…")
+
+            pool, reached = draw_phase_two(session, config, snapshots, progress=drawing)
+            if config.calibration_loops:
+                phase_two.note(
+                    f"drawing {counted(config.calibration_loops, 'calibration loop')}…")
+                random_loops, _ = _draw(session, session.critic(),
+                                        jax.random.fold_in(jax.random.key(config.seed), 8),
+                                        SamplerConfig("mh", 0), config.calibration_loops)
+            phase_two.note("")
+        blind = []
+        for group, loop in pool:
             liked = rater(loop)
-            if liked is None:
-                continue
-            session.rate(loop, bool(liked))
-            history.append({"rating": len(history) + 1, "liked": bool(liked),
-                            "score": loop.score, "critic_version": loop.critic_version,
-                            "samples": list(loop.sample_paths)})
-            bar.update(1)
-            if len(history) in config.snapshots:
-                snapshots[f"after_{len(history)}"] = session.critic()
-        bar.close()
-        pool, reached = draw_phase_two(session, config, snapshots)
-        if config.calibration_loops:
-            random_loops, _ = _draw(session, session.critic(),
-                                    jax.random.fold_in(jax.random.key(config.seed), 8),
-                                    SamplerConfig("mh", 0), config.calibration_loops)
-    blind = []
-    for group, loop in pool:
-        liked = rater(loop)
-        blind.append({"group": group, "liked": bool(liked), "score": loop.score})
+            blind.append({"group": group, "liked": bool(liked), "score": loop.score})
+            phase_two.update(1)
     calibrated = {}
     if config.calibration_loops:
         calibrated = {"calibration": calibration(

@@ -13,9 +13,9 @@ call:
   2-core CPU (``bench/study_load.py``).
 - ``update``: a session's learner update, the same way: ``vmap`` of ``Learner.update``
   over the sessions' states (those of one capacity).
-- ``sample_pool``: long runs (a study's phase II pool) cut into chunks of chains, each run
-  only when no session is waiting, so a participant's pause never holds up another's next
-  loop.
+- ``sample_pool``: long runs (a study's phase II pool) cut into chunks of chains, each
+  run in its turn, so a participant's pause holds up another's next loop by one chunk at
+  most.
 
 Requests are served oldest first; the requests queued behind the oldest that can share
 its call go with it, up to ``max_batch`` (batches are cut into powers of two, so a few
@@ -68,7 +68,7 @@ def _row(tree: Any, index: int) -> Any:
 @dataclasses.dataclass
 class _Request:
     """One session's call: ``group`` says which calls it may share; ``args`` are its
-    batched arguments; ``background`` requests wait while any other is queued."""
+    batched arguments; ``background``: a chunk of a long run, which goes alone."""
 
     group: tuple
     args: tuple
@@ -147,8 +147,8 @@ class Hub:
                     progress: Callable[[int], None] | None = None
                     ) -> tuple[sampler.ChainState, sampler.RunInfo]:
         """``Engine.sample(key, n_chains, config, critic)``'s chains (the same keys), run in
-        chunks of ``POOL_CHUNK`` whenever no session waits; ``progress`` hears the
-        chains done after each chunk."""
+        chunks of ``POOL_CHUNK``, each in its turn among the sessions' calls; ``progress``
+        hears the chains done after each chunk."""
         keys = sampler.chain_keys(key, n_chains)
         parts = []
         for first in range(0, n_chains, POOL_CHUNK):
@@ -200,17 +200,18 @@ class Hub:
         return future.result()
 
     def _next_batch(self) -> list[_Request] | None:
-        """The oldest foreground request (else the oldest background one) and the queued
-        requests that share its call; None once closed and empty."""
+        """The oldest request and the queued ones that share its call (a chunk of a long
+        run goes alone); None once closed and empty. Oldest first, so a long run gets a
+        chunk in each round of the sessions' calls: it neither starves nor holds anyone
+        up by more than a chunk."""
         with self._wake:
             while not self._queue and not self._closed:
                 self._wake.wait()
             if not self._queue:
                 return None
-            first = next((r for r in self._queue if not r.background), self._queue[0])
-            batch = [r for r in self._queue if r.group == first.group][:self.max_batch]
-            if first.background:
-                batch = [first]
+            first = self._queue[0]
+            batch = [first] if first.background else [
+                r for r in self._queue if r.group == first.group][:self.max_batch]
             for request in batch:
                 self._queue.remove(request)
             return batch

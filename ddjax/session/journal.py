@@ -4,7 +4,9 @@
 - ``ratings.jsonl``: append-only, fsync'ed before the next loop. One line per rating (the
   loop's JSON, the rating, the time, and the critic version that proposed it), per undo
   (``{"undo": ID}``: takes back the last rating, of loop ID) and per skip (``{"skip": ID,
-  "loop": ...}``: a loop shown and passed over). Nothing is ever deleted from it;
+  "loop": ...}``: a loop shown and passed over). Nothing is ever deleted from it; a
+  damaged line (``records.entry_problem``) is moved, on open, to ``ratings.jsonl.damaged``
+  with its line number;
 - ``wav/loop_NNNNN.wav``: every rated loop's listening render;
 - ``checkpoint.msgpack``: the learner's model (critic and, for the CNN, Adam's state)
   and the ids of the loops whose ratings it has learned, in order, written atomically
@@ -29,17 +31,30 @@ import numpy as np
 from flax import serialization
 
 from ddjax.core.critic import kind_of
-from ddjax.core.groove import SWING_SCALE, Humanize, of_record, recorded_swing
+from ddjax.core.loops import LoopConfig
 from ddjax.errors import DdjaxError
 from ddjax.io.critics import save_critic
 from ddjax.io.files import atomic_write_bytes, write_audio
 from ddjax.io.kit import Kit, load_kit
+from ddjax.session.records import (  # noqa: F401 - session.json's readers, re-exported
+    MAX_LOOP_ID,
+    check_meta,
+    check_sizes,
+    entry_problem,
+    humanize_meta,
+    is_int,
+    loop_problem,
+    recorded_humanize,
+    recorded_sizes,
+    swing_meta,
+)
 
 LOG_NAME = "ratings.jsonl"
 CHECKPOINT_NAME = "checkpoint.msgpack"
 CRITIC_NAME = "latest.critic"
 INITIAL_CRITIC_NAME = "initial.critic"
 META_NAME = "session.json"
+DAMAGED_SUFFIX = ".damaged"  # ratings.jsonl.damaged: the log's damaged lines, set aside
 DEALT_NAME = "dealt.json"  # the loop being shown, until it is rated or skipped
 CHECKPOINT_FORMAT = "ddjax-session-checkpoint"
 CHECKPOINT_VERSION = 2  # 1: the CNN only, as "variables" and "opt_state"
@@ -59,16 +74,28 @@ class Rating(NamedTuple):
     score: float | None = None  # the proposing critic's P(like), where the log has it
 
 
+class Damaged(NamedTuple):
+    """A log line that is no record (``records.entry_problem``): its 1-based ``number``,
+    its bytes, why, and whether it is a torn last line (no newline: a write cut short)."""
+
+    number: int
+    text: bytes
+    reason: str
+    torn: bool = False
+
+
 class Log(NamedTuple):
     """What ``read_log`` finds: ``ratings`` in force (undone ones taken out), in order;
     ``skipped``: the ids of skipped loops; ``undone``: of loops whose rating was taken
     back; ``last_id``: the largest loop id the log names (-1 for none), so a resumed
-    session never hands out a logged loop again."""
+    session never hands out a logged loop again; ``damaged``: the lines skipped, for
+    ``repair_log``."""
 
     ratings: list[Rating]
     skipped: list[int]
     undone: list[int]
     last_id: int
+    damaged: tuple[Damaged, ...] = ()
 
 
 def wav_path(directory: pathlib.Path, loop_id: int) -> pathlib.Path:
@@ -77,18 +104,17 @@ def wav_path(directory: pathlib.Path, loop_id: int) -> pathlib.Path:
 
 
 def read_meta(directory: pathlib.Path) -> dict | None:
-    """``session.json``, or None for a folder that is not a session (yet)."""
+    """``session.json``, checked field by field (``records.check_meta``), or None for a
+    folder that is not a session (yet)."""
     path = directory / META_NAME
     if not path.exists():
         return None
     try:
-        meta = json.loads(path.read_text())
-        if not isinstance(meta, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError) as err:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested too deep
         raise DdjaxError(f"{path} is not a session file ({err}); restore it from a backup,"
                          " or start a new session in another folder") from None
-    return meta
+    return check_meta(meta, path)
 
 
 def create(directory: pathlib.Path, meta: dict) -> None:
@@ -97,46 +123,6 @@ def create(directory: pathlib.Path, meta: dict) -> None:
     (directory / "wav").mkdir(exist_ok=True)
     if not (directory / META_NAME).exists():
         atomic_write_bytes(directory / META_NAME, (json.dumps(meta, indent=1) + "\n").encode())
-
-
-def recorded_sizes(meta: dict) -> tuple[float, int, float]:
-    """(bpm, tracks, swing) a session's ``session.json`` records; older sessions: 120, 4
-    and straight. Swing is in percent on the MPC scale; a session from before that scale
-    (no ``swing_scale``) is converted (``groove.recorded_swing``)."""
-    return float(meta.get("bpm", 120.0)), int(meta.get("tracks", 4)), recorded_swing(
-        meta, META_NAME)
-
-
-def swing_meta(swing: float) -> dict:
-    """What ``session.json`` keeps of ``swing`` (percent, MPC scale): the value and the
-    scale's marker."""
-    return {"swing": swing, "swing_scale": SWING_SCALE}
-
-
-def recorded_humanize(meta: dict) -> Humanize:
-    """The humanize a session's ``session.json`` records (none before sessions had it)."""
-    return of_record(meta, "session.json")
-
-
-def humanize_meta(humanize: Humanize) -> dict:
-    """What ``session.json`` keeps of ``humanize``: nothing where there is no jitter."""
-    return {"humanize": humanize.record()} if humanize else {}
-
-
-def check_sizes(directory, meta: dict, pipeline) -> None:
-    """A DdjaxError unless ``pipeline`` has the tempo, track count, swing and humanize the
-    session in ``directory`` was made with."""
-    bpm, tracks, swing = recorded_sizes(meta)
-    here = (pipeline.render.bpm, pipeline.loops.n_tracks, pipeline.render.swing)
-    if here != (bpm, tracks, swing):
-        raise DdjaxError(f"the session in {directory} was made at {bpm:g} BPM with {tracks}"
-                         f" tracks and {swing:g}% swing, not {here[0]:g} BPM with {here[1]}"
-                         f" and {here[2]:g}%; drop --bpm, --tracks and --swing to resume it")
-    humanize = recorded_humanize(meta)
-    if pipeline.render.humanize != humanize:
-        raise DdjaxError(f"the session in {directory} was made with humanize"
-                         f" {humanize.describe()}, not {pipeline.render.humanize.describe()};"
-                         " drop --humanize to resume it")
 
 
 def session_kit(directory: str | os.PathLike, kit_dir: str | os.PathLike | None,
@@ -157,66 +143,104 @@ def session_kit(directory: str | os.PathLike, kit_dir: str | os.PathLike | None,
                     min_samples=pipeline.loops.n_tracks)
 
 
-def read_log(directory: pathlib.Path, kit: Kit) -> Log:
-    """The ratings in force, the skips, and the last loop id of the log; a torn last line
-    (a write cut short) is skipped with a ``SessionWarning``."""
+def log_shape(directory: pathlib.Path) -> tuple[int, int]:
+    """(tracks, steps) of the loops in the session in ``directory``: the tracks its
+    ``session.json`` records (4 where it has none) and a bar of 16ths."""
+    meta = read_meta(directory)
+    return recorded_sizes(meta or {})[1], LoopConfig().n_steps
+
+
+def read_log(directory: pathlib.Path, kit: Kit,
+             shape: tuple[int, int] | None = None) -> Log:
+    """The ratings in force, the skips, and the last loop id of the log, its every line
+    checked (``records.entry_problem``) for loops of ``shape`` (tracks, steps; None:
+    ``log_shape``). A damaged line (not JSON, a bad field, an undo of no last rating),
+    anywhere, is skipped with a ``SessionWarning`` and listed in ``Log.damaged`` for
+    ``repair_log``; a torn last line (a write cut short) is one such line.
+
+    Raises:
+      DdjaxError: the ratings name samples the kit does not have.
+    """
     path = directory / LOG_NAME
     if not path.exists():
         return Log([], [], [], -1)
-    lines = path.read_bytes().split(b"\n")
-    ratings, skipped, undone, last_id, missing = [], [], [], -1, set()
+    shape = log_shape(directory) if shape is None else tuple(shape)
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    ratings, skipped, undone, damaged, last_id, missing = [], [], [], [], -1, set()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        torn, entry = number == len(lines), None  # torn: no newline, a write cut short
         try:
             entry = json.loads(line)
-            if "undo" in entry or "skip" in entry:
-                loop_id = int(entry.get("undo", entry.get("skip")))
-                last_id = max(last_id, loop_id)
-                if "skip" in entry:
-                    skipped.append(loop_id)
-                elif not ratings or ratings[-1].loop_id != loop_id:
-                    raise DdjaxError(f"{path}: line {number} undoes loop {loop_id}, which is"
-                                     " not the last rating; fix or delete that line to"
-                                     " resume")
-                else:
-                    undone.append(ratings.pop().loop_id)
-                continue
-            loop = entry["loop"]
-            grid = np.array(loop["grid"], dtype=bool)
-            velocity = (None if loop.get("velocity") is None
-                        else np.array(loop["velocity"], np.int32))
-            names = loop["samples"]
-            liked = bool(entry["liked"])
-        except (ValueError, KeyError, TypeError):
-            if number >= len(lines) - 1:  # the last line: a write cut short by a crash
-                warnings.warn(SessionWarning(
-                    f"{path}: skipped a torn last line ({len(line)} bytes), the rating being"
-                    " written when the session stopped"), stacklevel=3)
-                continue
-            raise DdjaxError(f"{path}: line {number} is not a rating record; fix or delete that"
-                             " line to resume") from None
+            problem = entry_problem(entry, shape)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep or too long
+            problem = "not JSON"
+        if problem is None and "undo" in entry and (
+                not ratings or ratings[-1].loop_id != entry["undo"]):
+            problem = f"it undoes loop {entry['undo']}, which is not the last rating"
+        if problem is not None:
+            if isinstance(entry, dict):  # its loop's files may exist: never reuse its id
+                last_id = max([last_id] + [entry[k] for k in ("id", "skip", "undo")
+                                           if is_int(entry.get(k), 0, MAX_LOOP_ID)])
+            damaged.append(Damaged(number, line, problem, torn))
+            warnings.warn(SessionWarning(
+                f"{path}: skipped a torn last line ({len(line)} bytes), the rating being"
+                " written when the session stopped" if torn else
+                f"{path}: skipped line {number}, which is damaged ({problem})"), stacklevel=3)
+            continue
+        if "undo" in entry:
+            last_id = max(last_id, entry["undo"])
+            undone.append(ratings.pop().loop_id)
+            continue
+        loop_id = entry["skip"] if "skip" in entry else entry["id"]
+        last_id = max(last_id, loop_id)
+        if "skip" in entry:
+            skipped.append(loop_id)
+            continue
+        loop, names = entry["loop"], entry["loop"]["samples"]
         missing.update(n for n in names if n not in kit.names)
-        last_id = max(last_id, int(entry["id"]))
         if not missing:
-            ratings.append(Rating(int(entry["id"]), grid,
-                                  np.array([kit.names.index(n) for n in names], np.int32),
-                                  liked, int(entry.get("critic_version", 0)), velocity,
-                                  loop.get("score")))
+            velocity = loop.get("velocity")
+            ratings.append(Rating(
+                loop_id, np.array(loop["grid"], dtype=bool),
+                np.array([kit.names.index(n) for n in names], np.int32), entry["liked"],
+                entry.get("critic_version", 0),
+                None if velocity is None else np.array(velocity, np.int32),
+                loop.get("score")))
     if missing:
         raise DdjaxError(f"the session's ratings use samples missing from the kit {kit.root}: "
                          + ", ".join(sorted(missing)) + "; pass the session's kit with --kit")
-    return Log(ratings, skipped, undone, last_id)
+    return Log(ratings, skipped, undone, last_id, tuple(damaged))
 
 
-def repair_log(directory: pathlib.Path) -> None:
-    """Rewrites the log without a torn last line, so appends start on a fresh line."""
+def repair_log(directory: pathlib.Path, damaged: tuple[Damaged, ...] = ()) -> None:
+    """Moves the ``damaged`` lines (``Log.damaged``) aside: each is appended to
+    ``ratings.jsonl.damaged`` as ``{"line": N, "text": ..., "reason": ...}`` (fsync'ed;
+    bytes that are not UTF-8 kept as surrogate escapes), then the log is rewritten
+    without them (atomically), ending in a newline so appends start on a fresh line.
+    Call it only once every check of the resume has passed."""
     path = directory / LOG_NAME
     if not path.exists():
         return
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
+    lines = data.split(b"\n")
+    # Only lines that still read as they did: the log is the session's, but be sure.
+    moved = [d for d in damaged if d.number <= len(lines) and lines[d.number - 1] == d.text]
+    if not moved and (not data or data.endswith(b"\n")):
+        return
+    aside = directory / (LOG_NAME + DAMAGED_SUFFIX)
+    for d in moved:
+        append_line(aside, {"line": d.number, "reason": d.reason,
+                            "text": d.text.decode("utf-8", "surrogateescape")})
+    numbers = {d.number for d in moved}
+    kept = [line for number, line in enumerate(lines, 1)
+            if line.strip() and number not in numbers]
+    atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))
+    for d in moved:
+        warnings.warn(SessionWarning(f"{path}: moved line {d.number} ({d.reason}) to"
+                                     f" {aside}"), stacklevel=3)
 
 
 STALE_TEMP_SECONDS = 60.0  # a temp file this old is no write in progress
@@ -273,19 +297,23 @@ def save_dealt(directory: pathlib.Path, loop) -> None:
 def read_dealt(directory: pathlib.Path, kit: Kit, last_id: int) -> dict | None:
     """The loop shown when the session stopped, where the log does not name it (it was
     neither rated nor skipped) and it still fits the kit: ``{"id", "grid", "samples",
-    "velocity", "score", "critic_version"}``; None otherwise (an unreadable file too:
-    only that loop is lost, the session deals a new one)."""
+    "velocity", "score", "critic_version"}``; None otherwise (an unreadable or damaged
+    file too, ``records.loop_problem``: only that loop is lost, the session deals a new
+    one)."""
     try:
-        entry = json.loads((directory / DEALT_NAME).read_text())
+        entry = json.loads((directory / DEALT_NAME).read_bytes())
         record = entry["loop"]
-        loop_id = int(entry["id"])
+        loop_id = entry["id"]
+        if (not is_int(loop_id, 0, MAX_LOOP_ID) or not is_int(entry["critic_version"], 0)
+                or loop_problem(record, log_shape(directory)) is not None):
+            return None
         samples = [kit.names.index(name) for name in record["samples"]]
         grid = np.asarray(record["grid"], bool)
         velocity = record.get("velocity")
         velocity = None if velocity is None else np.asarray(velocity, np.int32)
         score = float(record.get("score", float("nan")))
         version = int(entry["critic_version"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, DdjaxError):
         return None
     if loop_id <= last_id:
         return None
@@ -323,12 +351,14 @@ def save_critic_file(path: pathlib.Path, critic: dict, pipeline) -> None:
 
 
 def load_checkpoint(directory: pathlib.Path, template, critic_config, logged: list[int],
-                    undone: list[int] = ()) -> tuple[object, int] | None:
+                    undone: list[int] = (), damaged: tuple[Damaged, ...] = ()
+                    ) -> tuple[object, int] | None:
     """The checkpoint's model (shaped like ``template``) and how many of the ratings in
     force (the ids ``logged``, in order) it has learned, or None when there is none, or
     when it learned a rating the log has since taken back (one of ``undone``: an undo
-    logged just before a crash): the session then learns the log again, with a
-    ``SessionWarning``.
+    logged just before a crash), or when the log had lines set aside (``damaged``,
+    ``Log.damaged``) and the checkpoint learned other ratings than the log's first: the
+    session then learns the log again, with a ``SessionWarning``.
 
     Raises:
       DdjaxError: the checkpoint is unreadable, of another learner, or ahead of the log;
@@ -368,6 +398,14 @@ def load_checkpoint(directory: pathlib.Path, template, critic_config, logged: li
         warnings.warn(SessionWarning(
             f"{path} learned a rating the log has taken back; learning the log's"
             f" {n_logged} ratings again"), stacklevel=3)
+        return None
+    # Lines set aside as damaged (a torn last line aside: that is a crash, and a checkpoint
+    # ahead of it means lost lines): the log as it now is decides.
+    if any(not d.torn for d in damaged) and (learned is None
+                                             or learned != list(logged[:len(learned)])):
+        warnings.warn(SessionWarning(
+            f"{path} learned ratings the log no longer holds in that order (damaged lines"
+            f" were set aside); learning the log's {n_logged} ratings again"), stacklevel=3)
         return None
     if n_trained > n_logged:
         raise DdjaxError(f"{path} has learned {n_trained} ratings but {LOG_NAME} holds"

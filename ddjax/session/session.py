@@ -391,11 +391,13 @@ class Session:
         d = self.directory
         # Every check first (the log, the checkpoint): nothing on disk changes unless the
         # resume can succeed.
-        log = journal.read_log(d, self.kit)
+        log = journal.read_log(d, self.kit, (self.pipeline.loops.n_tracks,
+                                             self.pipeline.loops.n_steps))
         history = log.ratings
         restored = journal.load_checkpoint(d, jax.device_get(self.belief.state.model),
                                            self.pipeline.critic,
-                                           [r.loop_id for r in history], log.undone)
+                                           [r.loop_id for r in history], log.undone,
+                                           log.damaged)
         journal.create(d, {"kit": str(self.kit.root), "seed": self.config.seed,
                            "session": dataclasses.asdict(self.config),
                            "train": dataclasses.asdict(self.train_config),
@@ -403,7 +405,7 @@ class Session:
                            "tracks": self.pipeline.loops.n_tracks,
                            **journal.swing_meta(self.pipeline.render.swing),
                            **journal.humanize_meta(self.pipeline.render.humanize)})
-        journal.repair_log(d)
+        journal.repair_log(d, log.damaged)  # only now: every check has passed
         journal.remove_stale_temp_files(d)
         self.history, self.skipped = history, log.skipped
         self._next_id = log.last_id + 1  # no logged loop, rated or skipped, comes back

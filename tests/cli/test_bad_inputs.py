@@ -103,6 +103,10 @@ def world(tmp_path_factory) -> dict[str, str]:
     (w / "results" / "run").mkdir(parents=True)
     (w / "results" / "run" / "result.json").write_text(json.dumps(
         {"rater": "r", "seed": 0, "theta_init": 0.4, "theta_final": 0.6, "delta": 0.2}))
+    for field, value in (("bpm", "fast"), ("tracks", [4]), ("session", "oops"), ("kit", 5)):
+        (w / f"meta_{field}").mkdir()  # session.json damaged by hand (issue 27)
+        (w / f"meta_{field}" / "session.json").write_text(json.dumps(
+            {"kit": str(BUNDLED_KIT), "seed": 0, "bpm": 120.0, "tracks": 4, field: value}))
     paths = {p.name.replace(".", "_"): str(p) for p in w.iterdir()}
     return {**paths, "world": str(w), "kit": str(BUNDLED_KIT)}
 
@@ -323,9 +327,43 @@ CASES = [
      " --out {adir}/x.csv --resume", None, "nothing to resume"),
     ("rescore-hosts-half-given", "rescore --critics {ok_critic} --generate 2"
      " --out {adir}/x.csv --num-processes 2", None, "go together"),
+    ("rescore-process-id-too-high", ("rescore --critics {ok_critic} --generate 2"
+     " --out {adir}/x.csv --num-processes 2 --process-id 2"), None, "must be 0 to 1"),
+    ("rescore-coordinator-timeout-zero", ("rescore --critics {ok_critic} --generate 2"
+     " --out {adir}/x.csv --coordinator-timeout 0"), None, "must be 1 to 3600 s"),
+    ("rescore-no-critics", "rescore --generate 2 --out {adir}/x.csv", None,
+     "required: --critics"),
+    ("rescore-merge-not-a-shard", "rescore --merge {afile} --out {adir}/m.csv", None,
+     "cannot merge"),
+    ("rescore-merge-missing", "rescore --merge {world}/none.csv --out {adir}/m.csv", None,
+     "does not exist"),
+    ("rescore-merge-with-critics", ("rescore --critics {ok_critic} --merge {afile}"
+     " --out {adir}/m.csv"), None, "leave out --critics"),
     # the command itself
     ("no-command", "", None, "required"),
     ("unknown-command", "dance", None, "invalid choice"),
+    # session.json damaged by hand (issue 27): one line naming the field
+    ("export-session-bpm-text", "export --session {meta_bpm} --liked --out {world}/x.zip",
+     None, "'bpm' is 'fast'; it must be a tempo, 60 to 200"),
+    ("export-session-tracks-list", "export --session {meta_tracks} --liked"
+     " --out {world}/x.zip", None, "'tracks' is [4]; it must be a whole number"),
+    ("export-session-session-text", "export --session {meta_session} --liked"
+     " --out {world}/x.zip", None, "'session' is 'oops'; it must be an object"),
+    ("export-session-kit-number", "export --session {meta_kit} --liked --out {world}/x.zip",
+     None, "'kit' is 5; it must be the kit folder"),
+    ("play-session-bpm-text", "play --session {meta_bpm}", None, "'bpm' is 'fast'"),
+    ("play-session-tracks-list", "play --session {meta_tracks}", None, "'tracks' is [4]"),
+    ("play-session-session-text", "play --session {meta_session}", None,
+     "'session' is 'oops'"),
+    ("play-session-kit-number", "play --session {meta_kit}", None, "no kit recorded"),
+    ("serve-session-bpm-text", "serve --session {meta_bpm} --port 0", None,
+     "'bpm' is 'fast'"),
+    ("serve-session-tracks-list", "serve --session {meta_tracks} --port 0", None,
+     "'tracks' is [4]"),
+    ("serve-session-session-text", "serve --session {meta_session} --port 0", None,
+     "'session' is 'oops'"),
+    ("serve-session-kit-number", "serve --session {meta_kit} --port 0", None,
+     "no kit recorded"),
 ]
 
 

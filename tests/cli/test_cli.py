@@ -1,5 +1,6 @@
 """The command line: generate, render, and one-line errors with exit code 2."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -12,6 +13,13 @@ from conftest import BUNDLED_KIT
 from test_render import MINUS_1_DBFS, numpy_gain, numpy_render, spec_jitter
 
 from ddjax.cli.main import main
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal (tqdm shows bars only where ``isatty`` is true)."""
+
+    def isatty(self):
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +151,8 @@ def test_play_help_names_every_key_play_reads(capsys):
         assert key in text, key
 
 
-def test_generate_from_a_loop_keeps_its_tempo_and_starts_every_chain_near_it(tmp_path, capsys):
+def test_generate_from_a_loop_keeps_its_tempo_and_starts_every_chain_near_it(tmp_path, capsys,
+                                                                            monkeypatch):
     origin = tmp_path / "origin.json"
     grid = np.zeros((4, 16), int)
     grid[0, ::4] = grid[1, 4::8] = grid[2, ::2] = 1
@@ -154,10 +163,15 @@ def test_generate_from_a_loop_keeps_its_tempo_and_starts_every_chain_near_it(tmp
     assert main(["generate", "--from", str(origin), "--iters", "0", "--n", "2", "--chains",
                  "2", "--out", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote 2 loops to {out}"
-    one = tmp_path / "one"
-    assert main(["generate", "--from", str(origin), "--iters", "0", "--n", "1", "--chains",
-                 "2", "--out", str(one)]) == 0
+    one, terminal = tmp_path / "one", Terminal()
+    with monkeypatch.context() as patch:
+        patch.setattr("sys.stderr", terminal)  # on a terminal, generate shows its bar
+        assert main(["generate", "--from", str(origin), "--iters", "0", "--n", "1",
+                     "--chains", "2", "--out", str(one)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote 1 loop to {one}"
+    frames = terminal.getvalue().split("\r")
+    assert any("generate" in f and "0/1" in f and "compiling…" in f for f in frames)
+    assert "1/1" in frames[-1] and "compiling" not in frames[-1]
     for stem in ("loop_0000", "loop_0001"):
         record = json.loads((out / f"{stem}.json").read_text())
         # With no MH step, each loop is its chain's start: 2 to 8 cells away, the same

@@ -67,4 +67,4 @@ def test_end_of_input_ends_cleanly(tmp_path):
                            str(tmp_path / "s")], input="l\n", capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "1 ratings saved" in done.stdout
+    assert "1 rating saved in" in done.stdout  # one, singular

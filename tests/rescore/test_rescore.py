@@ -179,7 +179,7 @@ def test_eight_devices_give_the_same_rows_in_the_same_order(one_device_run, inpu
                            *rescore_args(critic_dir, folder, out, "--model-shards", "2")],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert "on 8 device(s)" in done.stdout
+    assert "on 8 devices" in done.stdout
     header, rows = read_csv(out)
     header_1, rows_1 = read_csv(one_device_run[0])
     assert header == header_1 and [r[:2] for r in rows] == [r[:2] for r in rows_1]

@@ -91,7 +91,7 @@ def test_small_experiment_end_to_end(bundled_kit, default_calibration, tmp_path)
 @pytest.mark.slow
 def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled_kit,
                                                                         default_calibration,
-                                                                        monkeypatch):
+                                                                        monkeypatch, capsys):
     calls = []
     sample = Engine.sample
 
@@ -105,7 +105,15 @@ def test_phase_two_draws_every_group_with_the_sampler_that_serves_people(bundled
                               snapshots=(2,), calibration_loops=3)
     rater = make_user("dense", bundled_kit, audio=default_calibration)
     result = run_experiment(bundled_kit, rater, config, session_config=serving,
-                            progress=False)
+                            progress=True)
+    # Its bars: the start's steps, then each of the 3 groups and the calibration drawn.
+    frames = capsys.readouterr().err.replace("\n", "\r").split("\r")
+    assert any("phase I" in f and "0/4" in f and "compiling the learner…" in f for f in frames)
+    assert any(f.startswith("phase I:") and "4/4" in f for f in frames)
+    for note in ("drawing group 1 of 3…", "drawing group 3 of 3…",
+                 "drawing 3 calibration loops…"):
+        assert any("phase II" in f and note in f for f in frames), note
+    assert any(f.startswith("phase II:") and "6/6" in f for f in frames)
     phase_two = [(c, critic) for c, critic in calls if c.mode == "until"]
     want = SamplerConfig("until", 5, 0.3, threshold=0.95, min_iters=2)
     assert [c for c, _ in phase_two] == [want] * 3  # init, final, after 2: one sampler
