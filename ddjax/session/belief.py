@@ -20,7 +20,7 @@ from ddjax.core.loops import Loop, with_velocity
 from ddjax.learning.base import Learner, LearnerState, UpdateFn, capacity, grow
 from ddjax.session.journal import Rating
 
-MAX_SNAPSHOTS = 4  # models kept for undo (each up to a few MB: the CNN and Adam's; the
+MAX_SNAPSHOTS = 2  # models kept for undo (each up to a few MB: the CNN and Adam's; the
 # head's 0.4 MB); an undo further back learns the ratings again
 
 

@@ -188,6 +188,7 @@ class Session:
         if self._warm is not None:
             self._warm.result()
             self._warm = None
+            self._started = ()  # started: keep no reference to the first loop's audio
         self._prepare()
         if self.directory is not None:  # shown again after a restart until rated
             journal.save_dealt(self.directory, candidate)

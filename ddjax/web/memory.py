@@ -16,7 +16,7 @@ import threading
 __all__ = ["MALLOC_ARENAS", "TRIM_EVERY_S", "Trimmer", "limit_malloc_arenas"]
 
 MALLOC_ARENAS = 2  # glibc's M_ARENA_MAX in a study's server
-TRIM_EVERY_S = 10.0
+TRIM_EVERY_S = 5.0
 _M_ARENA_MAX = -8
 
 

@@ -318,11 +318,14 @@ def build_desks(config: ServeConfig, kit: Kit,
     if config.study:
         config.directory.mkdir(parents=True, exist_ok=True)
         desks = Desks(config, kit)
-        # Those on disk open meanwhile: after a restart the programs load from JAX's
-        # cache, and each participant is ready as soon as it can be.
+        resumed = bool(desks.known())
         threading.Thread(target=desks.open_known, name="ddjax-open-known",
                          daemon=True).start()
-        if config.warm_up:
+        if config.warm_up and resumed:
+            # A restart: participants are waiting, and their programs load from JAX's
+            # cache as they need them; the others load meanwhile.
+            threading.Thread(target=desks.warm_up, name="ddjax-warm-up", daemon=True).start()
+        elif config.warm_up:  # a new study: compile before anyone joins
             if progress is not None:
                 progress(STUDY_STEPS[0])
             desks.warm_up()
