@@ -68,6 +68,9 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+SERVER_ARGS: list[str] = []  # more ``ddjax serve`` arguments (the tests: --no-warm-up)
+
+
 class StudyServer:
     """``ddjax serve --study`` on a free port in a child process, killed on any exit.
 
@@ -84,6 +87,7 @@ class StudyServer:
                 "--study-ratings", str(ratings), "--study-eval", str(evals)]
         if max_participants is not None:
             args += ["--max-participants", str(max_participants)]
+        args += SERVER_ARGS
         self.launched = time.perf_counter()
         self.server = Server(*args)
         atexit.register(self.kill)

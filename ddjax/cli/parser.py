@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --study: participants rating at once; a newcomer past it"
                           " waits on a page with their place in line (default: the"
                           " capacity measured on this machine, bench/study_load.py)")
+    srv.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                     help="with --study: open the page at once, without first compiling"
+                          " what many participants at once will run (a quick trial; the"
+                          " first participants then wait for those compilations)")
     srv.add_argument("--consent", type=pathlib.Path, default=None,
                      help="with --study: a consent page (Markdown or HTML) each participant"
                           " agrees to first; the agreement is logged")

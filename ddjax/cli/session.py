@@ -197,6 +197,6 @@ def serve_command(args) -> int:
                          pipeline=session_pipeline(args, None if args.study else args.session),
                          resume_by_id=args.resume_by_id,
                          max_participants=args.max_participants, consent=args.consent,
-                         archive_audio=args.archive_audio, warm_up=True)
+                         archive_audio=args.archive_audio, warm_up=args.warm_up)
     serve(config, args.host, args.port, allow_remote=args.allow_remote)
     return 0

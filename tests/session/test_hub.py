@@ -62,13 +62,13 @@ def test_sessions_sampled_together_get_the_chains_each_gets_alone(head):
     hub = Hub()
     try:
         together = _in_threads([
-            (lambda i=i: hub.sample(engine, chain_keys(jax.random.key(10 + i), 2), critics[i],
+            (lambda i=i: hub.sample(engine, chain_keys(jax.random.key(10 + i), 1), critics[i],
                                     CONFIG)) for i in range(3)])
     finally:
         hub.close()
     assert sum(n for (kind, _), n in hub.calls.items() if kind == "sample") <= 3
     for i, (state_i, _) in enumerate(together):
-        alone, _ = engine.sample(jax.random.key(10 + i), 2, CONFIG, critic=critics[i])
+        alone, _ = engine.sample(jax.random.key(10 + i), 1, CONFIG, critic=critics[i])
         np.testing.assert_array_equal(np.asarray(state_i.loop.grid), np.asarray(alone.loop.grid))
         np.testing.assert_array_equal(np.asarray(state_i.loop.samples),
                                       np.asarray(alone.loop.samples))
@@ -99,16 +99,17 @@ def test_updates_run_together_give_each_session_its_own_update(head, bundled_kit
 def test_a_pool_in_chunks_is_the_run_at_once(head):
     engine, learner, state = head
     critic = learner.critic(state)
-    until = SamplerConfig("until", 4, 0.1, threshold=0.5, min_iters=1)
     hub = Hub()
     heard = []
-    try:
-        pooled, info = hub.sample_pool(engine, jax.random.key(5), 5, critic, until, heard.append)
+    try:  # CONFIG: the programs of the test above (a chunk is 2 groups of 1 chain, or 1)
+        pooled, info = hub.sample_pool(engine, jax.random.key(5), 5, critic, CONFIG,
+                                       heard.append)
     finally:
         hub.close()
-    alone, alone_info = engine.sample(jax.random.key(5), 5, until, critic=critic)
+    alone, alone_info = engine.sample(jax.random.key(5), 5, CONFIG, critic=critic)
     np.testing.assert_array_equal(np.asarray(pooled.loop.grid), np.asarray(alone.loop.grid))
-    np.testing.assert_array_equal(np.asarray(info.n_iters), np.asarray(alone_info.n_iters))
+    np.testing.assert_array_equal(np.asarray(info.acceptance_rate),
+                                  np.asarray(alone_info.acceptance_rate))
     assert heard == [2, 4, 5]
 
 

@@ -205,11 +205,11 @@ def test_a_small_study_end_to_end(browser, tmp_path):
     page = browser.new_page(viewport={"width": 1000, "height": 700}, accept_downloads=True)
     errors = []
     page.on("pageerror", lambda err: errors.append(str(err)))
-    with Server("--study", "--session", str(study_dir), "--study-ratings", "3",
+    with Server("--study", "--no-warm-up", "--session", str(study_dir), "--study-ratings", "3",
                 "--study-eval", "2") as server:
         page.goto(server.url + "/")
-        # The page answers at once; its instructions once the study has opened (it
-        # compiles for many participants first: half a minute on two busy cores).
+        # The page answers at once; its instructions once the study has opened
+        # (--no-warm-up: each program compiles when first needed).
         page.wait_for_selector("#instructions", state="visible", timeout=180_000)
         assert "headphones" in page.locator("#instructions").text_content()
         # The study's size is on the page; its time is measured, and nobody has rated yet.

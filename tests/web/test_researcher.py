@@ -235,7 +235,7 @@ def researcher_url(server) -> str:
 
 @pytest.mark.slow
 def test_serve_prints_the_researcher_address_with_its_token(tmp_path):
-    with Server("--study", "--session", str(tmp_path / "study")) as server:
+    with Server("--study", "--no-warm-up", "--session", str(tmp_path / "study")) as server:
         url = researcher_url(server)
         assert url.startswith(f"{server.url}/researcher?token=")
         with urllib.request.urlopen(url, timeout=30) as page:
@@ -252,7 +252,7 @@ def test_serve_prints_the_researcher_address_with_its_token(tmp_path):
 @pytest.mark.skipif(why_not_available() is not None, reason=why_not_available() or "")
 def test_the_page_shows_each_participant_and_refreshes_by_itself(tmp_path):
     from playwright.sync_api import sync_playwright
-    with Server("--study", "--session", str(tmp_path / "study")) as server, \
+    with Server("--study", "--no-warm-up", "--session", str(tmp_path / "study")) as server, \
             sync_playwright() as playwright:
         browser = launch(playwright)
         page = browser.new_page()

@@ -12,16 +12,26 @@ from browser import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 
+import study_clients  # noqa: E402
 import study_load  # bench/ is no package: on sys.path above
 
 pytestmark = pytest.mark.slow
 KIT = REPO / "samples"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def quick_start():
+    """Servers open at once (``--no-warm-up``): what is checked here is what the
+    participants were told, not how quickly; each program compiles on first use."""
+    study_clients.SERVER_ARGS[:] = ["--no-warm-up"]
+    yield
+    study_clients.SERVER_ARGS.clear()
+
+
 @pytest.fixture(scope="module")
 def load(tmp_path_factory):
     folder = tmp_path_factory.mktemp("load") / "study"
-    rows, clients = study_load.run_load(folder, KIT, participants=4, seconds=30,
+    rows, clients = study_load.run_load(folder, KIT, participants=4, seconds=20,
                                         listen_seconds=0.5, ratings=4, evals=1)
     return {row["measure"]: row for row in rows}, clients, folder
 
