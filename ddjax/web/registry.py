@@ -25,6 +25,7 @@ import pathlib
 import re
 import secrets
 import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -54,6 +55,7 @@ PARTICIPANTS_DIR = "participants"
 DEFAULT_MAX_PARTICIPANTS = 16
 OPEN_WORKERS = 16  # participants opened at once after a restart
 ENDED = ("done", "error")  # a participant's phases that free their place
+IDLE_S = 600.0  # a participant not heard from for this long frees their place
 # What a study's server does before its page lets anyone join, in order (``progress``).
 STUDY_STEPS = ("compiling for many participants at once",)
 
@@ -121,6 +123,7 @@ class Desks:
         self.line = Line()
         self._known: list[str] = []
         self._reserved: set[str] = set()  # admitted, being opened
+        self._seen: dict[str, float] = {}  # each participant's last request (monotonic)
 
     @property
     def root(self) -> pathlib.Path:
@@ -154,9 +157,12 @@ class Desks:
             return [d for d in self._desks.values() if isinstance(d, Study)]
 
     def rating(self) -> list[str]:
-        """The participants admitted and not finished."""
+        """The participants rating now: not finished, and heard from (any request of
+        theirs) in the last ``IDLE_S``; one who left mid-study frees their place."""
+        now = time.monotonic()
         with self._lock:
-            desks = list(self._desks.items())
+            desks = [(sid, d) for sid, d in self._desks.items()
+                     if now - self._seen.get(sid, -IDLE_S) < IDLE_S]
         return [sid for sid, d in desks if isinstance(d, Study) and d.phase not in ENDED]
 
     def status(self) -> dict:
@@ -188,6 +194,7 @@ class Desks:
             raise HttpError(404, f"no session {sid!r}")
         with self._lock:
             if sid in self._desks:
+                self._seen[sid] = time.monotonic()
                 return self._desks[sid]
             if not self.config.study or not (self.root / sid / "study.json").is_file():
                 raise HttpError(404, f"no session {sid!r}")
@@ -240,6 +247,7 @@ class Desks:
         finally:
             with self._lock:
                 self._reserved.discard(sid)
+                self._seen[sid] = time.monotonic()
 
     def _open_once(self, sid: str) -> RatingDesk:
         """The participant ``sid``, opened (or created) by the first caller only."""

@@ -75,3 +75,41 @@ def test_two_newcomers_at_once_never_both_get_the_last_place():
         t.join()
     assert sum(r is None for r in results) == 1
     assert sorted(r.place for r in results if r is not None) == list(range(1, 8))
+
+
+def test_a_participant_who_left_mid_study_frees_their_place(tmp_path, monkeypatch):
+    """Places count the participants heard from in the last IDLE_S, not finished: one who
+    closed the page mid-study (or one opened after a restart who never came back) does
+    not hold a place for ever; a finished one never does."""
+    import types
+
+    from ddjax.web import registry
+
+    class Stub:  # a Study as the registry sees it: its phase
+        def __init__(self, phase):
+            self.phase = phase
+
+        def close(self):
+            pass
+
+    clock = Clock()
+    monkeypatch.setattr(registry, "Study", Stub)
+    monkeypatch.setattr(registry.time, "monotonic", clock)
+    kit = types.SimpleNamespace(kinds=[], notes=[])
+    desks = registry.Desks(registry.ServeConfig(None, tmp_path, study=True,
+                                                max_participants=2), kit)
+    try:
+        desks._desks = {"a": Stub("phase1"), "b": Stub("phase2"), "c": Stub("done"),
+                        "d": Stub("phase1")}
+        for sid in "abc":
+            desks.get(sid)  # a request from each; d was opened but never asked for
+        assert sorted(desks.rating()) == ["a", "b"]
+        assert not desks._take_place("e")  # full: a and b rate
+        clock.now = registry.IDLE_S / 2
+        desks.get("a")
+        clock.now = registry.IDLE_S + 1  # b has been silent for IDLE_S
+        assert desks.rating() == ["a"]
+        assert desks._take_place("e")
+        assert not desks._take_place("f")  # e's place is held while it opens
+    finally:
+        desks.close()
