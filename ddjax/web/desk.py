@@ -176,12 +176,10 @@ class Desk:
 
     def undo(self, key: str) -> None:
         """Takes back the rating of loop ``key``, which must be the last: its loop is the
-        current one again, and the loop that was current comes right after it. Refused in
-        a blind phase (a study), and where ``key`` is not the last rating, so an undo sent
-        twice (a double click, two tabs) takes back one rating, not two."""
+        current one again, and the loop that was current comes right after it. Refused
+        where ``key`` is not the last rating, so an undo sent twice (a double click, two
+        tabs) takes back one rating, not two."""
         with self._lock:
-            if self.blind:
-                raise Refused("a study's ratings are final")
             if not self.session.history:
                 raise Refused("nothing to undo: there is no rating yet")
             last = str(self.session.history[-1].loop_id)
