@@ -15,8 +15,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import study_clients  # noqa: E402
 import study_load  # bench/ is no package: on sys.path above
 
-# One worker runs them all: the module's load run (a server, 20 s) is set up once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("study_load")]
+pytestmark = pytest.mark.slow
 KIT = REPO / "samples"
 
 
